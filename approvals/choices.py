@@ -1,0 +1,49 @@
+from django.db import models
+
+
+class TicketKind(models.TextChoices):
+    VM_CREATE = "vm_create", "Create VM"
+    VM_MIGRATE = "vm_migrate", "Migrate VM"
+    ADMIN_ACCESS = "admin_access", "Temporary admin access"
+
+
+class TicketState(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class Role(models.TextChoices):
+    REQUESTER = "requester"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    PORTAL_ADMIN = "portal_admin"
+
+
+S = TicketState
+# The only moves a ticket can make. Everything else is refused by `transition`.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING: frozenset({S.APPROVED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
+    S.APPROVED: frozenset({S.RUNNING, S.CANCELLED, S.EXPIRED, S.FAILED}),
+    # running -> approved: a lease taken back from a worker that provably did
+    # not start the operation, so the ticket is queued again.
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.EXPIRED, S.APPROVED}),
+    S.SUCCEEDED: frozenset({S.REVOKED}),
+    S.FAILED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.REVOKED: frozenset(),
+}
+FINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)

@@ -1,0 +1,30 @@
+"""Queueing Celery tasks after the transaction that made them necessary
+commits. A broker that is down never undoes or blocks the change: the
+sweeper re-queues what was not delivered."""
+
+import logging
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def _send(task_name: str, *args) -> None:
+    from approvals import tasks
+
+    try:
+        getattr(tasks, task_name).delay(*args)
+    except Exception:  # the broker being down must not fail the request
+        logger.warning("could not queue %s%r; the sweeper will retry", task_name, args, exc_info=True)
+
+
+def enqueue_execution(ticket_id: int) -> None:
+    transaction.on_commit(lambda: _send("execute_ticket", ticket_id))
+
+
+def enqueue_revocation(ticket_id: int) -> None:
+    transaction.on_commit(lambda: _send("revoke_access", ticket_id))
+
+
+def enqueue_notification(ticket_id: int, event: str) -> None:
+    transaction.on_commit(lambda: _send("send_notification", ticket_id, event))

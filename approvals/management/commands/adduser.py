@@ -1,0 +1,39 @@
+import secrets
+import sys
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from approvals.choices import Role
+from approvals.roles import create_user
+from audit.writer import record
+
+
+class Command(BaseCommand):
+    help = "Create a user with one or more roles and print a generated password (or read one from stdin)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--role", action="append", required=True, choices=Role.values, dest="roles")
+        parser.add_argument("--email", default="")
+        parser.add_argument("--password-stdin", action="store_true")
+
+    def handle(self, *args, username, roles, email, password_stdin, **options):
+        if get_user_model().objects.filter(username=username).exists():
+            raise CommandError(f"User {username!r} already exists.")
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+            try:
+                validate_password(password)
+            except ValidationError as exc:
+                raise CommandError("Password refused: " + " ".join(exc.messages)) from exc
+        else:
+            password = secrets.token_urlsafe(15)
+        create_user(username=username, password=password, roles=roles, email=email)
+        record("config.user.created", actor_name="cli", object_type="auth.user", object_id=username,
+               details={"roles": roles})
+        self.stdout.write(f"Created {username} ({', '.join(roles)})")
+        if not password_stdin:
+            self.stdout.write(f"Password (shown once): {password}")

@@ -1,0 +1,158 @@
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models.fields.json import KeyTextTransform
+
+from approvals.choices import Decision, TicketKind, TicketState
+
+
+class Zone(models.Model):
+    """A security zone on one connector: the clusters, hosts and networks
+    labelled with it. Higher trust_level = more trusted."""
+
+    connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="zones")
+    name = models.SlugField(max_length=64)
+    trust_level = models.PositiveSmallIntegerField()
+    clusters = models.JSONField(default=list, blank=True)
+    hosts = models.JSONField(default=list, blank=True)
+    networks = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["connector", "-trust_level", "name"]
+        constraints = [models.UniqueConstraint(fields=["connector", "name"], name="zone_unique_name")]
+
+    def __str__(self):
+        return f"{self.name} ({self.trust_level})"
+
+
+class CatalogueTemplate(models.Model):
+    """A template VM that portal admins vetted for vm_create."""
+
+    connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="templates")
+    name = models.CharField(max_length=80)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["connector", "name"]
+        constraints = [models.UniqueConstraint(fields=["connector", "name"], name="template_unique_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class Policy(models.Model):
+    """How a kind of ticket is approved, optionally narrowed to a zone."""
+
+    kind = models.CharField(max_length=20, choices=TicketKind.choices)
+    zone = models.ForeignKey(Zone, null=True, blank=True, on_delete=models.PROTECT, related_name="policies")
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    approver_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
+    pending_ttl_minutes = models.PositiveIntegerField(default=7 * 24 * 60)
+    max_duration_minutes = models.PositiveIntegerField(default=8 * 60)
+    max_cpus = models.PositiveSmallIntegerField(default=16)
+    max_memory_mb = models.PositiveIntegerField(default=65536)
+    require_otp = models.BooleanField(default=False)
+    # vm_migrate only: [{"source": zone name, "target": zone name,
+    # "required_approvals": n}] — the cross-zone moves this policy allows.
+    allowed_zone_pairs = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["kind", "zone__name"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.UniqueConstraint(fields=["kind"], condition=models.Q(zone__isnull=True), name="policy_one_default"),
+            models.UniqueConstraint(fields=["kind", "zone"], name="policy_one_per_zone"),
+            models.CheckConstraint(condition=models.Q(required_approvals__gte=1), name="policy_needs_approval"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} ({self.zone.name if self.zone else 'any zone'})"
+
+
+class Ticket(models.Model):
+    kind = models.CharField(max_length=20, choices=TicketKind.choices)
+    state = models.CharField(max_length=20, choices=TicketState.choices, default=TicketState.PENDING)
+    connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="tickets")
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets")
+    justification = models.TextField()
+    params = models.JSONField()
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64)
+    # Copied from the policy at submission so later policy edits move nothing.
+    required_approvals = models.PositiveSmallIntegerField()
+    approver_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
+    require_otp = models.BooleanField(default=False)
+    zone = models.CharField(max_length=64, blank=True)
+    pending_expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Execution
+    operation_uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    hypervisor_task_id = models.CharField(max_length=100, blank=True)
+    progress = models.CharField(max_length=200, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["state", "created_at"]),
+            models.Index(fields=["requester", "created_at"]),
+            models.Index(fields=["state", "access_expires_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state__in=TicketState.values), name="ticket_state_valid"),
+            models.CheckConstraint(condition=models.Q(kind__in=TicketKind.values), name="ticket_kind_valid"),
+            models.CheckConstraint(condition=~models.Q(justification=""), name="ticket_justified"),
+            models.CheckConstraint(condition=models.Q(required_approvals__gte=1), name="ticket_needs_approval"),
+            # Two open tickets may not create the same VM name on one connector.
+            models.UniqueConstraint(
+                KeyTextTransform("name", "params"),
+                models.F("connector"),
+                condition=models.Q(
+                    kind=TicketKind.VM_CREATE,
+                    state__in=[TicketState.PENDING, TicketState.APPROVED, TicketState.RUNNING],
+                ),
+                name="ticket_open_vm_name_unique",
+            ),
+        ]
+
+    def __str__(self):
+        return self.ref
+
+    @property
+    def ref(self) -> str:
+        return f"CHG-{self.pk:06d}" if self.pk else "CHG-new"
+
+
+class Approval(models.Model):
+    """One person's decision on one ticket, bound to the content they saw."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["ticket", "approver"], name="approval_once_per_person"),
+            models.CheckConstraint(
+                condition=~models.Q(decision=Decision.REJECT) | ~models.Q(comment=""), name="rejection_has_comment"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.approver} {self.decision} {self.ticket}"

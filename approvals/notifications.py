@@ -1,0 +1,43 @@
+"""E-mail to the people a ticket concerns. Sent by a Celery task after commit;
+a failed send is logged and never touches the ticket."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+
+from approvals.models import Ticket
+
+SUBJECTS = {
+    "awaiting_approval": "{ref} awaits your approval",
+    "approved": "{ref} was approved",
+    "rejected": "{ref} was rejected",
+    "succeeded": "{ref} is done",
+    "failed": "{ref} failed",
+    "expired": "{ref} expired",
+    "revoked": "{ref}: access ended",
+}
+
+
+def recipients(ticket: Ticket, event: str) -> list[str]:
+    if event == "awaiting_approval":
+        users = get_user_model().objects.filter(groups=ticket.approver_group, is_active=True).exclude(
+            pk=ticket.requester_id
+        )
+        return sorted({u.email for u in users if u.email})
+    return [ticket.requester.email] if ticket.requester.email else []
+
+
+def notify(ticket_id: int, event: str) -> int:
+    ticket = Ticket.objects.select_related("requester", "approver_group").get(pk=ticket_id)
+    to = recipients(ticket, event)
+    if not to:
+        return 0
+    subject = SUBJECTS[event].format(ref=ticket.ref)
+    body = (
+        f"{subject}.\n\n"
+        f"Kind: {ticket.get_kind_display()}\nRequested by: {ticket.requester.get_username()}\n"
+        f"Justification: {ticket.justification}\nState: {ticket.state}\n"
+        + (f"Error: {ticket.error}\n" if ticket.error else "")
+        + f"\n{settings.PORTAL_URL.rstrip('/')}/tickets/{ticket.pk}/\n"
+    )
+    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, to)

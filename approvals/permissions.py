@@ -1,0 +1,56 @@
+"""Who may do what, in one place. Roles are Django groups; a superuser gets
+no approval rights from being a superuser."""
+
+from approvals.choices import Role
+
+
+def role_names(user) -> frozenset[str]:
+    if not user or not user.is_authenticated:
+        return frozenset()
+    cached = getattr(user, "_twokey_roles", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("name", flat=True))
+        user._twokey_roles = cached
+    return cached
+
+
+def has_role(user, role: str) -> bool:
+    return role in role_names(user)
+
+
+def can_file_tickets(user) -> bool:
+    return has_role(user, Role.REQUESTER)
+
+
+def sees_all_tickets(user) -> bool:
+    return has_role(user, Role.APPROVER) or has_role(user, Role.AUDITOR)
+
+
+def can_see_ticket(user, ticket) -> bool:
+    return sees_all_tickets(user) or ticket.requester_id == user.pk
+
+
+def can_decide(user, ticket) -> bool:
+    """Approve or reject: a member of the ticket's approver group who did not
+    request it. No exception for superusers."""
+    return ticket.requester_id != user.pk and ticket.approver_group.name in role_names(user)
+
+
+def can_cancel(user, ticket) -> bool:
+    return ticket.requester_id == user.pk
+
+
+def can_revoke(user, ticket) -> bool:
+    return ticket.requester_id == user.pk or has_role(user, Role.APPROVER)
+
+
+def can_manage_configuration(user) -> bool:
+    return has_role(user, Role.PORTAL_ADMIN)
+
+
+def can_read_audit(user) -> bool:
+    return has_role(user, Role.AUDITOR) or has_role(user, Role.APPROVER)
+
+
+def can_read_configuration(user) -> bool:
+    return bool(role_names(user))

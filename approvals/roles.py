@@ -1,0 +1,39 @@
+"""The role groups and the Django permissions each carries (for the admin)."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+
+from approvals.choices import Role
+
+ADMIN_MODELS = {
+    "connectors": ["connector"],
+    "approvals": ["zone", "policy", "cataloguetemplate"],
+    "auth": ["user", "group"],
+}
+
+
+def ensure_roles() -> dict[str, Group]:
+    """Create the groups if missing and give portal admins their model
+    permissions. Idempotent."""
+    groups = {role.value: Group.objects.get_or_create(name=role.value)[0] for role in Role}
+    admin_perms = Permission.objects.filter(
+        content_type__app_label__in=ADMIN_MODELS,
+        codename__regex=r"^(view|add|change)_",
+    )
+    wanted = [p for p in admin_perms if p.content_type.model in ADMIN_MODELS[p.content_type.app_label]]
+    groups[Role.PORTAL_ADMIN].permissions.set(wanted)
+    auditor_perms = Permission.objects.filter(codename__startswith="view_", content_type__app_label__in=["approvals", "audit"])
+    groups[Role.AUDITOR].permissions.set(auditor_perms)
+    return groups
+
+
+def create_user(*, username: str, password: str, roles: list[str], email: str = ""):
+    groups = ensure_roles()
+    unknown = [r for r in roles if r not in groups]
+    if unknown:
+        raise ValueError(f"unknown role(s): {', '.join(unknown)}; choose from {', '.join(groups)}")
+    user = get_user_model().objects.create_user(
+        username=username, password=password, email=email, is_staff=Role.PORTAL_ADMIN in roles
+    )
+    user.groups.set([groups[r] for r in roles])
+    return user

@@ -1,0 +1,330 @@
+"""Carrying out approved tickets on the hypervisor: claim, re-check, act,
+record. Only the worker runs this; it alone decrypts connector credentials."""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from approvals.choices import Decision, TicketKind, TicketState
+from approvals.dispatch import enqueue_execution, enqueue_notification
+from approvals.errors import InventoryUnavailable, StateConflict
+from approvals.inventory import InventoryIndex
+from approvals.models import Ticket
+from approvals.services.tickets import ticket_content_hash
+from approvals.services.transitions import transition
+from approvals.validation import check_submission
+from audit.writer import record
+from connectors.base import ConnectorError, OperationResult, TransientConnectorError
+from connectors.registry import connector_for
+
+logger = logging.getLogger(__name__)
+
+# What the worker was doing, stored before each step so that the sweeper can
+# tell, after a crash, whether the hypervisor may have been called.
+PHASE_CHECKING = "re-checking"
+PHASE_CALLING = "calling the hypervisor"
+PHASE_DONE = "done"
+
+
+def backend_for(ticket: Ticket):
+    return connector_for(ticket.connector.kind, ticket.connector.connection_config())
+
+
+def _lease_until():
+    return timezone.now() + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS)
+
+
+def recheck(ticket: Ticket) -> str | None:
+    """Why the ticket must not run now, in words, or None. Reads the live
+    inventory; raises TransientConnectorError when it cannot."""
+    if ticket_content_hash(ticket) != ticket.content_hash:
+        return "The ticket's content no longer matches what was approved."
+    approvers = {
+        a.approver_id
+        for a in ticket.approvals.select_related("approver")
+        if a.decision == Decision.APPROVE
+        and a.content_hash == ticket.content_hash
+        and a.approver_id != ticket.requester_id
+        and a.approver.is_active
+        and a.approver.groups.filter(pk=ticket.approver_group_id).exists()
+    }
+    if ticket.approvals.filter(decision=Decision.REJECT).exists():
+        return "The ticket carries a rejection."
+    if len(approvers) < ticket.required_approvals:
+        return (
+            f"Only {len(approvers)} of {ticket.required_approvals} approvals are still valid "
+            "(an approver left the approver group or was deactivated)."
+        )
+    if ticket.not_after and timezone.now() >= ticket.not_after:
+        return "The change window closed before the work could start."
+    try:
+        index = InventoryIndex.for_connector(ticket.connector, refresh=True)
+    except InventoryUnavailable as exc:
+        raise TransientConnectorError(str(exc)) from exc
+    params = {k: v for k, v in ticket.params.items() if k not in ("source_host", "entity_type")}
+    try:
+        checked = check_submission(kind=ticket.kind, connector=ticket.connector, params=params, index=index, recheck=True)
+    except Exception as exc:  # ValidationError: the world changed since approval
+        messages = getattr(exc, "message_dict", None) or {"": [str(exc)]}
+        return "Re-check against the live inventory failed: " + "; ".join(
+            f"{field}: {' '.join(map(str, errs))}" if not isinstance(errs, dict) else f"{field}: {errs}"
+            for field, errs in messages.items()
+        )
+    if checked.required_approvals > ticket.required_approvals:
+        return (
+            f"The zone rules now require {checked.required_approvals} approvals; "
+            f"the ticket has {ticket.required_approvals}."
+        )
+    return None
+
+
+def operation_done(ticket: Ticket, backend) -> bool:
+    """Whether the hypervisor already shows the ticket's effect."""
+    params = ticket.params
+    if ticket.kind == TicketKind.VM_CREATE:
+        return backend.find_vm_by_uuid(str(ticket.operation_uuid)) is not None
+    if ticket.kind == TicketKind.VM_MIGRATE:
+        vm = next((v for v in backend.inventory().vms if v.name == params["vm"]), None)
+        return (
+            vm is not None
+            and vm.host == params["target_host"]
+            and (not params.get("target_datastore") or params["target_datastore"] in vm.datastores)
+        )
+    return any(
+        p.principal == params["principal"] and p.role == params["role"]
+        for p in backend.permissions(params["entity"])
+    )
+
+
+def perform(ticket: Ticket, backend, on_task) -> OperationResult:
+    params = ticket.params
+    if ticket.kind == TicketKind.VM_CREATE:
+        return backend.clone_vm(
+            template=params["template"],
+            name=params["name"],
+            datastore=params["datastore"],
+            network=params["network"],
+            cpus=params["cpus"],
+            memory_mb=params["memory_mb"],
+            instance_uuid=str(ticket.operation_uuid),
+            host=params.get("host"),
+            cluster=params.get("cluster"),
+            on_task=on_task,
+        )
+    if ticket.kind == TicketKind.VM_MIGRATE:
+        return backend.relocate_vm(
+            vm=params["vm"], host=params["target_host"], datastore=params.get("target_datastore"), on_task=on_task
+        )
+    return backend.add_permission(
+        principal=params["principal"], role=params["role"], entity=params["entity"], on_task=on_task
+    )
+
+
+def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str) -> None:
+    now = timezone.now()
+    fields = {
+        "finished_at": now,
+        "progress": PHASE_DONE,
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "result": {
+            "summary": result.result if result else "confirmed on the hypervisor",
+            "already_done": result.already_done if result else True,
+            "object_id": result.object_id if result else None,
+        },
+    }
+    if result and result.task_id:
+        fields["hypervisor_task_id"] = result.task_id
+    if ticket.kind == TicketKind.ADMIN_ACCESS:
+        fields["access_expires_at"] = now + timedelta(
+            seconds=ticket.params["duration_minutes"] * settings.ACCESS_MINUTE_SECONDS
+        )
+    with transaction.atomic():
+        transition(ticket, TicketState.SUCCEEDED, expect=TicketState.RUNNING, actor_name=actor_name,
+                   details={"result": fields["result"], "hypervisor_task_id": fields.get("hypervisor_task_id", "")},
+                   **fields)
+        enqueue_notification(ticket.pk, "succeeded")
+
+
+def _fail(ticket: Ticket, reason: str, *, actor_name: str) -> None:
+    with transaction.atomic():
+        transition(
+            ticket,
+            TicketState.FAILED,
+            expect=TicketState.RUNNING,
+            actor_name=actor_name,
+            details={"error": reason},
+            error=reason,
+            finished_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        enqueue_notification(ticket.pk, "failed")
+
+
+def _still_ours(ticket: Ticket, worker: str, **fields) -> bool:
+    """Update fields on a ticket this worker still holds; False when the lease
+    was taken back (then the worker must stop without acting)."""
+    return bool(
+        Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING, lease_owner=worker).update(
+            updated_at=timezone.now(), **fields
+        )
+    )
+
+
+def ticket_execute(*, ticket_id: int, worker: str) -> str:
+    """Run an approved ticket once. A duplicate delivery, or a second worker,
+    finds nothing to claim and returns without acting."""
+    ticket = Ticket.objects.select_related("connector", "approver_group").get(pk=ticket_id)
+    if ticket.state != TicketState.APPROVED:
+        return f"nothing to do: {ticket.state}"
+    now = timezone.now()
+    if ticket.not_after and now >= ticket.not_after:
+        try:
+            transition(ticket, TicketState.EXPIRED, actor_name=worker, details={"reason": "change window closed"})
+        except StateConflict:
+            pass
+        return "expired"
+    if ticket.not_before and now < ticket.not_before:
+        # The sweeper queues it again once the window opens; no worker waits.
+        return "waiting for the change window"
+    try:
+        transition(
+            ticket,
+            TicketState.RUNNING,
+            actor_name=worker,
+            details={"worker": worker, "attempt": ticket.attempts + 1},
+            lease_owner=worker,
+            lease_expires_at=_lease_until(),
+            started_at=now,
+            progress=PHASE_CHECKING,
+            attempts=ticket.attempts + 1,
+            error="",
+        )
+    except StateConflict:
+        return "claimed elsewhere"
+
+    def on_task(task_id: str) -> None:
+        _still_ours(ticket, worker, hypervisor_task_id=task_id)
+        record("hypervisor.task_started", actor_name=worker, ticket=ticket, obj=ticket, details={"task_id": task_id})
+
+    tries = settings.EXECUTION_MAX_ATTEMPTS
+    for attempt in range(1, tries + 1):
+        try:
+            backend = backend_for(ticket)
+            if operation_done(ticket, backend):
+                _succeed(ticket, None, actor_name=worker)
+                return "already done"
+            problem = recheck(ticket)
+            if problem:
+                _fail(ticket, problem, actor_name=worker)
+                return "re-check failed"
+            if not _still_ours(ticket, worker, progress=PHASE_CALLING, lease_expires_at=_lease_until()):
+                return "lease lost"
+            result = perform(ticket, backend, on_task)
+        except TransientConnectorError as exc:
+            record(
+                "hypervisor.retry",
+                actor_name=worker,
+                ticket=ticket,
+                obj=ticket,
+                details={"attempt": attempt, "of": tries, "error": str(exc)},
+            )
+            if attempt == tries:
+                _fail(ticket, f"The hypervisor could not be reached after {tries} tries: {exc}", actor_name=worker)
+                return "failed"
+            if not _still_ours(ticket, worker, progress=PHASE_CHECKING, lease_expires_at=_lease_until()):
+                return "lease lost"
+            time.sleep(settings.EXECUTION_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+            continue
+        except ConnectorError as exc:
+            _fail(ticket, f"The hypervisor refused: {exc}", actor_name=worker)
+            return "failed"
+        record(
+            "hypervisor.operation",
+            actor_name=worker,
+            ticket=ticket,
+            obj=ticket,
+            details={"task_id": result.task_id, "result": result.result, "already_done": result.already_done},
+        )
+        _succeed(ticket, result, actor_name=worker)
+        return "succeeded"
+    return "failed"
+
+
+def reconcile_expired_lease(ticket: Ticket, *, actor_name: str = "sweeper") -> str:
+    """A running ticket whose worker stopped renewing its lease: find out from
+    the hypervisor what happened. Done -> succeeded; the worker provably never
+    called the hypervisor -> queued again; otherwise failed, needing an
+    operator. Never a blind re-run."""
+    try:
+        backend = backend_for(ticket)
+        if operation_done(ticket, backend):
+            _succeed(ticket, None, actor_name=actor_name)
+            return "succeeded"
+        if ticket.hypervisor_task_id:
+            state, error = backend.task_state(ticket.hypervisor_task_id)
+            if state in ("queued", "running"):
+                Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING).update(lease_expires_at=_lease_until())
+                return "still running on the hypervisor"
+            if state == "error":
+                _fail(ticket, f"The hypervisor task {ticket.hypervisor_task_id} failed: {error}", actor_name=actor_name)
+                return "failed"
+    except TransientConnectorError:
+        return "hypervisor unreachable; will look again"
+    except ConnectorError:
+        pass
+    if ticket.progress == PHASE_CHECKING:
+        with transaction.atomic():
+            transition(
+                ticket,
+                TicketState.APPROVED,
+                expect=TicketState.RUNNING,
+                actor_name=actor_name,
+                details={"reason": "worker stopped before calling the hypervisor; queued again"},
+                lease_owner="",
+                lease_expires_at=None,
+                queued_at=timezone.now(),
+            )
+            enqueue_execution(ticket.pk)
+        return "queued again"
+    _fail(
+        ticket,
+        "Needs an operator: the worker stopped while calling the hypervisor and the outcome cannot be "
+        "confirmed; the change is not there now. Check the hypervisor, then file a new ticket if needed.",
+        actor_name=actor_name,
+    )
+    return "failed"
+
+
+def access_expire(*, ticket_id: int, actor_name: str) -> str:
+    """Remove a granted permission whose time is up (or was revoked) and end
+    the ticket revoked."""
+    ticket = Ticket.objects.select_related("connector").get(pk=ticket_id)
+    if ticket.kind != TicketKind.ADMIN_ACCESS or ticket.state != TicketState.SUCCEEDED:
+        return f"nothing to do: {ticket.state}"
+    if ticket.access_expires_at and ticket.access_expires_at > timezone.now():
+        return "not yet"
+    params = ticket.params
+    try:
+        result = backend_for(ticket).remove_permission(principal=params["principal"], entity=params["entity"])
+    except ConnectorError as exc:
+        record("hypervisor.revoke_failed", actor_name=actor_name, ticket=ticket, obj=ticket, details={"error": str(exc)})
+        return "will retry"  # the sweeper tries again on its next run
+    record(
+        "hypervisor.operation",
+        actor_name=actor_name,
+        ticket=ticket,
+        obj=ticket,
+        details={"operation": "remove_permission", "task_id": result.task_id, "result": result.result},
+    )
+    try:
+        transition(ticket, TicketState.REVOKED, actor_name=actor_name, details={"result": result.result})
+    except StateConflict:
+        return "already revoked"
+    enqueue_notification(ticket.pk, "revoked")
+    return "revoked"

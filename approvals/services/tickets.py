@@ -1,0 +1,213 @@
+"""Filing and deciding tickets. Every function checks, writes, audits and
+enqueues inside one transaction."""
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from approvals import permissions
+from approvals.choices import Decision, TicketKind, TicketState
+from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
+from approvals.errors import StateConflict
+from approvals.inventory import InventoryIndex
+from approvals.models import Approval, Ticket
+from approvals.services.transitions import transition
+from approvals.validation import check_submission, check_window
+from audit.writer import record
+
+
+def content_hash(*, kind: str, connector_id: int, params: dict, not_before, not_after) -> str:
+    """What an approval binds to: the ticket's kind, connector, parameters and window."""
+    body = {
+        "kind": kind,
+        "connector": connector_id,
+        "params": params,
+        "not_before": not_before.isoformat() if not_before else None,
+        "not_after": not_after.isoformat() if not_after else None,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def ticket_content_hash(ticket: Ticket) -> str:
+    return content_hash(
+        kind=ticket.kind,
+        connector_id=ticket.connector_id,
+        params=ticket.params,
+        not_before=ticket.not_before,
+        not_after=ticket.not_after,
+    )
+
+
+def ticket_submit(
+    *,
+    requester,
+    kind: str,
+    connector,
+    justification: str,
+    params: dict,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    index: InventoryIndex | None = None,
+) -> Ticket:
+    """File a ticket after checking it against the live (cached) inventory,
+    zones and policy. Raises ValidationError with field errors; stores nothing
+    then."""
+    if not permissions.can_file_tickets(requester):
+        raise PermissionDenied("Only requesters file tickets.")
+    justification = (justification or "").strip()
+    if not justification:
+        raise ValidationError({"justification": ["Say why this change is needed."]})
+    now = timezone.now()
+    check_window(not_before, not_after, now)
+    checked = check_submission(
+        kind=kind,
+        connector=connector,
+        params=params,
+        index=index or InventoryIndex.for_connector(connector),
+    )
+    policy = checked.policy
+    try:
+        with transaction.atomic():
+            ticket = Ticket.objects.create(
+                kind=kind,
+                connector=connector,
+                requester=requester,
+                justification=justification,
+                params=checked.params,
+                not_before=not_before,
+                not_after=not_after,
+                content_hash=content_hash(
+                    kind=kind,
+                    connector_id=connector.pk,
+                    params=checked.params,
+                    not_before=not_before,
+                    not_after=not_after,
+                ),
+                required_approvals=checked.required_approvals,
+                approver_group=policy.approver_group,
+                require_otp=policy.require_otp,
+                zone=checked.zone.label,
+                pending_expires_at=now + timedelta(minutes=policy.pending_ttl_minutes),
+            )
+            record(
+                "ticket.submitted",
+                actor=requester,
+                ticket=ticket,
+                obj=ticket,
+                details={
+                    "ref": ticket.ref,
+                    "kind": kind,
+                    "connector": connector.name,
+                    "params": checked.params,
+                    "justification": justification,
+                    "required_approvals": ticket.required_approvals,
+                    "approver_group": policy.approver_group.name,
+                    "policy_id": policy.pk,
+                    "zone": ticket.zone,
+                },
+            )
+            enqueue_notification(ticket.pk, "awaiting_approval")
+    except IntegrityError as exc:
+        # The partial unique index on open vm_create names caught a race.
+        raise ValidationError({"params": {"name": ["An open ticket already creates a VM with this name."]}}) from exc
+    return ticket
+
+
+def _locked_ticket(ticket_id: int) -> Ticket:
+    return Ticket.objects.select_for_update().select_related("approver_group").get(pk=ticket_id)
+
+
+def _check_decider(ticket: Ticket, user) -> None:
+    if ticket.requester_id == user.pk:
+        raise PermissionDenied("You cannot decide on a ticket you requested.")
+    if not permissions.can_decide(user, ticket):
+        raise PermissionDenied(f"Only members of {ticket.approver_group.name} decide on {ticket.ref}.")
+    if ticket.state != TicketState.PENDING:
+        raise StateConflict(f"{ticket.ref} is {ticket.state}; it no longer takes decisions.")
+    if ticket.approvals.filter(approver=user).exists():
+        raise StateConflict(f"You already decided on {ticket.ref}.")
+
+
+def ticket_approve(*, ticket_id: int, approver, comment: str = "") -> Ticket:
+    """Record one approval; the approval that reaches the required count moves
+    the ticket to approved and queues its execution, exactly once (the row
+    lock serialises approvers acting at the same moment)."""
+    with transaction.atomic():
+        ticket = _locked_ticket(ticket_id)
+        _check_decider(ticket, approver)
+        Approval.objects.create(
+            ticket=ticket,
+            approver=approver,
+            decision=Decision.APPROVE,
+            comment=comment.strip(),
+            content_hash=ticket.content_hash,
+        )
+        given = ticket.approvals.filter(decision=Decision.APPROVE, content_hash=ticket.content_hash).count()
+        record(
+            "ticket.approval",
+            actor=approver,
+            ticket=ticket,
+            obj=ticket,
+            details={"comment": comment.strip(), "given": given, "required": ticket.required_approvals},
+        )
+        if given >= ticket.required_approvals:
+            transition(ticket, TicketState.APPROVED, actor=approver, queued_at=timezone.now())
+            enqueue_execution(ticket.pk)
+            enqueue_notification(ticket.pk, "approved")
+    return ticket
+
+
+def ticket_reject(*, ticket_id: int, approver, comment: str) -> Ticket:
+    """Any single rejection ends the ticket; it needs a comment."""
+    comment = (comment or "").strip()
+    if not comment:
+        raise ValidationError({"comment": ["Say why you reject this ticket."]})
+    with transaction.atomic():
+        ticket = _locked_ticket(ticket_id)
+        _check_decider(ticket, approver)
+        Approval.objects.create(
+            ticket=ticket,
+            approver=approver,
+            decision=Decision.REJECT,
+            comment=comment,
+            content_hash=ticket.content_hash,
+        )
+        transition(ticket, TicketState.REJECTED, actor=approver, details={"comment": comment})
+        enqueue_notification(ticket.pk, "rejected")
+    return ticket
+
+
+def ticket_cancel(*, ticket_id: int, user) -> Ticket:
+    """The requester withdraws a ticket that has not started."""
+    with transaction.atomic():
+        ticket = _locked_ticket(ticket_id)
+        if not permissions.can_cancel(user, ticket):
+            raise PermissionDenied("Only the requester cancels a ticket.")
+        if ticket.state not in (TicketState.PENDING, TicketState.APPROVED):
+            raise StateConflict(f"{ticket.ref} is {ticket.state}; only pending or approved tickets are cancelled.")
+        transition(ticket, TicketState.CANCELLED, actor=user)
+    return ticket
+
+
+def access_revoke(*, ticket_id: int, user) -> Ticket:
+    """Ask for active access to end now. The worker removes the permission and
+    the ticket ends revoked."""
+    with transaction.atomic():
+        ticket = _locked_ticket(ticket_id)
+        if ticket.kind != TicketKind.ADMIN_ACCESS:
+            raise StateConflict(f"{ticket.ref} is not an access ticket.")
+        if not permissions.can_revoke(user, ticket):
+            raise PermissionDenied("Only approvers or the requester revoke access.")
+        if ticket.state != TicketState.SUCCEEDED:
+            raise StateConflict(f"{ticket.ref} is {ticket.state}; only active access is revoked.")
+        record("ticket.revoke_requested", actor=user, ticket=ticket, obj=ticket)
+        now = timezone.now()
+        if ticket.access_expires_at is None or ticket.access_expires_at > now:
+            Ticket.objects.filter(pk=ticket.pk).update(access_expires_at=now)
+            ticket.access_expires_at = now
+        enqueue_revocation(ticket.pk)
+    return ticket

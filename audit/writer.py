@@ -1,0 +1,127 @@
+"""The one audit writer. Every service that changes something calls `record`
+inside its own transaction, passing the actor explicitly."""
+
+import hashlib
+import hmac
+import json
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditEntry, ChainHead
+
+# Keys that must never reach the log, wherever they appear in details.
+SECRET_KEYS = frozenset({"password", "password_encrypted", "token", "key", "secret", "otp", "api_token"})
+
+
+def scrub(value: Any) -> Any:
+    """`value` with any secret-looking field replaced."""
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if k.lower() in SECRET_KEYS else scrub(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    return value
+
+
+def canonical(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def entry_fields(
+    *,
+    seq: int,
+    created_at: datetime,
+    actor_id: int | None,
+    actor_name: str,
+    action: str,
+    ticket_id: int | None,
+    object_type: str,
+    object_id: str,
+    source_ip: str | None,
+    details: dict,
+    prev_hash: str,
+) -> dict[str, Any]:
+    """What the hash covers: every field but the hash itself."""
+    return {
+        "seq": seq,
+        "created_at": created_at.isoformat(),
+        "actor_id": actor_id,
+        "actor_name": actor_name,
+        "action": action,
+        "ticket_id": ticket_id,
+        "object_type": object_type,
+        "object_id": object_id,
+        "source_ip": source_ip,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+
+
+def entry_hash(fields: dict[str, Any]) -> str:
+    return hmac.new(settings.AUDIT_HMAC_KEY.encode(), canonical(fields), hashlib.sha256).hexdigest()
+
+
+def _locked_head() -> ChainHead:
+    """The chain head, locked until the transaction ends: appends serialise
+    here, and each costs the same whatever the table's size."""
+    try:
+        return ChainHead.objects.select_for_update().get(id=1)
+    except ChainHead.DoesNotExist:
+        ChainHead.objects.bulk_create([ChainHead(id=1)], ignore_conflicts=True)
+        return ChainHead.objects.select_for_update().get(id=1)
+
+
+def record(
+    action: str,
+    *,
+    actor=None,
+    actor_name: str = "",
+    ticket=None,
+    obj=None,
+    object_type: str = "",
+    object_id: str = "",
+    source_ip: str | None = None,
+    details: dict | None = None,
+) -> AuditEntry:
+    """Append one entry to the chain. `actor` is a user or None for the system
+    (then `actor_name` says which part of it, e.g. "worker")."""
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = object_id or str(obj.pk)
+    details = json.loads(canonical(scrub(details or {})))
+    with transaction.atomic():
+        head = _locked_head()
+        now = timezone.now()
+        fields = entry_fields(
+            seq=head.seq + 1,
+            created_at=now,
+            actor_id=actor.pk if actor is not None else None,
+            actor_name=actor.get_username() if actor is not None else (actor_name or "system"),
+            action=action,
+            ticket_id=ticket.pk if ticket is not None else None,
+            object_type=object_type,
+            object_id=str(object_id),
+            source_ip=source_ip,
+            details=details,
+            prev_hash=head.hash,
+        )
+        digest = entry_hash(fields)
+        entry = AuditEntry.objects.create(
+            seq=fields["seq"],
+            created_at=now,
+            actor=actor,
+            actor_name=fields["actor_name"],
+            action=action,
+            ticket=ticket,
+            object_type=object_type,
+            object_id=fields["object_id"],
+            source_ip=source_ip,
+            details=details,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+        ChainHead.objects.filter(id=1).update(seq=fields["seq"], hash=digest)
+    return entry

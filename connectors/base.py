@@ -1,0 +1,187 @@
+"""The interface every hypervisor backend implements.
+
+Backends take and return plain frozen dataclasses, never ORM objects, and
+raise only the errors defined here, so the approvals app can map them to
+ticket outcomes in one place.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+
+class ConnectorError(Exception):
+    """Anything the hypervisor or the connection to it got wrong."""
+
+
+class TransientConnectorError(ConnectorError):
+    """Worth retrying: timeouts, connection refused, a session that dropped."""
+
+
+class AuthenticationFailed(ConnectorError):
+    """The hypervisor refused the credentials."""
+
+
+class ObjectNotFound(ConnectorError):
+    """A named object does not exist in the inventory."""
+
+    def __init__(self, kind: str, name: str):
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} {name!r} not found")
+
+
+class OperationRejected(ConnectorError):
+    """The hypervisor refused the operation; its message is kept."""
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    url: str
+    username: str
+    password: str = field(repr=False)
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class Cluster:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Host:
+    id: str
+    name: str
+    cluster: str | None  # cluster name, None for a standalone host
+
+
+@dataclass(frozen=True)
+class Datastore:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class VirtualMachine:
+    id: str
+    name: str
+    host: str | None
+    datastores: tuple[str, ...]
+    power_state: str
+    instance_uuid: str
+    is_template: bool = False
+
+
+@dataclass(frozen=True)
+class Role:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Permission:
+    principal: str
+    role: str
+    entity: str  # entity name
+    entity_id: str  # managed object id
+    propagate: bool = True
+    is_group: bool = False
+
+
+@dataclass(frozen=True)
+class Inventory:
+    clusters: tuple[Cluster, ...] = ()
+    hosts: tuple[Host, ...] = ()
+    datastores: tuple[Datastore, ...] = ()
+    networks: tuple[Network, ...] = ()
+    folders: tuple[Folder, ...] = ()
+    vms: tuple[VirtualMachine, ...] = ()
+    roles: tuple[Role, ...] = ()
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """What an operation did: the hypervisor task (None when nothing had to be
+    done because the desired state already held) and a short result in words."""
+
+    task_id: str | None
+    result: str
+    already_done: bool = False
+    object_id: str | None = None
+
+
+class Connector(abc.ABC):
+    """One hypervisor. Objects are named as the inventory shows them: by name or
+    by managed object id."""
+
+    def __init__(self, config: ConnectionConfig):
+        self.config = config
+
+    @abc.abstractmethod
+    def check_login(self) -> None:
+        """Log in (or reuse the session); raise AuthenticationFailed or
+        TransientConnectorError."""
+
+    @abc.abstractmethod
+    def inventory(self) -> Inventory:
+        """Clusters, hosts, datastores, networks, folders, VMs (templates
+        included, flagged) and roles."""
+
+    @abc.abstractmethod
+    def find_vm_by_uuid(self, instance_uuid: str) -> VirtualMachine | None:
+        """The VM with this instance uuid, or None."""
+
+    @abc.abstractmethod
+    def clone_vm(
+        self,
+        *,
+        template: str,
+        name: str,
+        datastore: str,
+        network: str,
+        cpus: int,
+        memory_mb: int,
+        instance_uuid: str,
+        host: str | None = None,
+        cluster: str | None = None,
+    ) -> OperationResult:
+        """Clone `template` into a new VM. Idempotent on `instance_uuid`: a VM
+        that already carries it counts as done."""
+
+    @abc.abstractmethod
+    def relocate_vm(
+        self, *, vm: str, host: str, datastore: str | None = None
+    ) -> OperationResult:
+        """Move `vm` to `host` (and `datastore`). Already there counts as done."""
+
+    @abc.abstractmethod
+    def permissions(self, entity: str | None = None) -> tuple[Permission, ...]:
+        """Permissions set on `entity`, or every permission when None."""
+
+    @abc.abstractmethod
+    def add_permission(
+        self, *, principal: str, role: str, entity: str, propagate: bool = True
+    ) -> OperationResult:
+        """Give `principal` `role` on `entity`. Already granted counts as done."""
+
+    @abc.abstractmethod
+    def remove_permission(self, *, principal: str, entity: str) -> OperationResult:
+        """Take `principal`'s permission on `entity` away. Already absent counts
+        as done."""
+
+    def close(self) -> None:
+        """Log out; the default does nothing."""

@@ -1,0 +1,86 @@
+"""Keys the portal needs: from the environment, or for local runs from 0600
+files in the data folder, generated on first start.
+
+With DEBUG off a missing or weak key stops the portal with a message that
+says what to set; there is never a literal key in the repository.
+"""
+
+import base64
+import binascii
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _generate_secret_key() -> str:
+    return secrets.token_urlsafe(50)
+
+
+def _generate_fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+GENERATORS = {
+    "SECRET_KEY": _generate_secret_key,
+    "CREDENTIALS_KEY": _generate_fernet_key,
+    "AUDIT_HMAC_KEY": _generate_secret_key,
+}
+
+
+def load_key(name: str, *, data_dir: Path, generate_locally: bool) -> str:
+    """The key from the environment, else from DATA_DIR/<name>.key, generating
+    that file (mode 0600) first when local generation is allowed."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    path = data_dir / f"{name.lower()}.key"
+    if path.exists():
+        return path.read_text().strip()
+    if not generate_locally:
+        return ""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = GENERATORS[name]()
+    # O_EXCL: two processes starting at once must not write two different keys.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def weakness(name: str, value: str) -> str | None:
+    """Why `value` is not good enough for `name`, or None."""
+    if not value:
+        return "is not set"
+    if name == "CREDENTIALS_KEY":
+        try:
+            raw = base64.urlsafe_b64decode(value.encode())
+        except (binascii.Error, ValueError):
+            return "is not url-safe base64"
+        if len(raw) != 32:
+            return "must encode exactly 32 random bytes"
+        if len(set(raw)) < 16:
+            return "is not random enough"
+        return None
+    if value.startswith("django-insecure") or value.lower() in {"changeme", "secret"}:
+        return "is a well-known placeholder"
+    if len(value) < 50 or len(set(value)) < 5:
+        return "is too short or too repetitive (50+ random characters)"
+    return None
+
+
+def require_strong(name: str, value: str) -> None:
+    problem = weakness(name, value)
+    if problem:
+        hint = (
+            'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
+            if name == "CREDENTIALS_KEY"
+            else 'python -c "import secrets;print(secrets.token_urlsafe(50))"'
+        )
+        raise ImproperlyConfigured(
+            f"{name} {problem}. Set the {name} environment variable, for example to the output of: {hint}"
+        )

@@ -1,0 +1,207 @@
+"""TwoKey settings. Everything comes from the environment; the defaults suit a
+local run (SQLite under ./var, Redis on localhost)."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from portal.keys import load_key, require_strong
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG")
+DATA_DIR = Path(os.environ.get("TWOKEY_DATA_DIR", BASE_DIR / "var"))
+# Local runs (the README's run and test commands) may generate keys into DATA_DIR.
+_GENERATE_KEYS = env_bool("TWOKEY_LOCAL_KEYS")
+
+SECRET_KEY = load_key("SECRET_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
+CREDENTIALS_KEY = load_key("CREDENTIALS_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
+AUDIT_HMAC_KEY = load_key("AUDIT_HMAC_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
+if not DEBUG:
+    for _name in ("SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY"):
+        require_strong(_name, globals()[_name])
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "audit",
+    "connectors",
+    "approvals",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'twokey.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE: a transaction takes the write lock at BEGIN, so read-then-write
+    # sequences (the audit chain head, ticket claims) serialise instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "twokey"),
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "approvals.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TwoKey API",
+    "DESCRIPTION": "Change tickets for virtual infrastructure behind separation-of-duties approvals.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "twokey@localhost")
+PORTAL_URL = os.environ.get("PORTAL_URL", "http://127.0.0.1:8000")
+
+# Celery. These choices make a delivery survive a worker that dies mid-task:
+# - acks_late + reject_on_worker_lost: a message is acknowledged only after the
+#   task returns, and a worker killed mid-task hands it back to the broker;
+# - prefetch 1: a busy worker does not sit on messages another could run;
+# - the visibility timeout is above the longest hypervisor operation, so Redis
+#   does not hand a message that is still being worked on to a second worker.
+# Redelivery alone is never trusted for correctness: the ticket's
+# compare-and-set claim and lease decide who acts, and the sweeper re-queues
+# whatever the broker lost (Redis keeps nothing on disk here).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
+CELERY_TIMEZONE = TIME_ZONE
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 30)
+INVENTORY_REFRESH_SECONDS = env_int("INVENTORY_REFRESH_SECONDS", 60)
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "approvals.tasks.sweep", "schedule": SWEEP_INTERVAL_SECONDS},
+    "refresh-inventories": {
+        "task": "approvals.tasks.refresh_inventories",
+        "schedule": INVENTORY_REFRESH_SECONDS,
+    },
+}
+
+# Execution
+EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 900)
+EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 4)
+EXECUTION_RETRY_BASE_SECONDS = float(os.environ.get("EXECUTION_RETRY_BASE_SECONDS", 5))
+# How long one "minute" of admin_access lasts. Always 60, except in tests that
+# watch a grant expire without waiting minutes.
+ACCESS_MINUTE_SECONDS = env_int("ACCESS_MINUTE_SECONDS", 60)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"pyVmomi": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include("approvals.api.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("approvals.urls")),
+]

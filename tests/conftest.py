@@ -1,0 +1,82 @@
+import pytest
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from approvals.lab import label_lab
+from approvals.roles import ensure_roles
+from approvals.services.configuration import connector_register
+from tests.factories import UserFactory
+
+pytest_plugins = ["tests.fixtures.vcsim"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    # The inventory cache lives in Redis; each test starts from the hypervisor.
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def roles(db):
+    return ensure_roles()
+
+
+def _make(role_list, **kwargs):
+    return UserFactory(roles=role_list, **kwargs)
+
+
+@pytest.fixture
+def requester(roles):
+    return _make(["requester"], username="alice")
+
+
+@pytest.fixture
+def requester2(roles):
+    return _make(["requester"], username="dave")
+
+
+@pytest.fixture
+def approver(roles):
+    return _make(["approver"], username="bob")
+
+
+@pytest.fixture
+def approver2(roles):
+    return _make(["approver"], username="carol")
+
+
+@pytest.fixture
+def auditor(roles):
+    return _make(["auditor"], username="erin")
+
+
+@pytest.fixture
+def portal_admin(roles):
+    return _make(["portal_admin"], username="pat", is_staff=True)
+
+
+@pytest.fixture
+def api():
+    """A client factory: api(user) gives a client authenticated by token."""
+
+    def client_for(user=None):
+        client = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def lab(db, vcsim, roles):
+    """The vcsim lab registered as connector 'lab' with the demo zones,
+    policies and catalogue, as `bootstrap --demo` sets them up."""
+    connector = connector_register(
+        actor=None, name="lab", url=vcsim.url, username=vcsim.username, password=vcsim.password, verify_tls=False
+    )
+    label_lab(connector)
+    return connector
