@@ -1,14 +1,14 @@
 """Submission checks against the connector's inventory, the zones and the
 policies. Each returns the normalised parameters and what the ticket copies
-from its policy, or raises ValidationError with field errors."""
+from its policy, or raises InvalidInput with field errors."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
 
 from approvals.choices import TicketKind, TicketState
+from approvals.errors import InvalidInput
 from approvals.inventory import InventoryIndex, ZoneLabel
 from approvals.models import CatalogueTemplate, Policy, Ticket
 from approvals.params import PARAMS_BY_KIND
@@ -25,8 +25,8 @@ class Checked:
     required_approvals: int
 
 
-def _params_error(errors: dict) -> ValidationError:
-    return ValidationError({"params": ValidationError(errors)})
+def _params_error(errors: dict) -> InvalidInput:
+    return InvalidInput({"params": errors})
 
 
 def policy_for(kind: str, connector, zone: ZoneLabel) -> Policy:
@@ -38,15 +38,15 @@ def policy_for(kind: str, connector, zone: ZoneLabel) -> Policy:
             return narrowed
     policy = policies.filter(zone__isnull=True).first()
     if policy is None:
-        raise ValidationError({"kind": [f"No approval policy is configured for {kind}; ask a portal admin."]})
+        raise InvalidInput({"kind": [f"No approval policy is configured for {kind}; ask a portal admin."]})
     return policy
 
 
 def check_shape(kind: str, params) -> dict:
     if kind not in PARAMS_BY_KIND:
-        raise ValidationError({"kind": [f"Unknown kind {kind!r}; one of {', '.join(PARAMS_BY_KIND)}."]})
+        raise InvalidInput({"kind": [f"Unknown kind {kind!r}; one of {', '.join(PARAMS_BY_KIND)}."]})
     if not isinstance(params, dict):
-        raise ValidationError({"params": ["Must be an object."]})
+        raise InvalidInput({"params": ["Must be an object."]})
     serializer = PARAMS_BY_KIND[kind](data=params)
     if not serializer.is_valid():
         raise _params_error({field: [str(e) for e in errs] for field, errs in serializer.errors.items()})
@@ -199,8 +199,8 @@ def check_submission(*, kind: str, connector, params, index: InventoryIndex, rec
 
 def check_window(not_before, not_after, now) -> None:
     if not_before and not_after and not_after <= not_before:
-        raise ValidationError({"not_after": ["Must be after not_before."]})
+        raise InvalidInput({"not_after": ["Must be after not_before."]})
     if not_after and not_after <= now:
-        raise ValidationError({"not_after": ["Must be in the future."]})
+        raise InvalidInput({"not_after": ["Must be in the future."]})
 
 

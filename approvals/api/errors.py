@@ -1,4 +1,4 @@
-"""Maps service errors to HTTP once: ValidationError 400 with field errors,
+"""Maps service errors to HTTP once: InvalidInput and ValidationError 400 with field errors,
 PermissionDenied 403, StateConflict 409, InventoryUnavailable 503."""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -7,7 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from approvals.errors import InventoryUnavailable, StateConflict
+from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict
 
 
 def validation_detail(exc: DjangoValidationError):
@@ -26,6 +26,8 @@ def _flatten(errors):
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, InvalidInput):
+        return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         return Response(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoPermissionDenied):

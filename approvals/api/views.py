@@ -2,7 +2,7 @@ import django_filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from approvals import permissions as rules
@@ -145,6 +145,7 @@ class TicketViewSet(
 ):
     """Tickets are never edited: state changes are the POST actions."""
 
+    queryset = Ticket.objects.all()  # narrowed per user in get_queryset
     filterset_class = TicketFilter
     serializer_class = s.TicketSerializer
 
@@ -162,6 +163,8 @@ class TicketViewSet(
 
     @extend_schema(request=s.TicketCreateSerializer, responses={201: s.TicketDetailSerializer})
     def create(self, request):
+        if not rules.can_file_tickets(request.user):
+            raise PermissionDenied("Only requesters file tickets.")
         data = s.TicketCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         ticket = services.ticket_submit(requester=request.user, **data.validated_data)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
-from approvals.errors import InventoryUnavailable, StateConflict
+from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
 from approvals.inventory import InventoryIndex
 from approvals.models import Ticket
 from approvals.services.tickets import ticket_content_hash
@@ -68,12 +68,8 @@ def recheck(ticket: Ticket) -> str | None:
     params = {k: v for k, v in ticket.params.items() if k not in ("source_host", "entity_type")}
     try:
         checked = check_submission(kind=ticket.kind, connector=ticket.connector, params=params, index=index, recheck=True)
-    except Exception as exc:  # ValidationError: the world changed since approval
-        messages = getattr(exc, "message_dict", None) or {"": [str(exc)]}
-        return "Re-check against the live inventory failed: " + "; ".join(
-            f"{field}: {' '.join(map(str, errs))}" if not isinstance(errs, dict) else f"{field}: {errs}"
-            for field, errs in messages.items()
-        )
+    except InvalidInput as exc:  # the world changed since approval
+        return "Re-check against the live inventory failed: " + describe_errors(exc.errors)
     if checked.required_approvals > ticket.required_approvals:
         return (
             f"The zone rules now require {checked.required_approvals} approvals; "

@@ -5,14 +5,14 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals import permissions
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
-from approvals.errors import StateConflict
+from approvals.errors import InvalidInput, StateConflict
 from approvals.inventory import InventoryIndex
 from approvals.models import Approval, Ticket
 from approvals.services.transitions import transition
@@ -54,13 +54,13 @@ def ticket_submit(
     index: InventoryIndex | None = None,
 ) -> Ticket:
     """File a ticket after checking it against the live (cached) inventory,
-    zones and policy. Raises ValidationError with field errors; stores nothing
+    zones and policy. Raises InvalidInput with field errors; stores nothing
     then."""
     if not permissions.can_file_tickets(requester):
         raise PermissionDenied("Only requesters file tickets.")
     justification = (justification or "").strip()
     if not justification:
-        raise ValidationError({"justification": ["Say why this change is needed."]})
+        raise InvalidInput({"justification": ["Say why this change is needed."]})
     now = timezone.now()
     check_window(not_before, not_after, now)
     checked = check_submission(
@@ -113,7 +113,7 @@ def ticket_submit(
             enqueue_notification(ticket.pk, "awaiting_approval")
     except IntegrityError as exc:
         # The partial unique index on open vm_create names caught a race.
-        raise ValidationError({"params": {"name": ["An open ticket already creates a VM with this name."]}}) from exc
+        raise InvalidInput({"params": {"name": ["An open ticket already creates a VM with this name."]}}) from exc
     return ticket
 
 
@@ -165,7 +165,7 @@ def ticket_reject(*, ticket_id: int, approver, comment: str) -> Ticket:
     """Any single rejection ends the ticket; it needs a comment."""
     comment = (comment or "").strip()
     if not comment:
-        raise ValidationError({"comment": ["Say why you reject this ticket."]})
+        raise InvalidInput({"comment": ["Say why you reject this ticket."]})
     with transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         _check_decider(ticket, approver)

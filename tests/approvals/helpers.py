@@ -1,0 +1,36 @@
+"""Ticket bodies for the vcsim lab (see approvals/lab.py for its zones and
+policies)."""
+
+VM_CREATE = {
+    "name": "web-new-01",
+    "template": "tpl-debian12",
+    "host": "prod-esx-01",
+    "datastore": "ds-prod",
+    "network": "pg-prod",
+    "cpus": 2,
+    "memory_mb": 2048,
+}
+ADMIN_ACCESS = {"principal": "LAB\\alice", "role": "Admin", "entity": "prod-web-01", "duration_minutes": 30}
+
+
+def body(connector, kind, params, **extra):
+    return {"kind": kind, "connector": connector.pk, "justification": "CHG for testing", "params": params, **extra}
+
+
+def file_ticket(client, connector, kind, params, **extra):
+    response = client.post("/api/tickets/", body(connector, kind, params, **extra), format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def vm_host(client, connector, vm_name):
+    inventory = client.get(f"/api/connectors/{connector.pk}/inventory/").json()
+    return next(vm["host"] for vm in inventory["vms"] if vm["name"] == vm_name)
+
+
+def migrate_within_zone(client, connector, vm_name="dev-app-01"):
+    """A vm_migrate body moving the VM to the other host of its cluster."""
+    host = vm_host(client, connector, vm_name)
+    cluster_hosts = {"dev": ["dev-esx-01", "dev-esx-02"], "prod": ["prod-esx-01", "prod-esx-02"]}
+    hosts = cluster_hosts[host.split("-")[0]]
+    return {"vm": vm_name, "target_host": next(h for h in hosts if h != host)}

@@ -1,0 +1,93 @@
+"""Every API endpoint × every role, and anonymous. An endpoint added without
+a row here fails test_every_api_route_is_in_the_matrix."""
+
+import pytest
+from django.urls import get_resolver
+
+from approvals.models import Policy, Ticket
+from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, body, file_ticket
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["anonymous", "requester", "approver", "auditor", "portal_admin"]
+R, A, U, P = "requester", "approver", "auditor", "portal_admin"
+
+
+def statuses(anonymous=401, **by_role):
+    """Expected status per role; `default` for roles not named."""
+    default = by_role.pop("default", None)
+    return {"anonymous": anonymous, **{role: by_role.get(role, default) for role in (R, A, U, P)}}
+
+
+# (route name, method, path template, body, expected statuses). {t} is a ticket
+# filed by the requester (an admin_access one for revoke), {c} the connector,
+# {z} a zone, {m} a catalogue entry, {p} a policy.
+MATRIX = [
+    ("api-root", "get", "/api/", None, statuses(default=200)),
+    ("schema", "get", "/api/schema/", None, statuses(anonymous=200, default=200)),
+    ("connector-list", "get", "/api/connectors/", None, statuses(default=200)),
+    ("connector-list", "post", "/api/connectors/", {}, statuses(default=403, portal_admin=400)),
+    ("connector-detail", "get", "/api/connectors/{c}/", None, statuses(default=200)),
+    ("connector-detail", "patch", "/api/connectors/{c}/", {}, statuses(default=403, portal_admin=200)),
+    ("connector-inventory", "get", "/api/connectors/{c}/inventory/", None, statuses(default=200)),
+    ("zone-list", "get", "/api/zones/", None, statuses(default=200)),
+    ("zone-list", "post", "/api/zones/", {}, statuses(default=403, portal_admin=400)),
+    ("zone-detail", "get", "/api/zones/{z}/", None, statuses(default=200)),
+    ("zone-detail", "patch", "/api/zones/{z}/", {}, statuses(default=403, portal_admin=200)),
+    ("cataloguetemplate-list", "get", "/api/templates/", None, statuses(default=200)),
+    ("cataloguetemplate-list", "post", "/api/templates/", {}, statuses(default=403, portal_admin=400)),
+    ("cataloguetemplate-detail", "get", "/api/templates/{m}/", None, statuses(default=200)),
+    ("cataloguetemplate-detail", "patch", "/api/templates/{m}/", {}, statuses(default=403, portal_admin=200)),
+    ("policy-list", "get", "/api/policies/", None, statuses(default=200)),
+    ("policy-list", "post", "/api/policies/", {}, statuses(default=403, portal_admin=400)),
+    ("policy-detail", "get", "/api/policies/{p}/", None, statuses(default=200)),
+    ("policy-detail", "patch", "/api/policies/{p}/", {}, statuses(default=403, portal_admin=200)),
+    ("ticket-list", "get", "/api/tickets/", None, statuses(default=200)),
+    ("ticket-list", "post", "/api/tickets/", {}, statuses(default=403, requester=400)),
+    ("ticket-detail", "get", "/api/tickets/{t}/", None, statuses(default=200, portal_admin=404)),
+    ("ticket-approve", "post", "/api/tickets/{t}/approve/", {}, statuses(requester=403, approver=200, auditor=403, portal_admin=404)),
+    ("ticket-reject", "post", "/api/tickets/{t}/reject/", {"comment": "no"}, statuses(requester=403, approver=200, auditor=403, portal_admin=404)),
+    ("ticket-cancel", "post", "/api/tickets/{t}/cancel/", None, statuses(requester=200, approver=403, auditor=403, portal_admin=404)),
+    ("ticket-revoke", "post", "/api/tickets/{t}/revoke/", None, statuses(requester=409, approver=409, auditor=403, portal_admin=404)),
+]
+
+
+def test_every_api_route_is_in_the_matrix():
+    names = {name for name, *_ in MATRIX}
+    resolver = get_resolver()
+    api_names = set()
+    for pattern in resolver.url_patterns:
+        if str(pattern.pattern).startswith("api/"):
+            stack = [pattern]
+            while stack:
+                p = stack.pop()
+                if hasattr(p, "url_patterns"):
+                    stack.extend(p.url_patterns)
+                elif p.name and "format" not in str(p.pattern):
+                    api_names.add(p.name)
+    assert api_names - names == set(), "routes without a permission matrix entry"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_permission_matrix(api, lab, role, requester, approver2):
+    user = None if role == "anonymous" else (requester if role == R else UserFactory(roles=[role]))
+    client = api(user)
+    zone, template, policy = lab.zones.first(), lab.templates.first(), Policy.objects.first()
+    names = iter(range(1000))
+    for name, method, path, data, expected in MATRIX:
+        kind, params = ("admin_access", ADMIN_ACCESS) if name == "ticket-revoke" else (
+            "vm_create", {**VM_CREATE, "name": f"perm-{next(names)}"}
+        )
+        ticket = file_ticket(api(requester), lab, kind, params) if "{t}" in path else None
+        url = path.format(t=ticket["id"] if ticket else 0, c=lab.pk, z=zone.pk, m=template.pk, p=policy.pk)
+        call = getattr(client, method)
+        response = call(url, data, format="json") if data is not None else call(url)
+        assert response.status_code == expected[role], f"{role} {method.upper()} {url}: {response.status_code} {response.content[:200]}"
+        if ticket and expected[role] in (401, 403, 404):
+            assert Ticket.objects.get(pk=ticket["id"]).state == "pending", f"{role} {method} {url} changed the ticket"
+
+
+def test_anonymous_cannot_file(api, lab):
+    assert api().post("/api/tickets/", body(lab, "vm_create", VM_CREATE), format="json").status_code == 401
+    assert Ticket.objects.count() == 0
