@@ -8,7 +8,11 @@ ticket outcomes in one place.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# Hears the hypervisor task id as soon as the task exists.
+TaskCallback = Callable[[str], None]
 
 
 class ConnectorError(Exception):
@@ -158,13 +162,14 @@ class Connector(abc.ABC):
         instance_uuid: str,
         host: str | None = None,
         cluster: str | None = None,
+        on_task: TaskCallback | None = None,
     ) -> OperationResult:
         """Clone `template` into a new VM. Idempotent on `instance_uuid`: a VM
         that already carries it counts as done."""
 
     @abc.abstractmethod
     def relocate_vm(
-        self, *, vm: str, host: str, datastore: str | None = None
+        self, *, vm: str, host: str, datastore: str | None = None, on_task: TaskCallback | None = None
     ) -> OperationResult:
         """Move `vm` to `host` (and `datastore`). Already there counts as done."""
 
@@ -174,7 +179,13 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def add_permission(
-        self, *, principal: str, role: str, entity: str, propagate: bool = True
+        self,
+        *,
+        principal: str,
+        role: str,
+        entity: str,
+        propagate: bool = True,
+        on_task: TaskCallback | None = None,
     ) -> OperationResult:
         """Give `principal` `role` on `entity`. Already granted counts as done."""
 
@@ -182,6 +193,11 @@ class Connector(abc.ABC):
     def remove_permission(self, *, principal: str, entity: str) -> OperationResult:
         """Take `principal`'s permission on `entity` away. Already absent counts
         as done."""
+
+    @abc.abstractmethod
+    def task_state(self, task_id: str) -> tuple[str, str]:
+        """(state, error) of a hypervisor task: state is queued, running,
+        success, error, or unknown when the hypervisor no longer knows it."""
 
     def close(self) -> None:
         """Log out; the default does nothing."""
