@@ -8,7 +8,7 @@ from approvals.roles import ensure_roles
 from approvals.services.configuration import connector_register
 from tests.factories import UserFactory
 
-pytest_plugins = ["tests.fixtures.vcsim"]
+pytest_plugins = ["tests.fixtures.vcsim", "tests.fixtures.workers"]
 
 
 @pytest.fixture(autouse=True)
@@ -71,12 +71,28 @@ def api():
     return client_for
 
 
-@pytest.fixture
-def lab(db, vcsim, roles):
-    """The vcsim lab registered as connector 'lab' with the demo zones,
-    policies and catalogue, as `bootstrap --demo` sets them up."""
+def register_lab(vcsim_process, name="lab"):
+    """A vcsim lab registered as a connector with the demo zones, policies and
+    catalogue, as `bootstrap --demo` sets them up."""
     connector = connector_register(
-        actor=None, name="lab", url=vcsim.url, username=vcsim.username, password=vcsim.password, verify_tls=False
+        actor=None,
+        name=name,
+        url=vcsim_process.url,
+        username=vcsim_process.username,
+        password=vcsim_process.password,
+        verify_tls=False,
     )
     label_lab(connector)
     return connector
+
+
+@pytest.fixture
+def lab(db, vcsim, roles):
+    """The session's shared vcsim lab: for tests that do not change it."""
+    return register_lab(vcsim)
+
+
+@pytest.fixture
+def own_lab(db, fresh_vcsim, roles):
+    """A vcsim lab of this test's own, for tests that change the inventory."""
+    return register_lab(fresh_vcsim)

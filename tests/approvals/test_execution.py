@@ -1,0 +1,182 @@
+"""Approved tickets reach the hypervisor through real Celery workers, once,
+and every crash ends in a true state. Real PostgreSQL, Redis, vcsim."""
+
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from pyVmomi import vim
+
+from approvals import tasks
+from approvals.models import Ticket
+from audit.models import AuditEntry
+from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, file_ticket
+from tests.conftest import register_lab
+from tests.fixtures.vcsim import start_vcsim
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(ticket_id, *states, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticket = Ticket.objects.get(pk=ticket_id)
+        if ticket.state in states:
+            return ticket
+        time.sleep(0.2)
+    raise AssertionError(f"ticket {ticket_id} is {ticket.state} ({ticket.progress}; {ticket.error}), not {states}")
+
+
+def approve_all(api, ticket, *approvers):
+    for user in approvers:
+        response = api(user).post(f"/api/tickets/{ticket['id']}/approve/", {}, format="json")
+        assert response.status_code == 200, response.content
+
+
+def find_vms(si, name):
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    try:
+        return [vm for vm in view.view if vm.name == name]
+    finally:
+        view.Destroy()
+
+
+def permissions_on(si, entity_name, principal):
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.ManagedEntity], True)
+    entity = next(e for e in view.view if e.name == entity_name)
+    view.Destroy()
+    perms = content.authorizationManager.RetrieveEntityPermissions(entity=entity, inherited=False)
+    return [p for p in perms if p.principal.lower() == principal.lower()]
+
+
+@pytest.fixture
+def check(fresh_vcsim):
+    """A separate pyvmomi session on the test's own lab, to read results back."""
+    return fresh_vcsim.connect()
+
+
+def test_vm_create_end_to_end(api, own_lab, requester, approver, workers, check):
+    workers(1)
+    ticket = file_ticket(api(requester), own_lab, "vm_create", VM_CREATE)
+    approve_all(api, ticket, approver)
+    done = wait_for(ticket["id"], "succeeded", "failed")
+    assert done.state == "succeeded", done.error
+    [vm] = find_vms(check, VM_CREATE["name"])
+    assert vm.config.instanceUuid == str(done.operation_uuid)
+    assert vm.runtime.host.name == "prod-esx-01"
+    assert vm.config.hardware.numCPU == 2 and vm.config.hardware.memoryMB == 2048
+    assert done.hypervisor_task_id.startswith("task-")
+    actions = list(AuditEntry.objects.filter(ticket_id=ticket["id"]).order_by("seq").values_list("action", flat=True))
+    assert actions == [
+        "ticket.submitted", "ticket.approval", "ticket.approved", "ticket.running",
+        "hypervisor.task_started", "hypervisor.operation", "ticket.succeeded",
+    ]
+
+
+def test_vm_migrate_end_to_end(api, own_lab, requester, approver, approver2, workers, check):
+    workers(1)
+    ticket = file_ticket(api(requester), own_lab, "vm_migrate", {"vm": "dev-app-01", "target_host": "prod-esx-02"})
+    assert ticket["required_approvals"] == 2
+    approve_all(api, ticket, approver, approver2)
+    done = wait_for(ticket["id"], "succeeded", "failed")
+    assert done.state == "succeeded", done.error
+    [vm] = find_vms(check, "dev-app-01")
+    assert vm.runtime.host.name == "prod-esx-02"
+
+
+def test_admin_access_granted_then_expires_on_time(api, own_lab, requester, approver, approver2, workers, check):
+    workers(1)
+    # Worker "minutes" last one second here (ACCESS_MINUTE_SECONDS).
+    ticket = file_ticket(api(requester), own_lab, "admin_access", {**ADMIN_ACCESS, "duration_minutes": 4})
+    approve_all(api, ticket, approver, approver2)
+    done = wait_for(ticket["id"], "succeeded", "failed")
+    assert done.state == "succeeded", done.error
+    [granted] = permissions_on(check, "prod-web-01", "LAB\\alice")
+    assert granted.roleId == -1  # Admin
+    revoked = wait_for(ticket["id"], "revoked", timeout=20)
+    assert permissions_on(check, "prod-web-01", "LAB\\alice") == []
+    # Removed within a sweep interval (2 s) and a task of the expiry.
+    assert (revoked.updated_at - done.access_expires_at).total_seconds() < 5
+
+
+def test_revoke_removes_access_at_once(api, own_lab, requester, approver, approver2, workers, check):
+    workers(1)
+    ticket = file_ticket(api(requester), own_lab, "admin_access", {**ADMIN_ACCESS, "duration_minutes": 400})
+    approve_all(api, ticket, approver, approver2)
+    assert wait_for(ticket["id"], "succeeded", "failed").state == "succeeded"
+    assert len(permissions_on(check, "prod-web-01", "LAB\\alice")) == 1
+    asked = time.monotonic()
+    assert api(requester).post(f"/api/tickets/{ticket['id']}/revoke/").status_code == 202
+    wait_for(ticket["id"], "revoked", timeout=10)
+    assert time.monotonic() - asked < 5
+    assert permissions_on(check, "prod-web-01", "LAB\\alice") == []
+
+
+def test_same_task_delivered_twice_has_one_effect(api, own_lab, requester, approver, workers, check):
+    ticket = file_ticket(api(requester), own_lab, "vm_create", VM_CREATE)
+    approve_all(api, ticket, approver)  # queued once by the approval
+    tasks.execute_ticket.delay(ticket["id"])  # and twice more, by hand
+    tasks.execute_ticket.delay(ticket["id"])
+    workers(2, beat=False)
+    done = wait_for(ticket["id"], "succeeded", "failed")
+    time.sleep(2)  # let the duplicates run to completion
+    assert done.state == "succeeded"
+    assert len(find_vms(check, VM_CREATE["name"])) == 1
+    assert Ticket.objects.get(pk=ticket["id"]).attempts == 1
+    assert AuditEntry.objects.filter(ticket_id=ticket["id"], action="ticket.running").count() == 1
+
+
+def test_redis_flushed_after_approval_the_sweeper_requeues(api, own_lab, requester, approver, workers, check):
+    ticket = file_ticket(api(requester), own_lab, "vm_create", VM_CREATE)
+    approve_all(api, ticket, approver)
+    # Redis keeps nothing on disk: a restart loses every queued message.
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    workers(1)
+    done = wait_for(ticket["id"], "succeeded", "failed", timeout=60)
+    assert done.state == "succeeded", done.error
+    assert len(find_vms(check, VM_CREATE["name"])) == 1
+    requeue = AuditEntry.objects.filter(ticket_id=ticket["id"], action="ticket.running")
+    assert requeue.count() == 1
+
+
+def test_hypervisor_down_fails_in_words_then_recovers(api, own_lab, fresh_vcsim, requester, approver, workers):
+    workers(1, beat=False)
+    ticket = file_ticket(api(requester), own_lab, "vm_create", VM_CREATE)
+    fresh_vcsim.stop()
+    approve_all(api, ticket, approver)
+    failed = wait_for(ticket["id"], "failed", "succeeded", timeout=60)
+    assert failed.state == "failed"
+    assert "could not be reached after 3 tries" in failed.error
+    assert AuditEntry.objects.filter(ticket_id=ticket["id"], action="hypervisor.retry").count() == 3
+    fresh_vcsim.start()
+    again = file_ticket(api(requester), own_lab, "vm_create", {**VM_CREATE, "name": "web-new-02"})
+    approve_all(api, again, approver)
+    assert wait_for(again["id"], "succeeded", "failed").state == "succeeded"
+
+
+def test_worker_killed_mid_clone_ends_succeeded_with_one_vm(api, db, roles, requester, approver, workers):
+    # vcsim holds each clone for 4 s, so the worker can be killed inside it.
+    slow = start_vcsim(method_delay="CloneVM_Task=4000")
+    try:
+        connector = register_lab(slow, name="slow-lab")
+        [first] = workers(1)
+        ticket = file_ticket(api(requester), connector, "vm_create", VM_CREATE)
+        approve_all(api, ticket, approver)
+        deadline = time.monotonic() + 20
+        while Ticket.objects.get(pk=ticket["id"]).progress != "calling the hypervisor":
+            assert time.monotonic() < deadline, first.output()
+            time.sleep(0.05)
+        time.sleep(1)
+        first.kill()
+        assert Ticket.objects.get(pk=ticket["id"]).state == "running"
+        workers(1)  # a new worker (with beat) takes over once the lease ends
+        done = wait_for(ticket["id"], "succeeded", "failed", timeout=60)
+        assert done.state == "succeeded", done.error
+        vms = find_vms(slow.connect(), VM_CREATE["name"])
+        assert len(vms) == 1 and vms[0].config.instanceUuid == str(done.operation_uuid)
+        assert AuditEntry.objects.filter(ticket_id=ticket["id"], action="ticket.succeeded").get().actor_name == "sweeper"
+    finally:
+        slow.close()
