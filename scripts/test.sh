@@ -4,7 +4,7 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-ensure_system postgresql postgresql-client
+ensure_system postgresql postgresql-client chromium
 ensure_venv
 build_vcsim
 
