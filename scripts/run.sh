@@ -10,7 +10,8 @@ ensure_venv
 build_vcsim
 
 export DEBUG="${DEBUG:-1}" TWOKEY_LOCAL_KEYS=1
-export PORT="${PORT:-8000}"
+# Not PORT: honcho gives each process a PORT of its own.
+export TWOKEY_PORT="${TWOKEY_PORT:-8000}"
 export TWOKEY_REDIS_PORT="${TWOKEY_REDIS_PORT:-6390}"
 export REDIS_URL="redis://127.0.0.1:$TWOKEY_REDIS_PORT/0"
 export VCSIM_PORT="${VCSIM_PORT:-8989}"
@@ -36,7 +37,7 @@ trap - EXIT INT TERM
 
 cat >&2 <<MSG
 
-  TwoKey is starting at http://127.0.0.1:$PORT/  (API: /api/, schema: /api/schema/, admin: /admin/)
+  TwoKey is starting at http://127.0.0.1:$TWOKEY_PORT/  (API: /api/, schema: /api/schema/, admin: /admin/)
   Sign in with the demo users above; passwords are printed only when the users are
   first created. Forgot one? .venv/bin/python manage.py changepassword NAME
   Ctrl-C stops everything.
