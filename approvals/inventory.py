@@ -16,16 +16,21 @@ CACHE_SECONDS = 300
 
 
 def _cache_key(connector_id: int) -> str:
-    return f"inventory:{connector_id}"
+    """The key for the current generation of this connector's inventory. A
+    change the portal makes bumps the generation, so a read that started
+    before the change can never be cached as the newest."""
+    generation = cache.get_or_set(f"inventory-generation:{connector_id}", 0, timeout=None)
+    return f"inventory:{connector_id}:{generation}"
 
 
 def fetch_inventory(connector) -> Inventory:
     """Read the inventory live and refresh the cache."""
+    key = _cache_key(connector.pk)  # before reading: see _cache_key
     try:
         inventory = connector_for(connector.kind, connector.connection_config()).inventory()
     except ConnectorError as exc:
         raise InventoryUnavailable(f"cannot read the inventory of {connector.name}: {exc}") from exc
-    cache.set(_cache_key(connector.pk), inventory, CACHE_SECONDS)
+    cache.set(key, inventory, CACHE_SECONDS)
     return inventory
 
 
@@ -38,7 +43,10 @@ def get_inventory(connector, *, refresh: bool = False) -> Inventory:
 
 
 def forget_inventory(connector_id: int) -> None:
-    cache.delete(_cache_key(connector_id))
+    """The hypervisor changed: the cached inventory is stale."""
+    key = f"inventory-generation:{connector_id}"
+    cache.add(key, 0, timeout=None)
+    cache.incr(key)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
-from approvals.inventory import InventoryIndex
+from approvals.inventory import InventoryIndex, forget_inventory
 from approvals.models import Ticket
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
@@ -38,9 +38,17 @@ def _lease_until():
     return timezone.now() + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS)
 
 
-def recheck(ticket: Ticket) -> str | None:
-    """Why the ticket must not run now, in words, or None. Reads the live
-    inventory; raises TransientConnectorError when it cannot."""
+def live_index(ticket: Ticket) -> InventoryIndex:
+    """The connector's inventory read now; TransientConnectorError when it cannot be."""
+    try:
+        return InventoryIndex.for_connector(ticket.connector, refresh=True)
+    except InventoryUnavailable as exc:
+        raise TransientConnectorError(str(exc)) from exc
+
+
+def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
+    """Why the ticket must not run now, in words, or None, judged against the
+    live inventory in `index`."""
     if ticket_content_hash(ticket) != ticket.content_hash:
         return "The ticket's content no longer matches what was approved."
     approvers = {
@@ -61,10 +69,6 @@ def recheck(ticket: Ticket) -> str | None:
         )
     if ticket.not_after and timezone.now() >= ticket.not_after:
         return "The change window closed before the work could start."
-    try:
-        index = InventoryIndex.for_connector(ticket.connector, refresh=True)
-    except InventoryUnavailable as exc:
-        raise TransientConnectorError(str(exc)) from exc
     params = {k: v for k, v in ticket.params.items() if k not in ("source_host", "entity_type")}
     try:
         checked = check_submission(kind=ticket.kind, connector=ticket.connector, params=params, index=index, recheck=True)
@@ -78,13 +82,15 @@ def recheck(ticket: Ticket) -> str | None:
     return None
 
 
-def operation_done(ticket: Ticket, backend) -> bool:
-    """Whether the hypervisor already shows the ticket's effect."""
+def operation_done(ticket: Ticket, backend, index: InventoryIndex | None = None) -> bool:
+    """Whether the hypervisor already shows the ticket's effect (`index`: a
+    live inventory already read, saving a second read)."""
     params = ticket.params
     if ticket.kind == TicketKind.VM_CREATE:
         return backend.find_vm_by_uuid(str(ticket.operation_uuid)) is not None
     if ticket.kind == TicketKind.VM_MIGRATE:
-        vm = next((v for v in backend.inventory().vms if v.name == params["vm"]), None)
+        vms = index.inventory.vms if index is not None else backend.inventory().vms
+        vm = next((v for v in vms if v.name == params["vm"]), None)
         return (
             vm is not None
             and vm.host == params["target_host"]
@@ -144,6 +150,9 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str)
                    details={"result": fields["result"], "hypervisor_task_id": fields.get("hypervisor_task_id", "")},
                    **fields)
         enqueue_notification(ticket.pk, "succeeded")
+    # The hypervisor changed: the next submission must not be checked against
+    # the inventory as it was before.
+    forget_inventory(ticket.connector_id)
 
 
 def _fail(ticket: Ticket, reason: str, *, actor_name: str) -> None:
@@ -212,10 +221,11 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
     for attempt in range(1, tries + 1):
         try:
             backend = backend_for(ticket)
-            if operation_done(ticket, backend):
+            index = live_index(ticket)
+            if operation_done(ticket, backend, index):
                 _succeed(ticket, None, actor_name=worker)
                 return "already done"
-            problem = recheck(ticket)
+            problem = recheck(ticket, index)
             if problem:
                 _fail(ticket, problem, actor_name=worker)
                 return "re-check failed"
