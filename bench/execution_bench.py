@@ -65,9 +65,9 @@ def main():
     from django.core.management import call_command
     from pyVim.task import WaitForTask
     from pyVmomi import vim
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from accounts.services import token_issue
     from approvals.lab import label_lab
     from approvals.models import Policy, Ticket
     from approvals.roles import create_user
@@ -89,7 +89,7 @@ def main():
         clients = {}
         for name, user in users.items():
             clients[name] = APIClient()
-            clients[name].credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+            clients[name].credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=user, actor_name='bench')}")
         connector = connector_register(
             actor=None, name="lab", url=lab.url, username=lab.username, password=lab.password, verify_tls=False
         )

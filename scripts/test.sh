@@ -45,7 +45,8 @@ start_postgres
 start_redis
 DATABASE_URL=$(database_url)
 export DATABASE_URL
-export TWOKEY_DATA_DIR="$DATA/test" TWOKEY_LOCAL_KEYS=1 DEBUG=0
+# The suite talks plain http to its own servers: no TLS redirects or secure-only cookies.
+export TWOKEY_DATA_DIR="$DATA/test" TWOKEY_LOCAL_KEYS=1 DEBUG=0 TWOKEY_HTTPS=0
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/11}" CACHE_URL="${TEST_CACHE_URL:-redis://127.0.0.1:6379/12}"
 export TWOKEY_VCSIM_BIN="$ROOT/.cache/bin/twokey-vcsim"
 cd "$ROOT"

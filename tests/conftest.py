@@ -1,14 +1,34 @@
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.services import token_issue
 from approvals.lab import label_lab
 from approvals.roles import ensure_roles
 from approvals.services.configuration import connector_register
 from tests.factories import UserFactory
 
 pytest_plugins = ["tests.fixtures.vcsim", "tests.fixtures.workers"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_log_flushable():
+    """The audit log's triggers refuse TRUNCATE, and transactional tests end
+    with a flush that truncates every table. Only inside the flush's own
+    transaction are the log's triggers off (ALTER TABLE needs the table's
+    owner, which the test role is)."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    flush = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        off = ["ALTER TABLE audit_auditentry DISABLE TRIGGER USER"]
+        on = ["ALTER TABLE audit_auditentry ENABLE TRIGGER USER"]
+        return flush(self, [*off, *sql_list, *on])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "execute_sql_flush", execute_sql_flush)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -60,12 +80,14 @@ def portal_admin(roles):
 @pytest.fixture
 def api():
     """A client factory: api(user) gives a client authenticated by token."""
+    keys = {}
 
     def client_for(user=None):
         client = APIClient()
         if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            if user.pk not in keys:
+                keys[user.pk] = token_issue(user=user, actor_name="test")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {keys[user.pk]}")
         return client
 
     return client_for

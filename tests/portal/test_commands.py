@@ -7,7 +7,9 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from accounts.models import ApiToken, token_digest
 
 from approvals.models import CatalogueTemplate, Policy, Zone
 from audit.models import AuditEntry
@@ -95,12 +97,32 @@ def test_apitoken_rotates_and_prints_once(requester):
     first = run("apitoken", "alice").strip()
     second = run("apitoken", "alice").strip()
     assert first != second
-    assert list(Token.objects.filter(user=requester).values_list("key", flat=True)) == [second]
+    live = ApiToken.objects.filter(user=requester, revoked_at__isnull=True)
+    assert [t.digest for t in live] == [token_digest(second)]
+    assert not ApiToken.objects.filter(digest__in=[first, second]).exists()  # never stored in the clear
     entries = AuditEntry.objects.filter(action="auth.token_issued")
     assert entries.count() == 2
     assert all(first not in str(e.details) and second not in str(e.details) for e in entries)
     with pytest.raises(CommandError, match="No user"):
         run("apitoken", "nobody")
+
+
+def test_a_revoked_token_is_refused_and_its_use_audited(requester):
+    key = run("apitoken", "alice").strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/tickets/").status_code == 200
+    assert "Revoked 1 token(s)" in run("apitoken", "alice", "--revoke")
+    response = client.get("/api/tickets/")
+    assert response.status_code == 401 and "revoked" in response.json()["detail"]
+    entry = AuditEntry.objects.get(action="auth.revoked_token_used")
+    assert entry.actor_name == "alice" and key not in str(entry.details)
+
+
+def test_an_unknown_token_is_refused(requester):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert client.get("/api/tickets/").status_code == 401
 
 
 def test_addconnector_checks_the_login(vcsim):

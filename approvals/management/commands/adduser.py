@@ -6,6 +6,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.services import mark_password_generated
 from approvals.choices import Role
 from approvals.roles import create_user
 from audit.writer import record
@@ -31,7 +32,9 @@ class Command(BaseCommand):
                 raise CommandError("Password refused: " + " ".join(exc.messages)) from exc
         else:
             password = secrets.token_urlsafe(15)
-        create_user(username=username, password=password, roles=roles, email=email)
+        user = create_user(username=username, password=password, roles=roles, email=email)
+        if not password_stdin:
+            mark_password_generated(user)  # changed at first sign-in
         record("config.user.created", actor_name="cli", object_type="auth.user", object_id=username,
                details={"roles": roles})
         self.stdout.write(f"Created {username} ({', '.join(roles)})")

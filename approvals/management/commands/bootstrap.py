@@ -4,6 +4,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.services import mark_password_generated
 from approvals.choices import Role
 from approvals.lab import label_lab
 from approvals.roles import create_user, ensure_roles
@@ -38,7 +39,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {username:<12} exists (password unchanged)")
                 continue
             password = secrets.token_urlsafe(12)
-            create_user(username=username, password=password, roles=roles, email=f"{username}@example.invalid")
+            user = create_user(username=username, password=password, roles=roles, email=f"{username}@example.invalid")
+            mark_password_generated(user)
             record("config.user.created", actor_name="bootstrap", object_type="auth.user", object_id=username,
                    details={"roles": roles})
             self.stdout.write(f"  {username:<12} password: {password}   ({', '.join(roles)})")

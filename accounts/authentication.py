@@ -1,0 +1,37 @@
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from accounts.models import ApiToken, token_digest
+from audit.writer import record
+
+
+class HashedTokenAuthentication(authentication.TokenAuthentication):
+    """`Authorization: Token <key>`, checked against the stored digest. A
+    revoked token is refused and the attempt audited."""
+
+    def authenticate_credentials(self, key):
+        token = ApiToken.objects.select_related("user").filter(digest=token_digest(key)).first()
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if token.revoked_at is not None:
+            record(
+                "auth.revoked_token_used",
+                actor_name=token.user.get_username(),
+                obj=token.user,
+                source_ip=getattr(self, "_source_ip", None),
+                details={"token": token.prefix},
+            )
+            raise exceptions.AuthenticationFailed("This token was revoked.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        now = timezone.now()
+        # Remember use, but write at most once a minute per token.
+        if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user, token
+
+    def authenticate(self, request):
+        self._source_ip = request.META.get("REMOTE_ADDR")
+        return super().authenticate(request)

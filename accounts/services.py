@@ -1,0 +1,63 @@
+"""Issuing and revoking API tokens, marking generated passwords, ending
+sessions. Each audited."""
+
+import secrets
+
+from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import AccountState, ApiToken, UserSession, token_digest
+from audit.writer import record
+
+
+def token_issue(*, user, actor=None, actor_name: str = "", revoke_others: bool = True) -> str:
+    """A new token for `user`; returns the key, which is never stored."""
+    key = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        revoked = 0
+        if revoke_others:
+            revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        token = ApiToken.objects.create(user=user, prefix=key[:8], digest=token_digest(key))
+        record(
+            "auth.token_issued",
+            actor=actor,
+            actor_name=actor_name,
+            obj=user,
+            details={"token": token.prefix, "revoked_previous": revoked},
+        )
+    return key
+
+
+def token_revoke(*, token_id: int, actor=None, actor_name: str = "") -> ApiToken:
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().get(pk=token_id)
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+            record("auth.token_revoked", actor=actor, actor_name=actor_name, obj=token.user,
+                   details={"token": token.prefix})
+    return token
+
+
+def mark_password_generated(user) -> None:
+    AccountState.objects.update_or_create(user=user, defaults={"must_change_password": True})
+
+
+def password_changed(user) -> None:
+    AccountState.objects.update_or_create(user=user, defaults={"must_change_password": False})
+
+
+def must_change_password(user) -> bool:
+    return AccountState.objects.filter(user=user, must_change_password=True).exists()
+
+
+def sign_out_everywhere(*, user, source_ip: str | None = None) -> int:
+    """End every session of `user`, this one included."""
+    keys = list(UserSession.objects.filter(user=user).values_list("session_key", flat=True))
+    with transaction.atomic():
+        Session.objects.filter(session_key__in=keys).delete()
+        UserSession.objects.filter(user=user).delete()
+        record("auth.signed_out_everywhere", actor=user, obj=user, source_ip=source_ip,
+               details={"sessions": len(keys)})
+    return len(keys)
