@@ -176,5 +176,11 @@ class CommentSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
 
 
+class ApproveSerializer(CommentSerializer):
+    otp = serializers.RegexField(
+        r"^[0-9]{6,8}$", required=False, help_text="A current code from your authenticator, where the policy asks for one."
+    )
+
+
 class RejectSerializer(serializers.Serializer):
     comment = serializers.CharField(max_length=4000)

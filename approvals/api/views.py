@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
+from accounts import otp
 from approvals import permissions as rules
 from approvals import selectors, services
 from approvals.api import serializers as s
@@ -170,13 +171,20 @@ class TicketViewSet(
         ticket = services.ticket_submit(requester=request.user, **data.validated_data)
         return self._detail(ticket, status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.CommentSerializer, responses={200: s.TicketDetailSerializer})
+    @extend_schema(request=s.ApproveSerializer, responses={200: s.TicketDetailSerializer})
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         ticket = self.get_object()
-        data = s.CommentSerializer(data=request.data)
+        data = s.ApproveSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.ticket_approve(ticket_id=ticket.pk, approver=request.user, comment=data.validated_data["comment"])
+        code = data.validated_data.get("otp")
+        otp_confirmed = otp.check(request.user, code) if code else otp.recently_confirmed(request)
+        services.ticket_approve(
+            ticket_id=ticket.pk,
+            approver=request.user,
+            comment=data.validated_data["comment"],
+            otp_confirmed=otp_confirmed,
+        )
         return self._detail(ticket)
 
     @extend_schema(request=s.RejectSerializer, responses={200: s.TicketDetailSerializer})

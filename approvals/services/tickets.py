@@ -132,13 +132,18 @@ def _check_decider(ticket: Ticket, user) -> None:
         raise StateConflict(f"You already decided on {ticket.ref}.")
 
 
-def ticket_approve(*, ticket_id: int, approver, comment: str = "") -> Ticket:
+def ticket_approve(*, ticket_id: int, approver, comment: str = "", otp_confirmed: bool = False) -> Ticket:
     """Record one approval; the approval that reaches the required count moves
     the ticket to approved and queues its execution, exactly once (the row
-    lock serialises approvers acting at the same moment)."""
+    lock serialises approvers acting at the same moment). Where the policy
+    asks for it, the caller must have confirmed a recent one-time password."""
     with transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         _check_decider(ticket, approver)
+        if ticket.require_otp and not otp_confirmed:
+            raise PermissionDenied(
+                f"{ticket.ref}'s policy requires a one-time password: confirm a code from your authenticator first."
+            )
         Approval.objects.create(
             ticket=ticket,
             approver=approver,
