@@ -14,6 +14,7 @@ from approvals.models import CatalogueTemplate, Policy, Ticket, Zone
 from approvals.services.configuration import config_save, connector_register, connector_update
 from connectors.base import AuthenticationFailed, ConnectorError
 from connectors.models import Connector
+from portal.filters import UTCIsoDateTimeFilter
 
 
 class ConfigurationPermission(permissions.BasePermission):
@@ -133,8 +134,8 @@ class PolicyViewSet(ConfigurationViewSet):
 
 class TicketFilter(django_filters.FilterSet):
     requester = django_filters.CharFilter(field_name="requester__username")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Ticket

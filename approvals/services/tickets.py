@@ -3,7 +3,7 @@ enqueues inside one transaction."""
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -62,6 +62,9 @@ def ticket_submit(
     if not justification:
         raise InvalidInput({"justification": ["Say why this change is needed."]})
     now = timezone.now()
+    # Any offset Python accepts, stored as UTC (PostgreSQL stops at ±15:59).
+    not_before = not_before.astimezone(UTC) if not_before else None
+    not_after = not_after.astimezone(UTC) if not_after else None
     check_window(not_before, not_after, now)
     checked = check_submission(
         kind=kind,
