@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 import uuid as uuidlib
-import xml.etree.ElementTree as ElementTree
+from defusedxml import ElementTree
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, TypeVar
