@@ -21,7 +21,7 @@ class HashedTokenAuthentication(authentication.TokenAuthentication):
                 actor_name=token.user.get_username(),
                 obj=token.user,
                 source_ip=getattr(self, "_source_ip", None),
-                details={"token": token.prefix},
+                details={"token_prefix": token.prefix},
             )
             raise exceptions.AuthenticationFailed("This token was revoked.")
         if not token.user.is_active:

@@ -24,7 +24,7 @@ def token_issue(*, user, actor=None, actor_name: str = "", revoke_others: bool =
             actor=actor,
             actor_name=actor_name,
             obj=user,
-            details={"token": token.prefix, "revoked_previous": revoked},
+            details={"token_prefix": token.prefix, "revoked_previous": revoked},
         )
     return key
 
@@ -36,7 +36,7 @@ def token_revoke(*, token_id: int, actor=None, actor_name: str = "") -> ApiToken
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at"])
             record("auth.token_revoked", actor=actor, actor_name=actor_name, obj=token.user,
-                   details={"token": token.prefix})
+                   details={"token_prefix": token.prefix})
     return token
 
 

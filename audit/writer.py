@@ -1,16 +1,18 @@
 """The one audit writer. Every service that changes something calls `record`
 inside its own transaction, passing the actor explicitly."""
 
-import hashlib
-import hmac
+import ipaddress
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.ipv6 import clean_ipv6_address
 
+from audit.chain import Signer, canonical, hashed_fields
 from audit.models import AuditEntry, ChainHead
 
 # Keys that must never reach the log, wherever they appear in details.
@@ -26,8 +28,16 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def canonical(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+def normalize_ip(value: str | None) -> str | None:
+    """One spelling per address (the hash covers the text), or None when
+    `value` is not an IP address."""
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    return clean_ipv6_address(str(address)) if address.version == 6 else str(address)
 
 
 def entry_fields(
@@ -45,23 +55,28 @@ def entry_fields(
     prev_hash: str,
 ) -> dict[str, Any]:
     """What the hash covers: every field but the hash itself."""
-    return {
-        "seq": seq,
-        "created_at": created_at.isoformat(),
-        "actor_id": actor_id,
-        "actor_name": actor_name,
-        "action": action,
-        "ticket_id": ticket_id,
-        "object_type": object_type,
-        "object_id": object_id,
-        "source_ip": source_ip,
-        "details": details,
-        "prev_hash": prev_hash,
-    }
+    return hashed_fields(
+        seq=seq,
+        created_at=created_at.isoformat(),
+        actor_id=actor_id,
+        actor_name=actor_name,
+        action=action,
+        ticket_id=ticket_id,
+        object_type=object_type,
+        object_id=object_id,
+        source_ip=source_ip,
+        details=details,
+        prev_hash=prev_hash,
+    )
+
+
+@lru_cache(maxsize=4)
+def _signer(key: str) -> Signer:
+    return Signer(key)
 
 
 def entry_hash(fields: dict[str, Any]) -> str:
-    return hmac.new(settings.AUDIT_HMAC_KEY.encode(), canonical(fields), hashlib.sha256).hexdigest()
+    return _signer(settings.AUDIT_HMAC_KEY).digest(fields)
 
 
 def _locked_head() -> ChainHead:
@@ -92,9 +107,14 @@ def record(
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
     details = json.loads(canonical(scrub(details or {})))
+    source_ip = normalize_ip(source_ip)
     with transaction.atomic():
         head = _locked_head()
+        # Never earlier than the entry before: time filters then map onto
+        # ranges of seq, and the log reads in order even if the clock steps back.
         now = timezone.now()
+        if head.created_at is not None and now < head.created_at:
+            now = head.created_at
         fields = entry_fields(
             seq=head.seq + 1,
             created_at=now,
@@ -123,5 +143,5 @@ def record(
             prev_hash=head.hash,
             hash=digest,
         )
-        ChainHead.objects.filter(id=1).update(seq=fields["seq"], hash=digest)
+        ChainHead.objects.filter(id=1).update(seq=fields["seq"], hash=digest, created_at=now)
     return entry

@@ -31,6 +31,12 @@ def _audit_log_flushable():
         yield
 
 
+def pytest_configure(config):
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["tests.hashers.QuickPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     # The inventory cache lives in Redis; each test starts from the hypervisor.

@@ -78,8 +78,17 @@ class ZonePairSerializer(serializers.Serializer):
     required_approvals = serializers.IntegerField(min_value=1, max_value=10, default=2)
 
 
+class GroupNameField(serializers.SlugRelatedField):
+    """A group by name; a NUL character is refused before it reaches PostgreSQL."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value="(contains a NUL character)")
+        return super().to_internal_value(data)
+
+
 class PolicySerializer(serializers.ModelSerializer):
-    approver_group = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all())
+    approver_group = GroupNameField(slug_field="name", queryset=Group.objects.all())
     allowed_zone_pairs = ZonePairSerializer(many=True, required=False)
     required_approvals = serializers.IntegerField(min_value=1, max_value=10, required=False)
 

@@ -3,6 +3,7 @@ policies), each audited with the actor and what changed."""
 
 from django.db import transaction
 
+from audit.drift import baseline_take
 from audit.writer import record
 from connectors.base import ConnectionConfig
 from connectors.models import Connector
@@ -48,16 +49,20 @@ def connector_check_login(*, url: str, username: str, password: str, verify_tls:
 def connector_register(
     *, actor, name: str, url: str, username: str, password: str, verify_tls: bool = True, kind: str = "vsphere"
 ) -> Connector:
-    """Register a hypervisor after checking that the credentials log in. The
-    password is stored encrypted and never audited."""
+    """Register a hypervisor after checking that the credentials log in, and
+    take its drift baseline (what it holds now needs no ticket). The password
+    is stored encrypted and never audited."""
     connector_check_login(url=url, username=username, password=password, verify_tls=verify_tls, kind=kind)
     connector = Connector(name=name, kind=kind, url=url, username=username, verify_tls=verify_tls)
     connector.set_password(password)
-    return config_save(
-        actor=actor,
-        instance=connector,
-        data={"name": name, "kind": kind, "url": url, "username": username, "verify_tls": verify_tls},
-    )
+    with transaction.atomic():
+        config_save(
+            actor=actor,
+            instance=connector,
+            data={"name": name, "kind": kind, "url": url, "username": username, "verify_tls": verify_tls},
+        )
+        baseline_take(connector=connector, actor=actor)
+    return connector
 
 
 def connector_update(*, actor, connector: Connector, data: dict, password: str | None = None) -> Connector:

@@ -1,0 +1,336 @@
+"""Drift detection: what a hypervisor holds that no ticket explains.
+
+A connector's baseline is what its hypervisor held when it was registered.
+Beyond that, succeeded tickets explain VMs (vm_create: the VM carries the
+ticket's operation uuid), where they run (vm_create placement, then the
+latest vm_migrate) and permissions (admin_access while its time runs).
+Tickets still running explain their effect too: the hypervisor may already
+show it before the ticket records success. Each difference becomes one
+Finding, kept open until an approver acknowledges it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from approvals.choices import TicketKind, TicketState
+from approvals.models import Ticket
+from audit.models import DriftBaseline, Finding, FindingKind
+from audit.writer import record
+from connectors.base import ConnectorError, Inventory, Permission
+from connectors.models import Connector
+from connectors.registry import connector_for
+
+logger = logging.getLogger(__name__)
+
+ACTOR_NAME = "drift"
+# Tickets whose effect may be on the hypervisor now.
+EXPLAINING = (TicketState.SUCCEEDED, TicketState.RUNNING)
+# admin_access tickets whose permission must be gone.
+ENDED = (TicketState.REVOKED, TicketState.FAILED, TicketState.EXPIRED)
+
+# The part of an observation an acknowledgement covers: once acknowledged,
+# the same drift seen again is not raised again; a different one is.
+ACK_COVERS = {
+    FindingKind.VM_UNEXPLAINED: (),
+    FindingKind.VM_MOVED: ("host",),
+    FindingKind.PERMISSION_UNEXPLAINED: ("role",),
+    FindingKind.ACCESS_AFTER_END: ("role", "ticket"),
+}
+
+
+@dataclass(frozen=True)
+class Drift:
+    kind: str
+    object_ref: str
+    observed: dict
+    expected: dict
+    ticket: Ticket | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    connector: str
+    raised: tuple[Finding, ...] = ()
+    present: int = 0  # differences seen in this run, new or already known
+    baseline_taken: bool = False
+    error: str = ""
+
+
+def access_grace() -> timedelta:
+    """How long expired access may linger: the sweeper removes it on its next
+    run, and the worker needs a moment."""
+    return timedelta(seconds=2 * settings.SWEEP_INTERVAL_SECONDS + 60)
+
+
+def read_hypervisor(connector: Connector) -> tuple[Inventory, tuple[Permission, ...]]:
+    backend = connector_for(connector.kind, connector.connection_config())
+    return backend.inventory(), backend.permissions()
+
+
+def vm_key(vm) -> str:
+    return (vm.instance_uuid or vm.id).lower()
+
+
+def _permission_key(principal: str, is_group: bool, role: str, entity_id: str) -> tuple:
+    return principal.casefold(), bool(is_group), role, entity_id
+
+
+def baseline_take(*, connector: Connector, actor=None, actor_name: str = ACTOR_NAME) -> DriftBaseline:
+    """Record what the hypervisor holds now as the connector's baseline.
+    Raises ConnectorError when it cannot be read, IntegrityError when the
+    connector has a baseline already (a baseline is never re-taken: that
+    would explain away drift)."""
+    inventory, permissions = read_hypervisor(connector)
+    now = timezone.now()
+    with transaction.atomic():
+        baseline = DriftBaseline.objects.create(
+            connector=connector,
+            taken_at=now,
+            vms=[{"uuid": vm_key(vm), "id": vm.id, "name": vm.name, "host": vm.host} for vm in inventory.vms],
+            permissions=[
+                {"principal": p.principal, "is_group": p.is_group, "role": p.role, "entity": p.entity,
+                 "entity_id": p.entity_id}
+                for p in permissions
+            ],
+        )
+        Connector.objects.filter(pk=connector.pk).update(baseline_taken_at=now)
+        connector.baseline_taken_at = now
+        record(
+            "drift.baseline_taken",
+            actor=actor,
+            actor_name=actor_name,
+            obj=connector,
+            details={"connector": connector.name, "vms": len(baseline.vms), "permissions": len(baseline.permissions)},
+        )
+    return baseline
+
+
+def compare(
+    *,
+    inventory: Inventory,
+    permissions: tuple[Permission, ...],
+    baseline: DriftBaseline,
+    tickets: list[Ticket],
+    now: datetime,
+) -> list[Drift]:
+    """Every difference between the hypervisor and what the baseline and the
+    tickets explain."""
+    return _vm_drift(inventory, baseline, tickets) + _permission_drift(permissions, baseline, tickets, now)
+
+
+def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticket]) -> list[Drift]:
+    creates = [t for t in tickets if t.kind == TicketKind.VM_CREATE]
+    created = {str(t.operation_uuid): t for t in creates if t.state in EXPLAINING}
+    failed_creates = {str(t.operation_uuid): t for t in creates if t.state not in EXPLAINING}
+    migrations = sorted(
+        (t for t in tickets if t.kind == TicketKind.VM_MIGRATE and t.state in EXPLAINING),
+        # Running ones last: they add their target rather than replace the host.
+        key=lambda t: (t.state == TicketState.RUNNING, t.finished_at or t.started_at or t.created_at),
+    )
+    cluster_hosts: dict[str | None, set[str]] = {}
+    for host in inventory.hosts:
+        cluster_hosts.setdefault(host.cluster, set()).add(host.name)
+    in_baseline = {vm["uuid"]: vm for vm in baseline.vms}
+
+    drifts = []
+    for vm in inventory.vms:
+        key = vm_key(vm)
+        seen = {"name": vm.name, "id": vm.id, "host": vm.host, "instance_uuid": vm.instance_uuid}
+        explained_by: Ticket | None = None
+        if key in in_baseline:
+            hosts, since = {in_baseline[key]["host"]}, baseline.taken_at
+        elif key in created:
+            explained_by = created[key]
+            params = explained_by.params
+            hosts = {params["host"]} if params.get("host") else cluster_hosts.get(params.get("cluster"), set())
+            since = explained_by.started_at or explained_by.created_at
+        else:
+            failed = failed_creates.get(key)
+            observed = {**seen, **({"ticket": failed.ref, "ticket_state": failed.state} if failed else {})}
+            drifts.append(
+                Drift(
+                    FindingKind.VM_UNEXPLAINED,
+                    f"vm:{key}",
+                    observed,
+                    {"explained_by": "a succeeded vm_create ticket or the registration baseline"},
+                    failed,
+                )
+            )
+            continue
+        for ticket in migrations:
+            if ticket.params.get("vm") not in (vm.name, vm.id) or (ticket.finished_at and ticket.finished_at < since):
+                continue
+            target = ticket.params["target_host"]
+            hosts = hosts | {target} if ticket.state == TicketState.RUNNING else {target}
+            explained_by = ticket
+        if vm.host not in hosts:
+            drifts.append(
+                Drift(
+                    FindingKind.VM_MOVED,
+                    f"vm:{key}",
+                    {"name": vm.name, "id": vm.id, "host": vm.host},
+                    {"hosts": sorted(hosts), "according_to": explained_by.ref if explained_by else "baseline"},
+                    explained_by,
+                )
+            )
+    return drifts
+
+
+def _permission_drift(
+    permissions: tuple[Permission, ...], baseline: DriftBaseline, tickets: list[Ticket], now: datetime
+) -> list[Drift]:
+    grace = access_grace()
+    in_baseline = {
+        _permission_key(p["principal"], p["is_group"], p["role"], p["entity_id"]) for p in baseline.permissions
+    }
+    active, ended = [], []
+    for ticket in tickets:
+        if ticket.kind != TicketKind.ADMIN_ACCESS:
+            continue
+        running_out = ticket.access_expires_at is not None and ticket.access_expires_at + grace <= now
+        if ticket.state == TicketState.RUNNING or (ticket.state == TicketState.SUCCEEDED and not running_out):
+            active.append(ticket)
+        elif ticket.state in ENDED or ticket.state == TicketState.SUCCEEDED:
+            ended.append(ticket)
+
+    def grants(ticket: Ticket, permission: Permission) -> bool:
+        params = ticket.params
+        return (
+            not permission.is_group
+            and params["principal"].casefold() == permission.principal.casefold()
+            and params["entity"] in (permission.entity, permission.entity_id)
+        )
+
+    drifts = []
+    for permission in permissions:
+        key = _permission_key(permission.principal, permission.is_group, permission.role, permission.entity_id)
+        if key in in_baseline:
+            continue
+        if any(grants(t, permission) and t.params["role"] == permission.role for t in active):
+            continue
+        seen = {
+            "principal": permission.principal,
+            "group": permission.is_group,
+            "role": permission.role,
+            "entity": permission.entity,
+            "entity_id": permission.entity_id,
+        }
+        ref = f"permission:{permission.entity_id}:{'group' if permission.is_group else 'user'}:{key[0]}"
+        granted_before = [t for t in ended if grants(t, permission)]
+        if granted_before:
+            ticket = max(granted_before, key=lambda t: t.access_expires_at or t.finished_at or t.updated_at)
+            ended_at = ticket.access_expires_at or ticket.finished_at
+            drifts.append(
+                Drift(
+                    FindingKind.ACCESS_AFTER_END,
+                    ref,
+                    {**seen, "ticket": ticket.ref},
+                    {"absent_since": ended_at.isoformat() if ended_at else None, "ticket_state": ticket.state},
+                    ticket,
+                )
+            )
+        else:
+            drifts.append(
+                Drift(
+                    FindingKind.PERMISSION_UNEXPLAINED,
+                    ref,
+                    seen,
+                    {"explained_by": "an active admin_access ticket or the registration baseline"},
+                )
+            )
+    return drifts
+
+
+def _covered(finding: Finding, drift: Drift) -> bool:
+    fields = ACK_COVERS[drift.kind]
+    return all(finding.observed.get(f) == drift.observed.get(f) for f in fields)
+
+
+def _raise(connector: Connector, drift: Drift, now: datetime) -> Finding | None:
+    """The new finding, or None when this drift is already known (open, or
+    acknowledged as it is now): then only its last_seen moves."""
+    known = (
+        Finding.objects.filter(connector=connector, kind=drift.kind, object_ref=drift.object_ref)
+        .order_by("-first_seen", "-id")
+        .first()
+    )
+    if known is not None and (known.is_open or _covered(known, drift)):
+        Finding.objects.filter(pk=known.pk).update(last_seen=now)
+        return None
+    try:
+        with transaction.atomic():
+            finding = Finding.objects.create(
+                connector=connector,
+                kind=drift.kind,
+                object_ref=drift.object_ref,
+                observed=drift.observed,
+                expected=drift.expected,
+                first_seen=now,
+                last_seen=now,
+            )
+            record(
+                "finding.raised",
+                actor_name=ACTOR_NAME,
+                obj=finding,
+                ticket=drift.ticket,
+                details={
+                    "connector": connector.name,
+                    "kind": drift.kind,
+                    "object_ref": drift.object_ref,
+                    "observed": drift.observed,
+                    "expected": drift.expected,
+                },
+            )
+    except IntegrityError:  # another run raised it a moment ago
+        return None
+    return finding
+
+
+def detect_drift(*, connector: Connector) -> DriftReport:
+    """Compare the connector's hypervisor with its baseline and tickets and
+    raise a Finding for each new difference. A connector without a baseline
+    (registered before drift detection existed) gets one now instead.
+    Raises ConnectorError when the hypervisor cannot be read."""
+    if not DriftBaseline.objects.filter(connector=connector).exists():
+        try:
+            baseline_take(connector=connector)
+        except IntegrityError:
+            pass  # a concurrent run took it
+        return DriftReport(connector=connector.name, baseline_taken=True)
+    # The hypervisor first, the tickets after: a ticket finishing in between
+    # then explains what the hypervisor showed.
+    inventory, permissions = read_hypervisor(connector)
+    tickets = list(
+        Ticket.objects.filter(connector=connector, state__in=[*EXPLAINING, *ENDED]).only(
+            "id", "kind", "state", "params", "operation_uuid", "created_at", "updated_at", "started_at",
+            "finished_at", "access_expires_at",
+        )
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        # One run per connector at a time; a second waits and then finds the
+        # first one's findings.
+        baseline = DriftBaseline.objects.select_for_update().get(connector=connector)
+        drifts = compare(inventory=inventory, permissions=permissions, baseline=baseline, tickets=tickets, now=now)
+        raised = [finding for drift in drifts if (finding := _raise(connector, drift, now)) is not None]
+    return DriftReport(connector=connector.name, raised=tuple(raised), present=len(drifts))
+
+
+def detect_drift_everywhere() -> list[DriftReport]:
+    """detect_drift for every connector; one that cannot be read is reported
+    and the others still checked."""
+    reports = []
+    for connector in Connector.objects.order_by("name"):
+        try:
+            reports.append(detect_drift(connector=connector))
+        except ConnectorError as exc:
+            logger.warning("drift detection skipped %s: %s", connector.name, exc)
+            reports.append(DriftReport(connector=connector.name, error=str(exc)))
+    return reports
