@@ -1,7 +1,25 @@
+from django.conf import settings
 from django.urls import path
 
 from approvals import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", views.dashboard, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("tickets/", views.ticket_list, name="tickets"),
+    path("tickets/new/", views.ticket_new, name="ticket-new"),
+    path("tickets/new/<slug:kind>/", views.ticket_new, name="ticket-new-kind"),
+    path("tickets/<int:pk>/", views.ticket_detail, name="ticket"),
+    path("tickets/<int:pk>/live/", views.ticket_live, name="ticket-live"),
+    path("tickets/<int:pk>/approve/", views.ticket_approve, name="ticket-approve"),
+    path("tickets/<int:pk>/reject/", views.ticket_reject, name="ticket-reject"),
+    path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket-cancel"),
+    path("tickets/<int:pk>/revoke/", views.ticket_revoke, name="ticket-revoke"),
+    path("audit/", views.audit_log, name="audit"),
+    path("audit/chain/", views.audit_chain, name="audit-chain"),
+    path("findings/", views.findings, name="findings"),
+    path("findings/<int:pk>/acknowledge/", views.finding_acknowledge_view, name="finding-acknowledge"),
 ]
+
+if settings.BENCH_TRIVIAL_VIEW:
+    urlpatterns.append(path("bench/trivial", views.bench_trivial))

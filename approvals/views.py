@@ -1,10 +1,478 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""The browser portal. Views read through selectors, write through services
+and ask approvals.permissions who may see or press what."""
 
-from approvals import selectors
+from __future__ import annotations
+
+import time as time_module
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce, TruncDate
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import otp
+from approvals import permissions, selectors, services
+from approvals.choices import FINAL_STATES, Decision, Role, TicketKind, TicketState
+from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
+from approvals.forms import FORMS_BY_KIND, AuditLogFilter, DecisionForm, RejectForm, TicketListFilter
+from approvals.inventory import InventoryIndex
+from approvals.models import Approval, CatalogueTemplate, Ticket
+from audit import rules as audit_rules
+from audit import selectors as audit_selectors
+from audit.filters import FindingFilter
+from audit.models import Finding
+from audit.services import finding_acknowledge
+from audit.verify import verify_chain
+from connectors.models import Connector
+
+OPEN_STATES = (TicketState.PENDING, TicketState.APPROVED, TicketState.RUNNING)
+PAGE_SIZE = 25
+CHART_DAYS = 30
+# htmx stops polling when a poll answers with this status.
+HTMX_STOP_POLLING = 286
+
+
+@require_GET
+def healthz(request):
+    """For load balancers: the process answers. Touches no database."""
+    return HttpResponse("ok\n", content_type="text/plain")
 
 
 @login_required
-def home(request):
-    tickets = selectors.tickets_visible_to(request.user)[:20]
-    return render(request, "approvals/home.html", {"tickets": tickets})
+def bench_trivial(request):
+    """The benchmark's yardstick: signed in (session and user read), nothing
+    else. Routed only when settings.BENCH_TRIVIAL_VIEW is on."""
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+# Dashboard
+
+
+def state_counts(tickets) -> list[tuple[str, int]]:
+    counts = dict(tickets.order_by().values_list("state").annotate(n=Count("id")))
+    return [(state, counts.get(state, 0)) for state in TicketState.values]
+
+
+def daily_counts(tickets, days: int = CHART_DAYS) -> list[tuple]:
+    """(date, tickets filed that day) for the last `days` days, today included."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first, time.min))
+    rows = dict(
+        tickets.filter(created_at__gte=since)
+        .order_by()
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+    )
+    return [(first + timedelta(days=i), rows.get(first + timedelta(days=i), 0)) for i in range(days)]
+
+
+# Counting every ticket by state and day reads the whole table; the
+# dashboards of those who see all tickets share counts at most this old.
+OVERVIEW_SECONDS = 30
+OVERVIEW_KEY = "dashboard:overview:all"
+
+
+def ticket_overview(user) -> dict:
+    """Counts by state and tickets per day of the tickets this person sees.
+    A requester's own are counted live (an index serves them); everyone's
+    are cached briefly."""
+    visible = selectors.tickets_visible_to(user)
+    if not permissions.sees_all_tickets(user):
+        return {"scope": "yours", "state_counts": state_counts(visible), "daily": daily_counts(visible)}
+    overview = cache.get(OVERVIEW_KEY)
+    if overview is None:
+        overview = {"state_counts": state_counts(visible), "daily": daily_counts(visible), "as_of": timezone.now()}
+        cache.set(OVERVIEW_KEY, overview, OVERVIEW_SECONDS)
+    return {"scope": "all", **overview}
+
+
+# What a row of tickets shows; loading only these keeps long pages cheap.
+TICKET_ROW_FIELDS = (
+    "id", "kind", "state", "params", "required_approvals", "created_at",
+    "requester__username", "connector__name",
+)
+
+
+def ticket_rows(tickets):
+    """Tickets ready for a table: their requester and connector joined, only
+    the shown columns loaded, the approvals given counted."""
+    return with_approvals_given(
+        tickets.select_related(None).select_related("requester", "connector").only(*TICKET_ROW_FIELDS)
+    )
+
+
+def with_approvals_given(tickets):
+    """Each ticket's approval count, from a subquery that runs only for the
+    rows a page shows (a join and GROUP BY would count the whole table)."""
+    given = (
+        Approval.objects.filter(ticket=OuterRef("pk"), decision=Decision.APPROVE)
+        .order_by()
+        .values("ticket")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return tickets.annotate(approvals_given=Coalesce(Subquery(given), 0))
+
+
+@login_required
+def dashboard(request):
+    user = request.user
+    context = {**ticket_overview(user), "has_role": bool(permissions.role_names(user))}
+    if permissions.can_file_tickets(user):
+        mine = ticket_rows(Ticket.objects.filter(requester=user))
+        context["my_open"] = mine.filter(state__in=OPEN_STATES)[:10]
+        context["my_recent"] = mine.exclude(state__in=OPEN_STATES)[:5]
+    if permissions.has_role(user, Role.APPROVER):
+        # Oldest first: the longest wait is the first to see.
+        context["queue"] = ticket_rows(selectors.tickets_awaiting(user).order_by("created_at", "id"))[:25]
+    if permissions.has_role(user, Role.AUDITOR):
+        context["activity"] = audit_selectors.audit_entries()[:10]
+        open_findings = audit_selectors.open_findings()
+        context["open_findings"] = open_findings[:5]
+        context["open_findings_count"] = open_findings.count()
+    return render(request, "approvals/dashboard.html", context)
+
+
+# Tickets
+
+
+@login_required
+def ticket_list(request):
+    user = request.user
+    filters = TicketListFilter(request.GET or None, queryset=ticket_rows(selectors.tickets_visible_to(user)))
+    if not permissions.sees_all_tickets(user):
+        del filters.form.fields["requester"]
+    page = _page_number(request)
+    offset = (page - 1) * PAGE_SIZE
+    # One row more than a page tells whether a next page exists, without
+    # counting every matching ticket.
+    rows = list(filters.qs[offset : offset + PAGE_SIZE + 1])
+    return render(
+        request,
+        "approvals/ticket_list.html",
+        {
+            "filters": filters,
+            "tickets": rows[:PAGE_SIZE],
+            "page": page,
+            "previous_query": _query_with(request, page=page - 1) if page > 1 else None,
+            "next_query": _query_with(request, page=page + 1) if len(rows) > PAGE_SIZE else None,
+        },
+    )
+
+
+def _page_number(request, name: str = "page") -> int:
+    try:
+        return max(1, int(request.GET.get(name, 1)))
+    except ValueError:
+        return 1
+
+
+def _query_with(request, **values) -> str:
+    query = request.GET.copy()
+    for key, value in values.items():
+        query[key] = value
+    return query.urlencode()
+
+
+@login_required
+def ticket_new(request, kind: str | None = None):
+    user = request.user
+    if not permissions.can_file_tickets(user):
+        raise PermissionDenied("Only requesters file tickets.")
+    connectors = list(Connector.objects.all())
+    context = {"kinds": TicketKind.choices, "kind": kind, "connectors": connectors}
+    if not connectors:
+        return render(request, "approvals/ticket_new.html", context)
+    wanted = request.POST.get("connector") or request.GET.get("connector")
+    connector = next((c for c in connectors if str(c.pk) == wanted), connectors[0])
+    context["connector"] = connector
+    if kind is None:
+        return render(request, "approvals/ticket_new.html", context)
+    form_class = FORMS_BY_KIND.get(kind)
+    if form_class is None:
+        raise Http404(f"There is no ticket kind {kind!r}.")
+    context["kind_label"] = TicketKind(kind).label
+    try:
+        index = InventoryIndex.for_connector(connector)
+    except InventoryUnavailable as exc:
+        context["inventory_error"] = str(exc)
+        return render(request, "approvals/ticket_new.html", context, status=503)
+    catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
+    form = form_class(request.POST or None, index=index, catalogue=catalogue)
+    context["form"] = form
+    if request.method == "POST" and form.is_valid():
+        try:
+            ticket = services.ticket_submit(requester=user, connector=connector, index=index, **form.submission())
+        except InvalidInput as exc:
+            form.add_service_errors(exc.errors)
+        except InventoryUnavailable as exc:
+            context["inventory_error"] = str(exc)
+            return render(request, "approvals/ticket_new.html", context, status=503)
+        else:
+            messages.success(request, f"{ticket.ref} filed; it waits for {ticket.required_approvals} approval(s).")
+            return redirect("ticket", pk=ticket.pk)
+    return render(request, "approvals/ticket_new.html", context, status=400 if form.errors else 200)
+
+
+def _visible_ticket(request, pk: int) -> Ticket:
+    """The ticket if this person may see it; 404 otherwise, so other people's
+    tickets are not even confirmed to exist."""
+    return get_object_or_404(selectors.with_decisions(selectors.tickets_visible_to(request.user)), pk=pk)
+
+
+def _ticket_context(request, ticket: Ticket, *, watching_since: int | None = None) -> dict:
+    user = request.user
+    decisions = list(ticket.approvals.all())
+    decided = any(d.approver_id == user.pk for d in decisions)
+    # A succeeded change stays put; only granted access still moves (to revoked).
+    settled = ticket.state in FINAL_STATES or (
+        ticket.state == TicketState.SUCCEEDED and ticket.kind != TicketKind.ADMIN_ACCESS
+    )
+    now = int(time_module.time())
+    watching_since = watching_since or now
+    # Each poll renews the session; a page left open must not keep it alive
+    # past the idle timeout, so polling stops after that long.
+    watch_over = now - watching_since > settings.SESSION_COOKIE_AGE
+    return {
+        "watching_since": watching_since,
+        "watch_over": watch_over and not settled,
+        "polling": not settled and not watch_over,
+        "ticket": ticket,
+        "decisions": decisions,
+        "approvals_given": sum(1 for d in decisions if d.decision == Decision.APPROVE),
+        "timeline": list(ticket.audit_entries.order_by("seq")),
+        "settled": settled,
+        "poll_every": "10s" if ticket.state == TicketState.SUCCEEDED else "2s",
+        "may_decide": ticket.state == TicketState.PENDING and not decided and permissions.can_decide(user, ticket),
+        # The policy asks approvers for a one-time password confirmed in this session.
+        "otp_needed": ticket.require_otp and not otp.recently_confirmed(request),
+        "may_cancel": ticket.state in (TicketState.PENDING, TicketState.APPROVED)
+        and permissions.can_cancel(user, ticket),
+        "may_revoke": ticket.kind == TicketKind.ADMIN_ACCESS
+        and ticket.state == TicketState.SUCCEEDED
+        and permissions.can_revoke(user, ticket),
+    }
+
+
+@login_required
+def ticket_detail(request, pk: int, *, reject_form=None, status=200):
+    ticket = _visible_ticket(request, pk)
+    context = _ticket_context(request, ticket)
+    context["reject_form"] = reject_form or RejectForm()
+    return render(request, "approvals/ticket_detail.html", context, status=status)
+
+
+@require_GET
+def ticket_live(request, pk: int):
+    """The part of the detail page that changes while a ticket moves: state,
+    approvals, execution and timeline. Polled by htmx; when the state differs
+    from the one the page shows, the action buttons are sent along too."""
+    if not request.user.is_authenticated:
+        return HttpResponse(status=HTMX_STOP_POLLING)
+    ticket = _visible_ticket(request, pk)
+    context = _ticket_context(request, ticket, watching_since=_positive_int(request.GET.get("since")))
+    context["reject_form"] = RejectForm()
+    context["actions_changed"] = request.GET.get("shown") != ticket.state
+    return render(request, "approvals/_ticket_live_response.html", context)
+
+
+def _act(request, pk: int, action) -> Ticket:
+    """Run a ticket action, turning refusals into a message on the page."""
+    ticket = _visible_ticket(request, pk)
+    try:
+        action(ticket)
+    except (PermissionDenied, StateConflict) as exc:
+        messages.error(request, str(exc) or "You may not do that.")
+    return ticket
+
+
+@login_required
+@require_POST
+def ticket_approve(request, pk: int):
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+
+    def approve(ticket):
+        services.ticket_approve(
+            ticket_id=ticket.pk,
+            approver=request.user,
+            comment=comment,
+            otp_confirmed=otp.recently_confirmed(request),
+        )
+        messages.success(request, f"You approved {ticket.ref}.")
+
+    _act(request, pk, approve)
+    return redirect("ticket", pk=pk)
+
+
+@login_required
+@require_POST
+def ticket_reject(request, pk: int):
+    form = RejectForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+
+    def reject(ticket):
+        services.ticket_reject(ticket_id=ticket.pk, approver=request.user, comment=comment)
+        messages.success(request, f"You rejected {ticket.ref}.")
+
+    try:
+        _act(request, pk, reject)
+    except InvalidInput as exc:
+        form.add_error("comment", exc.errors.get("comment", ["Say why."]))
+        return ticket_detail(request, pk, reject_form=form, status=400)
+    return redirect("ticket", pk=pk)
+
+
+@login_required
+@require_POST
+def ticket_cancel(request, pk: int):
+    def cancel(ticket):
+        services.ticket_cancel(ticket_id=ticket.pk, user=request.user)
+        messages.success(request, f"{ticket.ref} is cancelled.")
+
+    _act(request, pk, cancel)
+    return redirect("ticket", pk=pk)
+
+
+@login_required
+@require_POST
+def ticket_revoke(request, pk: int):
+    def revoke(ticket):
+        services.access_revoke(ticket_id=ticket.pk, user=request.user)
+        messages.success(request, f"Access of {ticket.ref} is being removed.")
+
+    _act(request, pk, revoke)
+    return redirect("ticket", pk=pk)
+
+
+# Audit log and findings
+
+
+def _require_audit_reader(user) -> None:
+    if not audit_rules.can_read_audit(user):
+        raise PermissionDenied("Only auditors and approvers read the audit log and the findings.")
+
+
+AUDIT_PAGE_SIZE = 50
+CHAIN_REPORT_KEY = "audit:chain-report"
+# A full check reads every entry, which takes a while on a long log, so the
+# page shows the last one (and when it ran) for this long.
+CHAIN_REPORT_SECONDS = 300
+CHAIN_CHECK_LOCK = "audit:chain-checking"
+# Longer than a check of a million entries takes (about 15 s).
+CHAIN_CHECK_LOCK_SECONDS = 120
+
+
+@login_required
+def audit_log(request):
+    _require_audit_reader(request.user)
+    filters = AuditLogFilter(request.GET or None, queryset=audit_selectors.audit_entries())
+    entries = filters.qs
+    before = _positive_int(request.GET.get("before"))
+    if before:
+        entries = entries.filter(seq__lt=before)
+    # Pages by sequence number: each costs the same however deep it is.
+    rows = list(entries[: AUDIT_PAGE_SIZE + 1])
+    export_query = request.GET.copy()
+    export_query.pop("before", None)
+    return render(
+        request,
+        "audit/audit_log.html",
+        {
+            "filters": filters,
+            "entries": rows[:AUDIT_PAGE_SIZE],
+            "newest_query": export_query.urlencode() if before else None,
+            "older_query": _query_with(request, before=rows[AUDIT_PAGE_SIZE - 1].seq)
+            if len(rows) > AUDIT_PAGE_SIZE
+            else None,
+            "export_query": export_query.urlencode(),
+        },
+    )
+
+
+def _positive_int(value) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+@login_required
+@require_GET
+def audit_chain(request):
+    """Whether the audit chain holds: the last full check, or a new one when
+    asked for (or when none is recent). One check runs at a time; others
+    asking meanwhile are told to look again shortly."""
+    _require_audit_reader(request.user)
+    report = None if request.GET.get("again") else cache.get(CHAIN_REPORT_KEY)
+    if report is None:
+        if not cache.add(CHAIN_CHECK_LOCK, True, CHAIN_CHECK_LOCK_SECONDS):
+            return render(request, "audit/_chain_status.html", {"checking": True})
+        try:
+            checked_at = timezone.now()
+            result = verify_chain()
+            report = {
+                "ok": result.ok,
+                "checked": result.checked,
+                "first_broken": result.first_broken,
+                "reason": result.reason,
+                "checked_at": checked_at,
+            }
+            cache.set(CHAIN_REPORT_KEY, report, CHAIN_REPORT_SECONDS)
+        finally:
+            cache.delete(CHAIN_CHECK_LOCK)
+    return render(request, "audit/_chain_status.html", {"report": report})
+
+
+FINDINGS_PAGE_SIZE = 50
+
+
+@login_required
+def findings(request):
+    _require_audit_reader(request.user)
+    data = request.GET.copy()
+    data.setdefault("state", "open")
+    filters = FindingFilter(data, queryset=audit_selectors.findings())
+    page = _page_number(request)
+    offset = (page - 1) * FINDINGS_PAGE_SIZE
+    rows = list(filters.qs[offset : offset + FINDINGS_PAGE_SIZE + 1])
+    return render(
+        request,
+        "audit/findings.html",
+        {
+            "filters": filters,
+            "findings": rows[:FINDINGS_PAGE_SIZE],
+            "may_acknowledge": audit_rules.can_acknowledge_findings(request.user),
+            "page": page,
+            "previous_query": _query_with(request, page=page - 1) if page > 1 else None,
+            "next_query": _query_with(request, page=page + 1) if len(rows) > FINDINGS_PAGE_SIZE else None,
+        },
+    )
+
+
+@login_required
+@require_POST
+def finding_acknowledge_view(request, pk: int):
+    _require_audit_reader(request.user)
+    try:
+        finding = finding_acknowledge(finding_id=pk, user=request.user, comment=request.POST.get("comment", ""))
+    except Finding.DoesNotExist as exc:
+        raise Http404("No such finding.") from exc
+    except InvalidInput as exc:
+        messages.error(request, " ".join(exc.errors.get("comment", [])) or describe_errors(exc.errors))
+    except (PermissionDenied, StateConflict) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Finding {finding.pk} acknowledged.")
+    return redirect("findings")

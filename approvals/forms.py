@@ -1,0 +1,272 @@
+"""The portal's forms. They shape input and fill choices from the
+connector's inventory; every rule stays in the services, whose field errors
+the forms show next to the fields."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.utils import timezone
+
+from approvals.api.views import TicketFilter
+from approvals.choices import TicketKind, TicketState
+from approvals.inventory import InventoryIndex
+from audit.filters import AuditEntryFilter
+from connectors.models import Connector
+
+DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+def _choices(objects, label=lambda obj: obj.name, blank="Choose…"):
+    return [("", blank)] + [(obj.name, label(obj)) for obj in sorted(objects, key=lambda o: o.name)]
+
+
+class TicketForm(forms.Form):
+    """What every kind shares; subclasses add the kind's parameters."""
+
+    kind: str = ""
+    # Service error keys under "params" that belong to another form field.
+    param_field_aliases: dict[str, str] = {}
+
+    justification = forms.CharField(
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why this change is needed; approvers read it.",
+    )
+    not_before = forms.DateTimeField(
+        required=False, widget=DATETIME_INPUT, label="Not before", help_text="Optional start of the change window."
+    )
+    not_after = forms.DateTimeField(
+        required=False, widget=DATETIME_INPUT, label="Not after", help_text="Optional end of the change window."
+    )
+
+    def __init__(self, *args, index: InventoryIndex, catalogue: set[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.index = index
+        self.catalogue = catalogue
+        self.fill_choices()
+        # Parameters first, then the justification and the window.
+        self.order_fields([name for name in self.fields if name not in ("justification", "not_before", "not_after")])
+
+    def fill_choices(self) -> None:
+        """Set the choices of the kind's select fields from the inventory."""
+
+    def params(self) -> dict:
+        raise NotImplementedError
+
+    def submission(self) -> dict:
+        """Keyword arguments for services.ticket_submit (without requester and connector)."""
+        data = self.cleaned_data
+        return {
+            "kind": self.kind,
+            "justification": data["justification"],
+            "params": self.params(),
+            "not_before": data.get("not_before"),
+            "not_after": data.get("not_after"),
+        }
+
+    def add_service_errors(self, errors: dict) -> None:
+        """Put a service's InvalidInput errors next to the fields they name."""
+        for key, value in errors.items():
+            if key == "params" and isinstance(value, dict):
+                for param, messages in value.items():
+                    field = self.param_field_aliases.get(param, param)
+                    known = field in self.fields
+                    self.add_error(field if known else None, _words(param, messages, known))
+            elif key in self.fields:
+                self.add_error(key, list(map(str, value)))
+            else:
+                self.add_error(None, _words(key, value, False))
+
+
+def _words(name: str, messages, known: bool) -> list[str]:
+    messages = [str(m) for m in messages] if isinstance(messages, list | tuple) else [str(messages)]
+    return messages if known else [f"{name.replace('_', ' ')}: {m}" for m in messages]
+
+
+class VmCreateForm(TicketForm):
+    kind = TicketKind.VM_CREATE
+    param_field_aliases = {"cluster": "placement", "host": "placement"}
+
+    name = forms.CharField(max_length=80, label="VM name")
+    template = forms.ChoiceField(help_text="Only templates from the approved catalogue.")
+    placement = forms.ChoiceField(help_text="A cluster or a standalone host; its zone decides the network.")
+    datastore = forms.ChoiceField()
+    network = forms.ChoiceField(help_text="Must be in the placement's zone.")
+    cpus = forms.IntegerField(min_value=1, initial=2, label="CPUs")
+    memory_mb = forms.IntegerField(min_value=128, initial=2048, label="Memory (MB)")
+
+    def fill_choices(self):
+        inv, index = self.index.inventory, self.index
+        templates = [vm for vm in inv.vms if vm.is_template and vm.name in self.catalogue]
+        self.fields["template"].choices = _choices(templates)
+        clusters = [(f"cluster:{c.name}", f"{c.name} (zone {index.cluster_zone(c.name).label})") for c in inv.clusters]
+        hosts = [
+            (f"host:{h.name}", f"{h.name} (zone {index.host_zone(h.name).label})")
+            for h in sorted(inv.hosts, key=lambda h: h.name)
+        ]
+        self.fields["placement"].choices = [
+            ("", "Choose…"),
+            ("Clusters", sorted(clusters)),
+            ("Hosts", hosts),
+        ]
+        self.fields["datastore"].choices = _choices(inv.datastores)
+        self.fields["network"].choices = _choices(
+            inv.networks, lambda n: f"{n.name} (zone {index.network_zone(n.name).label})"
+        )
+
+    def params(self):
+        data = self.cleaned_data
+        placement_kind, _, placement = data["placement"].partition(":")
+        return {
+            "name": data["name"],
+            "template": data["template"],
+            placement_kind: placement,
+            "datastore": data["datastore"],
+            "network": data["network"],
+            "cpus": data["cpus"],
+            "memory_mb": data["memory_mb"],
+        }
+
+
+class VmMigrateForm(TicketForm):
+    kind = TicketKind.VM_MIGRATE
+
+    vm = forms.ChoiceField(label="VM")
+    target_host = forms.ChoiceField(
+        label="Target host", help_text="Moving into another zone needs a policy that allows it."
+    )
+    target_datastore = forms.ChoiceField(required=False, label="Target datastore")
+
+    def fill_choices(self):
+        inv, index = self.index.inventory, self.index
+        vms = [vm for vm in inv.vms if not vm.is_template]
+        self.fields["vm"].choices = _choices(
+            vms, lambda vm: f"{vm.name} (on {vm.host or 'no host'}, zone {index.vm_zone(vm).label})"
+        )
+        self.fields["target_host"].choices = _choices(
+            inv.hosts, lambda h: f"{h.name} (zone {index.host_zone(h.name).label})"
+        )
+        self.fields["target_datastore"].choices = _choices(inv.datastores, blank="Keep the current datastore")
+
+    def params(self):
+        data = self.cleaned_data
+        params = {"vm": data["vm"], "target_host": data["target_host"]}
+        if data.get("target_datastore"):
+            params["target_datastore"] = data["target_datastore"]
+        return params
+
+
+class AdminAccessForm(TicketForm):
+    kind = TicketKind.ADMIN_ACCESS
+
+    principal = forms.CharField(
+        max_length=120, help_text="The user or group to receive the role, like DOMAIN\\name or name@domain."
+    )
+    role = forms.ChoiceField()
+    entity = forms.ChoiceField(help_text="The VM, host, cluster or folder the role applies to.")
+    duration_minutes = forms.IntegerField(min_value=1, initial=60, label="Duration (minutes)")
+
+    def fill_choices(self):
+        inv, index = self.index.inventory, self.index
+        roles = sorted(role.name for role in inv.roles)
+        self.fields["role"].choices = [("", "Choose…")] + [(name, name) for name in roles]
+
+        def group(title, kind, objects):
+            ordered = sorted(objects, key=lambda o: o.name)
+            return (title, [(o.name, f"{o.name} (zone {index.entity_zone(kind, o).label})") for o in ordered])
+
+        self.fields["entity"].choices = [
+            ("", "Choose…"),
+            group("VMs", "vm", [vm for vm in inv.vms if not vm.is_template]),
+            group("Hosts", "host", inv.hosts),
+            group("Clusters", "cluster", inv.clusters),
+            ("Folders", [(f.name, f.name) for f in sorted(inv.folders, key=lambda f: f.name)]),
+        ]
+
+    def params(self):
+        data = self.cleaned_data
+        return {
+            "principal": data["principal"],
+            "role": data["role"],
+            "entity": data["entity"],
+            "duration_minutes": data["duration_minutes"],
+        }
+
+
+FORMS_BY_KIND: dict[str, type[TicketForm]] = {
+    TicketKind.VM_CREATE: VmCreateForm,
+    TicketKind.VM_MIGRATE: VmMigrateForm,
+    TicketKind.ADMIN_ACCESS: AdminAccessForm,
+}
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(max_length=4000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class RejectForm(forms.Form):
+    # Not required here: the service insists on a comment and its words show.
+    comment = forms.CharField(
+        max_length=4000, required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Why reject?"
+    )
+
+
+class TicketListFilter(TicketFilter):
+    """The API's ticket filters, with date pickers for the page."""
+
+    state = django_filters.ChoiceFilter(choices=TicketState.choices, empty_label="Any state")
+    kind = django_filters.ChoiceFilter(choices=TicketKind.choices, empty_label="Any kind")
+    connector = django_filters.ModelChoiceFilter(queryset=Connector.objects.all(), empty_label="Any connector")
+    created_after = django_filters.DateFilter(
+        method="filed_from", label="Filed from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    created_before = django_filters.DateFilter(
+        method="filed_until", label="Filed until", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    # Whole days in the portal's time zone, as ranges the created_at index serves.
+    def filed_from(self, queryset, name, value):
+        return queryset.filter(created_at__gte=_day_start(value))
+
+    def filed_until(self, queryset, name, value):
+        return queryset.filter(created_at__lt=_day_start(value + timedelta(days=1)))
+
+    class Meta(TicketFilter.Meta):
+        pass
+
+
+class AuditLogFilter(AuditEntryFilter):
+    """The API's audit filters, with short labels and time pickers for the page."""
+
+    LABELS = {
+        "actor": "Actor",
+        "action": "Action",
+        "ticket": "Ticket",
+        "object_type": "Object type",
+        "object_id": "Object id",
+        "since": "From",
+        "until": "Before",
+    }
+    HELP = {
+        "action": "e.g. ticket.approval; end with * for a prefix",
+        "ticket": "CHG-000042 or 42",
+        "object_type": "e.g. approvals.ticket",
+    }
+
+    @property
+    def form(self):
+        if not hasattr(self, "_form"):
+            form = super().form
+            for name, field in form.fields.items():
+                field.label = self.LABELS.get(name, field.label)
+                field.help_text = self.HELP.get(name, "")
+            for name in ("since", "until"):
+                form.fields[name].widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
+        return self._form
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))

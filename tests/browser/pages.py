@@ -1,0 +1,34 @@
+"""What every browser test does to a page: sign in, and check the page is
+usable (labels, no sideways scrolling, no server error)."""
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import PASSWORD
+
+UNLABELLED_FIELDS = """() => [...document.querySelectorAll('input, select, textarea')]
+    .filter(el => el.type !== 'hidden' && el.labels.length === 0 && !el.getAttribute('aria-label'))
+    .map(el => el.name || el.id)"""
+SIDEWAYS_OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def sign_in(context, base_url: str, username: str):
+    page = context.new_page()
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    return page
+
+
+def check_usable(page) -> None:
+    """Every form field labelled; the page does not scroll sideways; words,
+    not a stack trace."""
+    assert page.evaluate(UNLABELLED_FIELDS) == [], page.url
+    assert page.evaluate(SIDEWAYS_OVERFLOW) <= 0, f"{page.url} scrolls sideways"
+    assert "Traceback" not in page.content()
+
+
+def nav(page, label: str):
+    """A link of the header's navigation."""
+    return page.get_by_role("navigation", name="Sections").get_by_role("link", name=label, exact=True)

@@ -1,0 +1,332 @@
+"""The ticket pages through Django's test client: forms validated by the
+services, buttons only for those allowed to press them, refusals in words."""
+
+import re
+import time
+
+import pytest
+from django.core.cache import cache
+
+from accounts import otp
+from approvals.models import Approval, Ticket
+from tests.approvals.helpers import ADMIN_ACCESS
+from tests.pages.helpers import CREATE_FORM, MIGRATE_WITHIN_DEV, make_succeeded, submit
+
+pytestmark = pytest.mark.django_db
+
+
+def field_error(html: str, field: str) -> str:
+    """The error text shown next to a form field, '' when none."""
+    match = re.search(rf'id="id_{field}_error">(.*?)</div>', html, re.S)
+    return re.sub(r"<[^>]+>", " ", match.group(1)).strip() if match else ""
+
+
+def test_sign_in_failure_is_a_plain_message(client, requester):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    assert response.status_code == 200
+    assert "did not match" in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+
+
+def test_pages_need_sign_in(client):
+    for url in ("/", "/tickets/", "/tickets/new/", "/tickets/1/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url.startswith("/accounts/login/"), url
+
+
+def test_sign_out_by_post(page, requester):
+    client = page(requester)
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 200 and "signed out" in response.content.decode()
+    assert client.get("/").status_code == 302
+
+
+def test_new_ticket_choices_come_from_the_inventory_with_zones(page, lab, requester):
+    html = page(requester).get("/tickets/new/vm_create/").content.decode()
+    assert '<option value="tpl-debian12">' in html
+    assert "prod-esx-01 (zone prod)" in html and "dmz-esx-01 (zone dmz)" in html
+    assert "pg-dev (zone dev)" in html
+    assert 'value="cluster:prod"' in html
+    # Plain VMs are not templates.
+    assert '<option value="prod-web-01">' not in html
+    migrate = page(requester).get("/tickets/new/vm_migrate/").content.decode()
+    assert "dev-app-01 (on dev-esx-0" in migrate and "zone dev)" in migrate
+
+
+def test_requester_files_vm_create_through_the_form(page, lab, requester):
+    response = page(requester).post("/tickets/new/vm_create/", {**CREATE_FORM, "connector": lab.pk})
+    ticket = Ticket.objects.get()
+    assert response.status_code == 302 and response.url == f"/tickets/{ticket.pk}/"
+    assert ticket.requester == requester and ticket.state == "pending"
+    assert ticket.params["host"] == "prod-esx-01" and "cluster" not in ticket.params
+    assert ticket.params["cpus"] == 2 and ticket.justification == "New web node for the shop"
+
+
+def test_value_over_policy_shows_the_error_at_the_field_and_stores_nothing(page, lab, requester):
+    response = page(requester).post("/tickets/new/vm_create/", {**CREATE_FORM, "cpus": "64"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert field_error(html, "cpus") == "At most 8 CPUs by policy."
+    assert 'aria-invalid="true"' in html
+    # What was typed stays in the form.
+    assert 'value="web-page-01"' in html
+    assert Ticket.objects.count() == 0
+
+
+def test_justification_is_required(page, lab, requester):
+    response = page(requester).post("/tickets/new/vm_migrate/", {**MIGRATE_WITHIN_DEV, "justification": "  "})
+    assert response.status_code == 400
+    assert field_error(response.content.decode(), "justification")
+    assert Ticket.objects.count() == 0
+
+
+def test_zone_rule_error_sits_next_to_the_target_host(page, lab, requester):
+    response = page(requester).post(
+        "/tickets/new/vm_migrate/",
+        {"vm": "prod-web-01", "target_host": "dmz-esx-01", "justification": "try the dmz"},
+    )
+    assert response.status_code == 400
+    assert "less trusted zone dmz is never allowed" in field_error(response.content.decode(), "target_host")
+    assert Ticket.objects.count() == 0
+
+
+def test_placement_errors_from_the_service_land_on_the_placement_field(page, lab, requester):
+    response = page(requester).post("/tickets/new/vm_create/", {**CREATE_FORM, "network": "pg-dmz"})
+    assert response.status_code == 400
+    assert "pick a network of that zone" in field_error(response.content.decode(), "network")
+
+
+def test_only_requesters_open_the_new_ticket_form(page, lab, approver, auditor):
+    for user in (approver, auditor):
+        response = page(user).get("/tickets/new/vm_create/")
+        assert response.status_code == 403
+        assert "Only requesters file tickets." in response.content.decode()
+
+
+def test_unknown_kind_is_a_404_page_in_words(page, lab, requester):
+    response = page(requester).get("/tickets/new/vm_delete/")
+    assert response.status_code == 404
+    assert "Not found" in response.content.decode()
+
+
+def test_buttons_follow_the_permission_rules(page, lab, requester, approver, auditor):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    url = f"/tickets/{ticket.pk}/"
+    own = page(requester).get(url).content.decode()
+    assert ">Approve<" not in own and "Reject" not in own
+    assert "Cancel this ticket" in own
+    decider = page(approver).get(url).content.decode()
+    assert ">Approve<" in decider and "Why reject?" in decider and "Cancel this ticket" not in decider
+    reader = page(auditor).get(url).content.decode()
+    assert ">Approve<" not in reader and "Cancel this ticket" not in reader and "Revoke" not in reader
+    # Parameters, requester and the policy are all on the page.
+    assert "dev-esx-02" in reader and "alice" in reader and "0 of 1 required" in reader
+
+
+def test_requester_may_not_see_another_requesters_ticket(page, lab, requester, requester2):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    assert page(requester2).get(f"/tickets/{ticket.pk}/").status_code == 404
+    assert page(requester2).get(f"/tickets/{ticket.pk}/live/").status_code == 404
+    assert page(requester2).post(f"/tickets/{ticket.pk}/cancel/").status_code == 404
+    assert Ticket.objects.get(pk=ticket.pk).state == "pending"
+
+
+def test_approve_through_the_page(page, lab, requester, approver):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    client = page(approver)
+    response = client.post(f"/tickets/{ticket.pk}/approve/", {"comment": "fine"}, follow=True)
+    assert f"You approved {ticket.ref}." in response.content.decode()
+    approval = Approval.objects.get(ticket=ticket)
+    assert approval.approver == approver and approval.comment == "fine"
+    assert Ticket.objects.get(pk=ticket.pk).state == "approved"
+    # Deciding twice is a message, not a crash.
+    again = client.post(f"/tickets/{ticket.pk}/approve/", follow=True).content.decode()
+    assert "no longer takes decisions" in again
+
+
+def test_requester_posting_approve_gets_a_plain_refusal(page, lab, requester):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    response = page(requester).post(f"/tickets/{ticket.pk}/approve/", follow=True)
+    assert "You cannot decide on a ticket you requested." in response.content.decode()
+    assert not Approval.objects.exists()
+
+
+def test_reject_asks_for_a_comment(page, lab, requester, approver):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    client = page(approver)
+    response = client.post(f"/tickets/{ticket.pk}/reject/", {"comment": " "})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Say why you reject this ticket." in html and "<details class=\"reject\" open>" in html
+    assert Ticket.objects.get(pk=ticket.pk).state == "pending"
+    client.post(f"/tickets/{ticket.pk}/reject/", {"comment": "not this week"})
+    ticket.refresh_from_db()
+    assert ticket.state == "rejected"
+    assert Approval.objects.get(ticket=ticket).comment == "not this week"
+
+
+def test_cancel_by_the_requester(page, lab, requester):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    response = page(requester).post(f"/tickets/{ticket.pk}/cancel/", follow=True)
+    assert f"{ticket.ref} is cancelled." in response.content.decode()
+    assert Ticket.objects.get(pk=ticket.pk).state == "cancelled"
+    html = page(requester).get(f"/tickets/{ticket.pk}/").content.decode()
+    assert "Cancel this ticket" not in html
+
+
+def test_revoke_only_for_active_access(page, lab, requester, approver, approver2, auditor):
+    ticket = submit(requester, lab, "admin_access", ADMIN_ACCESS)
+    url = f"/tickets/{ticket.pk}/"
+    assert "Revoke access now" not in page(requester).get(url).content.decode()
+    make_succeeded(ticket, approver, approver2)
+    assert "Revoke access now" in page(requester).get(url).content.decode()
+    assert "Revoke access now" in page(approver).get(url).content.decode()
+    assert "Revoke access now" not in page(auditor).get(url).content.decode()
+    response = page(approver).post(f"{url}revoke/", follow=True)
+    assert f"Access of {ticket.ref} is being removed." in response.content.decode()
+    ticket.refresh_from_db()
+    assert ticket.access_expires_at is not None and ticket.access_expires_at <= ticket.updated_at.__class__.now(
+        ticket.access_expires_at.tzinfo
+    )
+
+
+def test_live_part_stops_polling_at_a_final_state_and_sends_changed_actions(page, lab, requester, approver):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    client = page(requester)
+    live = client.get(f"/tickets/{ticket.pk}/live/?shown=pending").content.decode()
+    assert 'hx-trigger="every 2s"' in live and 'id="ticket-actions"' not in live
+    make_succeeded(ticket, approver)
+    live = client.get(f"/tickets/{ticket.pk}/live/?shown=pending").content.decode()
+    assert 'id="ticket-state" class="state state-succeeded">succeeded<' in live
+    assert "hx-trigger" not in live
+    # The actions follow the new state: no more cancel button.
+    assert 'id="ticket-actions"' in live and 'hx-swap-oob="true"' in live and "Cancel this ticket" not in live
+    steps = ("Filed by alice", "Approved by bob (1 of 1)", "Approved: queued for a worker", "Running", "Worker worker",
+             "Succeeded")
+    for title in steps:
+        assert title in live
+
+
+def test_live_part_for_a_signed_out_browser_stops_polling(client, lab, requester):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    assert client.get(f"/tickets/{ticket.pk}/live/").status_code == 286
+
+
+def test_ticket_list_filters_and_pages(page, lab, requester, requester2, approver):
+    first = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    submit(requester2, lab, "admin_access", ADMIN_ACCESS)
+    html = page(approver).get("/tickets/?kind=vm_migrate").content.decode()
+    assert first.ref in html and "admin_access" not in html.split("<tbody>")[1]
+    html = page(approver).get("/tickets/?requester=dave").content.decode()
+    assert first.ref not in html
+    # Requesters see their own only, whatever they ask for.
+    html = page(requester2).get("/tickets/?requester=alice").content.decode()
+    assert first.ref not in html
+    html = page(approver).get(f"/tickets/?state=pending&connector={lab.pk}&created_after=2020-01-01").content.decode()
+    assert '<option value="pending" selected>' in html and f'<option value="{lab.pk}" selected>' in html
+    assert 'type="date" value="2020-01-01"' in html and first.ref in html
+    html = page(approver).get("/tickets/?state=bogus").content.decode()
+    assert "Select a valid choice" in html, html
+    assert 'aria-describedby="id_state_error" aria-invalid="true" id="id_state"' in html
+
+
+def test_ticket_list_pagination(page, lab, requester, approver):
+    from tests.approvals.test_query_counts import add_tickets
+
+    add_tickets(lab, requester, [], requester.groups.first().__class__.objects.get(name="approver"), 30)
+    html = page(approver).get("/tickets/").content.decode()
+    assert html.count('data-label="Ticket"') == 25 and 'rel="next"' in html and 'rel="prev"' not in html
+    second = page(approver).get("/tickets/?page=2").content.decode()
+    assert second.count('data-label="Ticket"') == 5 and 'rel="prev"' in second and 'rel="next"' not in second
+
+
+def test_dashboard_per_role(page, lab, requester, approver, auditor, requester2):
+    mine = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    html = page(requester).get("/").content.decode()
+    assert "Your open tickets" in html and mine.ref in html and "Awaiting your decision" not in html
+    assert "Tickets filed per day" in html and "<svg" in html
+    html = page(approver).get("/").content.decode()
+    assert "Awaiting your decision" in html and mine.ref in html
+    html = page(auditor).get("/").content.decode()
+    assert "Recent activity" in html and "ticket.submitted" in html
+    assert "Awaiting your decision" not in html
+
+
+def test_approver_queue_never_lists_their_own_tickets(page, lab, roles):
+    from tests.factories import UserFactory
+
+    both = UserFactory(username="sam", roles=["requester", "approver"])
+    own = submit(both, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    html = page(both).get("/").content.decode()
+    queue = html.split('id="queue-title"')[1].split("</section>")[0]
+    assert own.ref not in queue and "Nothing waits for you." in queue
+
+
+def test_error_pages_are_words(page, requester):
+    response = page(requester).get("/no/such/page/")
+    assert response.status_code == 404 and "Not found" in response.content.decode()
+    # Django renders 500.html with no context at all when a view fails.
+    from django.template.loader import render_to_string
+
+    html = render_to_string("500.html")
+    assert "Something went wrong" in html and "portal.css" in html
+
+
+def test_dashboard_counts_of_all_tickets_are_cached_briefly(page, lab, requester, requester2, approver):
+    submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    assert page(approver).get("/").context["state_counts"][0] == ("pending", 1)
+    assert page(requester2).get("/").context["state_counts"][0] == ("pending", 0)
+    submit(requester2, lab, "vm_migrate", {"vm": "dev-app-02", "target_host": "dev-esx-01"})
+    # Within the cache time the shared "all tickets" counts stay as they were,
+    # and say how old they are...
+    response = page(approver).get("/")
+    assert response.context["state_counts"][0] == ("pending", 1) and "Counts as of" in response.content.decode()
+    # ...while a requester's own are always current.
+    assert page(requester2).get("/").context["state_counts"][0] == ("pending", 1)
+    cache.clear()
+    assert page(approver).get("/").context["state_counts"][0] == ("pending", 2)
+
+
+def test_password_page_is_the_portals_own(page, requester):
+    html = page(requester).get("/accounts/password_change/").content.decode()
+    assert "Change your password" in html and "Sign out everywhere" in html and "portal.css" in html
+
+
+def test_unreachable_hypervisor_is_said_in_words(page, own_lab, fresh_vcsim, requester):
+    fresh_vcsim.stop()
+    response = page(requester).get("/tickets/new/vm_migrate/")
+    assert response.status_code == 503
+    html = response.content.decode()
+    assert "inventory cannot be read now" in html and "Traceback" not in html and 'name="vm"' not in html
+
+
+def test_policy_asking_for_a_one_time_password_sends_the_approver_to_confirm_one(page, lab, requester, approver):
+    from approvals.models import Policy
+
+    Policy.objects.filter(kind="vm_migrate").update(require_otp=True)
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    client = page(approver)
+    html = client.get(f"/tickets/{ticket.pk}/").content.decode()
+    assert f'href="/accounts/otp/verify/?next=/tickets/{ticket.pk}/"' in html and ">Approve<" not in html
+    assert "Why reject?" in html  # rejecting needs no code
+    refused = client.post(f"/tickets/{ticket.pk}/approve/", follow=True).content.decode()
+    assert "requires a one-time password" in refused and not Approval.objects.exists()
+    # With a code confirmed in this session the approval goes through.
+    session = client.session
+    session[otp.SESSION_KEY] = time.time()  # what confirming a code at /accounts/otp/verify/ records
+    session.save()
+    assert ">Approve<" in client.get(f"/tickets/{ticket.pk}/").content.decode()
+    client.post(f"/tickets/{ticket.pk}/approve/")
+    assert Approval.objects.get().approver == approver
+
+
+def test_live_updates_stop_before_they_would_outlive_the_idle_session(page, lab, requester, settings):
+    ticket = submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    client = page(requester)
+    started = int(time.time()) - settings.SESSION_COOKIE_AGE + 60
+    live = client.get(f"/tickets/{ticket.pk}/live/?shown=pending&since={started}").content.decode()
+    assert f"since={started}" in live and 'hx-trigger="every 2s"' in live
+    # Each poll renews the session, so a page left open stops polling after the idle timeout.
+    long_ago = int(time.time()) - settings.SESSION_COOKIE_AGE - 60
+    live = client.get(f"/tickets/{ticket.pk}/live/?shown=pending&since={long_ago}").content.decode()
+    assert "hx-trigger" not in live and "Live updates stopped" in live
