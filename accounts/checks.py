@@ -6,8 +6,23 @@ from django.core.checks import Error, Tags, register
 from django.db import DatabaseError
 
 KNOWN_DEFAULTS = (
-    "admin", "administrator", "password", "Password1", "changeme", "secret", "root", "toor", "123456",
-    "12345678", "qwerty", "letmein", "welcome", "vmware", "VMware1!", "default", "guest",
+    "admin",
+    "administrator",
+    "password",
+    "Password1",
+    "changeme",
+    "secret",
+    "root",
+    "toor",
+    "123456",
+    "12345678",
+    "qwerty",
+    "letmein",
+    "welcome",
+    "vmware",
+    "VMware1!",
+    "default",
+    "guest",
 )
 
 
@@ -25,9 +40,19 @@ def no_default_passwords(app_configs, **kwargs):
         if not user.has_usable_password():
             continue
         if any(user.check_password(candidate) for candidate in (*KNOWN_DEFAULTS, user.get_username())):
-            errors.append(Error(f"User {user.get_username()!r} has a well-known default password.",
-                                hint="Set a strong password: manage.py changepassword NAME", id="accounts.E001"))
+            errors.append(
+                Error(
+                    f"User {user.get_username()!r} has a well-known default password.",
+                    hint="Set a strong password: manage.py changepassword NAME",
+                    id="accounts.E001",
+                )
+            )
         elif user.get_username() in unchanged:
-            errors.append(Error(f"User {user.get_username()!r} still has the password bootstrap generated.",
-                                hint="Sign in once and change it, or: manage.py changepassword NAME", id="accounts.E002"))
+            errors.append(
+                Error(
+                    f"User {user.get_username()!r} still has the password bootstrap generated.",
+                    hint="Sign in once and change it, or: manage.py changepassword NAME",
+                    id="accounts.E002",
+                )
+            )
     return errors

@@ -33,6 +33,9 @@ class AccountState(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_state")
     must_change_password = models.BooleanField(default=False)
 
+    def __str__(self):
+        return f"{self.user} (must change password: {self.must_change_password})"
+
 
 class UserSession(models.Model):
     """The sessions a user signed in with, so "sign out everywhere" can end them."""
@@ -40,3 +43,6 @@ class UserSession(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     session_key = models.CharField(max_length=40, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.user} since {self.created_at:%Y-%m-%d %H:%M}"

@@ -35,8 +35,13 @@ def token_revoke(*, token_id: int, actor=None, actor_name: str = "") -> ApiToken
         if token.revoked_at is None:
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at"])
-            record("auth.token_revoked", actor=actor, actor_name=actor_name, obj=token.user,
-                   details={"token_prefix": token.prefix})
+            record(
+                "auth.token_revoked",
+                actor=actor,
+                actor_name=actor_name,
+                obj=token.user,
+                details={"token_prefix": token.prefix},
+            )
     return token
 
 
@@ -58,6 +63,5 @@ def sign_out_everywhere(*, user, source_ip: str | None = None) -> int:
     with transaction.atomic():
         Session.objects.filter(session_key__in=keys).delete()
         UserSession.objects.filter(user=user).delete()
-        record("auth.signed_out_everywhere", actor=user, obj=user, source_ip=source_ip,
-               details={"sessions": len(keys)})
+        record("auth.signed_out_everywhere", actor=user, obj=user, source_ip=source_ip, details={"sessions": len(keys)})
     return len(keys)

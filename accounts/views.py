@@ -15,8 +15,12 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     def form_valid(self, form):
         response = super().form_valid(form)
         password_changed(self.request.user)
-        record("auth.password_changed", actor=self.request.user, obj=self.request.user,
-               source_ip=self.request.META.get("REMOTE_ADDR"))
+        record(
+            "auth.password_changed",
+            actor=self.request.user,
+            obj=self.request.user,
+            source_ip=self.request.META.get("REMOTE_ADDR"),
+        )
         messages.success(self.request, "Your password was changed.")
         return response
 

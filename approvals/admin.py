@@ -44,9 +44,11 @@ class ConnectorAdmin(AuditedAdmin):
         if change:
             connector_update(actor=request.user, connector=obj, data=data, password=password)
         else:
-            saved = connector_register(actor=request.user, password=password, **{
-                f: form.cleaned_data[f] for f in ["name", "kind", "url", "username", "verify_tls"]
-            })
+            saved = connector_register(
+                actor=request.user,
+                password=password,
+                **{f: form.cleaned_data[f] for f in ["name", "kind", "url", "username", "verify_tls"]},
+            )
             obj.pk = saved.pk
 
 

@@ -23,23 +23,25 @@ def label_lab(connector) -> None:
     """Idempotent: what exists is kept as it is."""
     groups = ensure_roles()
     with transaction.atomic():
-            zones = {}
-            for name, trust, clusters, hosts, networks in LAB_ZONES:
-                zones[name], _ = Zone.objects.get_or_create(
-                    connector=connector,
-                    name=name,
-                    defaults={"trust_level": trust, "clusters": clusters, "hosts": hosts, "networks": networks},
-                )
-            for name, description in LAB_TEMPLATES:
-                CatalogueTemplate.objects.get_or_create(connector=connector, name=name, defaults={"description": description})
-            approver = groups[Role.APPROVER]
-            defaults = {
-                TicketKind.VM_CREATE: {"required_approvals": 1, "max_cpus": 8, "max_memory_mb": 32768},
-                TicketKind.VM_MIGRATE: {
-                    "required_approvals": 1,
-                    "allowed_zone_pairs": [{"source": "dev", "target": "prod", "required_approvals": 2}],
-                },
-                TicketKind.ADMIN_ACCESS: {"required_approvals": 2, "max_duration_minutes": 480},
-            }
-            for kind, values in defaults.items():
-                Policy.objects.get_or_create(kind=kind, zone=None, defaults={"approver_group": approver, **values})
+        zones = {}
+        for name, trust, clusters, hosts, networks in LAB_ZONES:
+            zones[name], _ = Zone.objects.get_or_create(
+                connector=connector,
+                name=name,
+                defaults={"trust_level": trust, "clusters": clusters, "hosts": hosts, "networks": networks},
+            )
+        for name, description in LAB_TEMPLATES:
+            CatalogueTemplate.objects.get_or_create(
+                connector=connector, name=name, defaults={"description": description}
+            )
+        approver = groups[Role.APPROVER]
+        defaults = {
+            TicketKind.VM_CREATE: {"required_approvals": 1, "max_cpus": 8, "max_memory_mb": 32768},
+            TicketKind.VM_MIGRATE: {
+                "required_approvals": 1,
+                "allowed_zone_pairs": [{"source": "dev", "target": "prod", "required_approvals": 2}],
+            },
+            TicketKind.ADMIN_ACCESS: {"required_approvals": 2, "max_duration_minutes": 480},
+        }
+        for kind, values in defaults.items():
+            Policy.objects.get_or_create(kind=kind, zone=None, defaults={"approver_group": approver, **values})

@@ -20,8 +20,10 @@ SUBJECTS = {
 
 def recipients(ticket: Ticket, event: str) -> list[str]:
     if event == "awaiting_approval":
-        users = get_user_model().objects.filter(groups=ticket.approver_group, is_active=True).exclude(
-            pk=ticket.requester_id
+        users = (
+            get_user_model()
+            .objects.filter(groups=ticket.approver_group, is_active=True)
+            .exclude(pk=ticket.requester_id)
         )
         return sorted({u.email for u in users if u.email})
     return [ticket.requester.email] if ticket.requester.email else []

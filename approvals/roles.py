@@ -22,7 +22,9 @@ def ensure_roles() -> dict[str, Group]:
     )
     wanted = [p for p in admin_perms if p.content_type.model in ADMIN_MODELS[p.content_type.app_label]]
     groups[Role.PORTAL_ADMIN].permissions.set(wanted)
-    auditor_perms = Permission.objects.filter(codename__startswith="view_", content_type__app_label__in=["approvals", "audit"])
+    auditor_perms = Permission.objects.filter(
+        codename__startswith="view_", content_type__app_label__in=["approvals", "audit"]
+    )
     groups[Role.AUDITOR].permissions.set(auditor_perms)
     return groups
 

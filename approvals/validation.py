@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from approvals.choices import TicketKind, TicketState
 from approvals.errors import InvalidInput
 from approvals.inventory import InventoryIndex, ZoneLabel
@@ -64,9 +63,12 @@ def check_vm_create(connector, index: InventoryIndex, params: dict, recheck: boo
         errors["template"] = [f"Template {params['template']!r} is not in the inventory."]
     if index.find("vm", params["name"]) or index.find("template", params["name"]):
         errors["name"] = [f"A VM named {params['name']!r} already exists."]
-    elif not recheck and Ticket.objects.filter(
-        connector=connector, kind=TicketKind.VM_CREATE, state__in=OPEN_STATES, params__name=params["name"]
-    ).exists():
+    elif (
+        not recheck
+        and Ticket.objects.filter(
+            connector=connector, kind=TicketKind.VM_CREATE, state__in=OPEN_STATES, params__name=params["name"]
+        ).exists()
+    ):
         errors["name"] = [f"An open ticket already creates a VM named {params['name']!r}."]
     zone = None
     if params.get("host"):
@@ -129,8 +131,10 @@ def check_vm_migrate(connector, index: InventoryIndex, params: dict, recheck: bo
     if errors:
         raise _params_error(errors)
     params["vm"], params["target_host"] = vm.name, host.name
-    if not recheck and vm.host == host.name and (
-        not params.get("target_datastore") or params["target_datastore"] in vm.datastores
+    if (
+        not recheck
+        and vm.host == host.name
+        and (not params.get("target_datastore") or params["target_datastore"] in vm.datastores)
     ):
         raise _params_error({"target_host": [f"{vm.name} is already on {host.name}."]})
     source, target = index.vm_zone(vm), index.host_zone(host.name)
@@ -155,11 +159,7 @@ def check_vm_migrate(connector, index: InventoryIndex, params: dict, recheck: bo
         )
         if route is None:
             raise _params_error(
-                {
-                    "target_host": [
-                        f"No policy allows migration from zone {source.label} to zone {target.label}."
-                    ]
-                }
+                {"target_host": [f"No policy allows migration from zone {source.label} to zone {target.label}."]}
             )
         required = max(required, int(route.get("required_approvals") or DEFAULT_CROSS_ZONE_APPROVALS))
     params["source_host"] = vm.host or ""
@@ -202,5 +202,3 @@ def check_window(not_before, not_after, now) -> None:
         raise InvalidInput({"not_after": ["Must be after not_before."]})
     if not_after and not_after <= now:
         raise InvalidInput({"not_after": ["Must be in the future."]})
-
-

@@ -98,8 +98,14 @@ def ticket_overview(user) -> dict:
 
 # What a row of tickets shows; loading only these keeps long pages cheap.
 TICKET_ROW_FIELDS = (
-    "id", "kind", "state", "params", "required_approvals", "created_at",
-    "requester__username", "connector__name",
+    "id",
+    "kind",
+    "state",
+    "params",
+    "required_approvals",
+    "created_at",
+    "requester__username",
+    "connector__name",
 )
 
 

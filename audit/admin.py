@@ -25,7 +25,9 @@ class AuditedUserAdmin(UserAdmin):
         }
         if flags:
             record(
-                "config.user.updated", actor=request.user, obj=obj,
+                "config.user.updated",
+                actor=request.user,
+                obj=obj,
                 details={"username": obj.get_username(), "changes": flags},
             )
 
@@ -50,8 +52,13 @@ class AuditedUserAdmin(UserAdmin):
     def user_change_password(self, request, id, form_url=""):
         response = super().user_change_password(request, id, form_url)
         if request.method == "POST" and response.status_code == 302:
-            record("auth.password_changed", actor=request.user, object_type="auth.user", object_id=str(id),
-                   details={"via": "admin"})
+            record(
+                "auth.password_changed",
+                actor=request.user,
+                object_type="auth.user",
+                object_id=str(id),
+                details={"via": "admin"},
+            )
         return response
 
 

@@ -32,7 +32,7 @@ HASHED_FIELDS = (
 
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 _string = json.encoder.encode_basestring  # what _encoder writes for a str
-_SAMPLE = {"b": [1.5, None, True, "ü\n"], "a": {"y": 2, "x": "q\"uote"}}
+_SAMPLE = {"b": [1.5, None, True, "ü\n"], "a": {"y": 2, "x": 'q"uote'}}
 try:
     # _encoder's own C encoder, built once instead of on every encode() call;
     # used only where it writes exactly what _encoder writes.

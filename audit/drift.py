@@ -95,8 +95,13 @@ def baseline_take(*, connector: Connector, actor=None, actor_name: str = ACTOR_N
             taken_at=now,
             vms=[{"uuid": vm_key(vm), "id": vm.id, "name": vm.name, "host": vm.host} for vm in inventory.vms],
             permissions=[
-                {"principal": p.principal, "is_group": p.is_group, "role": p.role, "entity": p.entity,
-                 "entity_id": p.entity_id}
+                {
+                    "principal": p.principal,
+                    "is_group": p.is_group,
+                    "role": p.role,
+                    "entity": p.entity,
+                    "entity_id": p.entity_id,
+                }
                 for p in permissions
             ],
         )
@@ -309,8 +314,16 @@ def detect_drift(*, connector: Connector) -> DriftReport:
     inventory, permissions = read_hypervisor(connector)
     tickets = list(
         Ticket.objects.filter(connector=connector, state__in=[*EXPLAINING, *ENDED]).only(
-            "id", "kind", "state", "params", "operation_uuid", "created_at", "updated_at", "started_at",
-            "finished_at", "access_expires_at",
+            "id",
+            "kind",
+            "state",
+            "params",
+            "operation_uuid",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "access_expires_at",
         )
     )
     now = timezone.now()

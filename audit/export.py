@@ -60,12 +60,21 @@ def stream_csv(queryset) -> Iterator[str]:
     for chunk in _chunks(queryset):
         writer.writerows(
             (
-                seq, created_at.isoformat(), "" if actor_id is None else actor_id, csv_escape(actor_name),
-                csv_escape(action), "" if ticket_id is None else ticket_id, _ref(ticket_id), csv_escape(object_type),
-                csv_escape(object_id), "" if source_ip is None else csv_escape(source_ip), details, prev_hash, digest,
+                seq,
+                created_at.isoformat(),
+                "" if actor_id is None else actor_id,
+                csv_escape(actor_name),
+                csv_escape(action),
+                "" if ticket_id is None else ticket_id,
+                _ref(ticket_id),
+                csv_escape(object_type),
+                csv_escape(object_id),
+                "" if source_ip is None else csv_escape(source_ip),
+                details,
+                prev_hash,
+                digest,
             )
-            for seq, created_at, actor_id, actor_name, action, ticket_id, object_type, object_id, source_ip, details,
-            prev_hash, digest in chunk
+            for seq, created_at, actor_id, actor_name, action, ticket_id, object_type, object_id, source_ip, details, prev_hash, digest in chunk
         )
         yield buffer.getvalue()
         buffer.seek(0)
@@ -80,8 +89,20 @@ def stream_json(queryset) -> Iterator[str]:
     separator = "\n"
     for chunk in _chunks(queryset):
         lines = []
-        for seq, created_at, actor_id, actor_name, action, ticket_id, object_type, object_id, source_ip, details, \
-                prev_hash, digest in chunk:
+        for (
+            seq,
+            created_at,
+            actor_id,
+            actor_name,
+            action,
+            ticket_id,
+            object_type,
+            object_id,
+            source_ip,
+            details,
+            prev_hash,
+            digest,
+        ) in chunk:
             lines.append(
                 f'{separator}{{"seq":{seq},"created_at":"{created_at.isoformat()}",'
                 f'"actor_id":{"null" if actor_id is None else actor_id},"actor_name":{_TEXT(actor_name)},'

@@ -37,9 +37,7 @@ def _first_seq_at_or_after(moment):
     """The seq of the first entry written at or after `moment`. Entry times
     never decrease along the chain, so a time bound is a seq bound, which the
     seq indexes serve in O(page) however long the log is."""
-    return Subquery(
-        AuditEntry.objects.filter(created_at__gte=moment).order_by("created_at", "seq").values("seq")[:1]
-    )
+    return Subquery(AuditEntry.objects.filter(created_at__gte=moment).order_by("created_at", "seq").values("seq")[:1])
 
 
 class AuditEntryFilter(django_filters.FilterSet):

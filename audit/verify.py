@@ -98,13 +98,34 @@ def _walk(chunks, *, head: tuple[int, str] | None, details_as_text: bool) -> Cha
     step = walker.step
     parse = json.JSONDecoder().raw_decode
     for chunk in chunks:
-        for seq, created_at, actor_id, actor_name, action, ticket_id, object_type, object_id, source_ip, details, \
-                prev_hash, digest in chunk:
+        for (
+            seq,
+            created_at,
+            actor_id,
+            actor_name,
+            action,
+            ticket_id,
+            object_type,
+            object_id,
+            source_ip,
+            details,
+            prev_hash,
+            digest,
+        ) in chunk:
             if details_as_text:
                 details = parse(details)[0]
             message = canonical_entry(
-                seq, created_at.isoformat(), actor_id, actor_name, action, ticket_id, object_type, object_id,
-                source_ip, details, prev_hash,
+                seq,
+                created_at.isoformat(),
+                actor_id,
+                actor_name,
+                action,
+                ticket_id,
+                object_type,
+                object_id,
+                source_ip,
+                details,
+                prev_hash,
             )
             reason = step(seq, prev_hash, digest, message)
             if reason:

@@ -66,8 +66,18 @@ ACTIONS = [
     ("finding.raised", 1, "finding"),
 ]
 COPY_COLUMNS = (
-    "seq", "created_at", "actor_id", "actor_name", "action", "ticket_id", "object_type", "object_id",
-    "source_ip", "details", "prev_hash", "hash",
+    "seq",
+    "created_at",
+    "actor_id",
+    "actor_name",
+    "action",
+    "ticket_id",
+    "object_type",
+    "object_id",
+    "source_ip",
+    "details",
+    "prev_hash",
+    "hash",
 )
 
 
@@ -124,9 +134,16 @@ def prepare_world(tickets_needed: int) -> dict:
     Ticket.objects.bulk_create(
         [
             Ticket(
-                kind="vm_migrate", state="succeeded", connector=connector, requester_id=users[i % USERS][0],
-                justification="bench", params={"vm": f"vm-{i}", "target_host": "esx-1"}, content_hash="0" * 64,
-                required_approvals=1, approver_group=groups["approver"], pending_expires_at=START,
+                kind="vm_migrate",
+                state="succeeded",
+                connector=connector,
+                requester_id=users[i % USERS][0],
+                justification="bench",
+                params={"vm": f"vm-{i}", "target_host": "esx-1"},
+                content_hash="0" * 64,
+                required_approvals=1,
+                approver_group=groups["approver"],
+                pending_expires_at=START,
             )
             for i in range(tickets_needed)
         ],
@@ -158,8 +175,11 @@ def generate(world: dict, first_seq: int, count: int, prev_hash: str, after: dat
         if about[action] == "ticket":
             ticket_id = tickets[min(len(tickets) - 1, seq // ENTRIES_PER_TICKET)]
             object_type, object_id = "approvals.ticket", str(ticket_id)
-            details = {"from": "approved", "to": "running", "comment": "looks fine"} if "ticket" in action else {
-                "task_id": f"task-{seq}", "result": "moved VM 'web' to 'esx-1'"}
+            details = (
+                {"from": "approved", "to": "running", "comment": "looks fine"}
+                if "ticket" in action
+                else {"task_id": f"task-{seq}", "result": "moved VM 'web' to 'esx-1'"}
+            )
             if action.startswith("hypervisor"):
                 actor_id, actor_name = None, "worker:bench"
         elif about[action] == "user":
@@ -176,13 +196,33 @@ def generate(world: dict, first_seq: int, count: int, prev_hash: str, after: dat
             details = {"name": "prod", "changes": {"trust_level": {"from": 20, "to": 30}}}
         details = json.loads(canonical(details))
         fields = entry_fields(
-            seq=seq, created_at=created_at, actor_id=actor_id, actor_name=actor_name, action=action,
-            ticket_id=ticket_id, object_type=object_type, object_id=object_id, source_ip=source_ip,
-            details=details, prev_hash=prev_hash,
+            seq=seq,
+            created_at=created_at,
+            actor_id=actor_id,
+            actor_name=actor_name,
+            action=action,
+            ticket_id=ticket_id,
+            object_type=object_type,
+            object_id=object_id,
+            source_ip=source_ip,
+            details=details,
+            prev_hash=prev_hash,
         )
         digest = entry_hash(fields)
-        yield (seq, created_at, actor_id, actor_name, action, ticket_id, object_type, object_id, source_ip,
-               canonical(details).decode(), prev_hash, digest)
+        yield (
+            seq,
+            created_at,
+            actor_id,
+            actor_name,
+            action,
+            ticket_id,
+            object_type,
+            object_id,
+            source_ip,
+            canonical(details).decode(),
+            prev_hash,
+            digest,
+        )
         prev_hash = digest
 
 
@@ -298,8 +338,13 @@ def child(mode: str, entries: int) -> None:
     if mode == "serve":
         serve()
         return
-    result = {"baseline": dict, "prepare": lambda: prepare(entries), "verify": verify, "export": export,
-              "append": append}[mode]()
+    result = {
+        "baseline": dict,
+        "prepare": lambda: prepare(entries),
+        "verify": verify,
+        "export": export,
+        "append": append,
+    }[mode]()
     print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
@@ -314,7 +359,10 @@ def env_for(size: str) -> dict:
 def run_child(size: str, mode: str, entries: int = 0) -> dict:
     done = subprocess.run(  # noqa: S603 - this script
         [sys.executable, __file__, "--child", mode, "--entries", str(entries)],
-        env=env_for(size), stdout=subprocess.PIPE, text=True, check=True,
+        env=env_for(size),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -357,8 +405,10 @@ def measure_lists(prepared: dict, requests: int) -> dict:
                 [sys.executable, __file__, "--child", "serve"], env=env_for(size), stdout=subprocess.PIPE, text=True
             )
             ports[size] = json.loads(servers[size].stdout.readline())["port"]
-        paths = {size: {label: f"/api/audit/?{query}" for label, query in prepared[size]["queries"].items()}
-                 for size in DATABASES}
+        paths = {
+            size: {label: f"/api/audit/?{query}" for label, query in prepared[size]["queries"].items()}
+            for size in DATABASES
+        }
         for size in DATABASES:
             first = paths[size]["newest page, no filter"]
             paths[size]["second page (cursor)"] = next_page(ports[size], first, prepared[size]["token"])
@@ -376,8 +426,13 @@ def measure_lists(prepared: dict, requests: int) -> dict:
         for server in servers.values():
             server.terminate()
             server.wait(timeout=10)
-    return {size: {label: {"p50_ms": statistics.median(t), "p95_ms": percentile(t, 95), "rows": rows[size][label]}
-                   for label, t in timings[size].items()} for size in DATABASES}
+    return {
+        size: {
+            label: {"p50_ms": statistics.median(t), "p95_ms": percentile(t, 95), "rows": rows[size][label]}
+            for label, t in timings[size].items()
+        }
+        for size in DATABASES
+    }
 
 
 def main():
@@ -412,11 +467,15 @@ def main():
         for size in DATABASES:
             appends[size] += run_child(size, "append")["timings_ms"]
     for size in DATABASES:
-        figures[size]["append"] = {"median_ms": statistics.median(appends[size]),
-                                   "p95_ms": percentile(appends[size], 95)}
+        figures[size]["append"] = {
+            "median_ms": statistics.median(appends[size]),
+            "p95_ms": percentile(appends[size], 95),
+        }
     report(figures, baseline, args.requests)
-    print(f"(whole run {time.perf_counter() - started:.0f}s; load average at the end "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    print(
+        f"(whole run {time.perf_counter() - started:.0f}s; load average at the end "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
     if args.json:
         args.json.write_text(json.dumps({"baseline_rss_mb": baseline, **figures}, indent=2))
 
@@ -436,10 +495,14 @@ def report(figures: dict, baseline_rss: float, requests: int) -> None:
     for f in (a, b):
         v, e, p = f["verify"], f["export_csv"], f["append"]
         print(f"At {f['entries']:,} entries:")
-        print(f"  verify: {v['checked']:,} entries in {v['seconds']:.1f}s = {v['per_second']:,.0f}/s, "
-              f"peak RSS {v['peak_rss_mb']:.0f} MB (ok={v['ok']})")
-        print(f"  export CSV: {e['rows']:,} rows, {e['bytes'] / 1e6:.0f} MB in {e['seconds']:.1f}s = "
-              f"{e['per_second']:,.0f} rows/s, peak RSS {e['peak_rss_mb']:.0f} MB")
+        print(
+            f"  verify: {v['checked']:,} entries in {v['seconds']:.1f}s = {v['per_second']:,.0f}/s, "
+            f"peak RSS {v['peak_rss_mb']:.0f} MB (ok={v['ok']})"
+        )
+        print(
+            f"  export CSV: {e['rows']:,} rows, {e['bytes'] / 1e6:.0f} MB in {e['seconds']:.1f}s = "
+            f"{e['per_second']:,.0f} rows/s, peak RSS {e['peak_rss_mb']:.0f} MB"
+        )
         print(f"  append (record(), one transaction each): median {p['median_ms']:.2f} ms, p95 {p['p95_ms']:.2f} ms")
     print(f"(a child that only loads Django peaks at {baseline_rss:.0f} MB RSS)")
 

@@ -31,6 +31,7 @@ os.environ.update(
     TWOKEY_DATA_DIR=str(ROOT / "var" / "bench"),
     LOG_LEVEL="WARNING",
     ALLOWED_HOSTS="testserver,localhost",
+    TWOKEY_HTTPS="0",
 )
 
 
@@ -125,16 +126,22 @@ def main():
             singles.append(time.perf_counter() - t)
         raw_seconds = time.perf_counter() - started
         where = "dev-esx-02"
-        print(f"raw pyvmomi loop: {len(vms)} relocations in {raw_seconds:.2f} s "
-              f"(single relocation p50 {statistics.median(singles) * 1000:.1f} ms)")
+        print(
+            f"raw pyvmomi loop: {len(vms)} relocations in {raw_seconds:.2f} s "
+            f"(single relocation p50 {statistics.median(singles) * 1000:.1f} ms)"
+        )
 
         def file_batch(target):
             # What a person does after a batch of changes: look at the hypervisor anew.
             assert clients["req"].get(f"/api/connectors/{connector.pk}/inventory/?refresh=1").status_code == 200
             ids = []
             for vm in vms:
-                body = {"kind": "vm_migrate", "connector": connector.pk, "justification": "bench",
-                        "params": {"vm": vm.name, "target_host": target}}
+                body = {
+                    "kind": "vm_migrate",
+                    "connector": connector.pk,
+                    "justification": "bench",
+                    "params": {"vm": vm.name, "target_host": target},
+                }
                 response = clients["req"].post("/api/tickets/", body, format="json")
                 assert response.status_code == 201, response.content
                 ids.append(response.json()["id"])
@@ -174,9 +181,27 @@ def main():
             started = time.perf_counter()
             for worker in workers:
                 worker.proc = subprocess.Popen(  # noqa: S603 - our own worker
-                    [sys.executable, "-m", "celery", "-A", "portal", "worker", "--loglevel", "WARNING",
-                     "--concurrency", "1", "--hostname", f"{worker.name}@%h", "--without-gossip", "--without-mingle"],
-                    cwd=ROOT, env=env, stdout=worker.log, stderr=subprocess.STDOUT, start_new_session=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "portal",
+                        "worker",
+                        "--loglevel",
+                        "WARNING",
+                        "--concurrency",
+                        "1",
+                        "--hostname",
+                        f"{worker.name}@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=worker.log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             wait_done(ids)
             drain = time.perf_counter() - started
@@ -191,7 +216,9 @@ def main():
             wait_done(ids)
             where = target
             approved_at = dict(
-                AuditEntry.objects.filter(ticket_id__in=ids, action="ticket.approved").values_list("ticket_id", "created_at")
+                AuditEntry.objects.filter(ticket_id__in=ids, action="ticket.approved").values_list(
+                    "ticket_id", "created_at"
+                )
             )
             latencies = [
                 (finished - approved_at[pk]).total_seconds()
@@ -200,17 +227,23 @@ def main():
             for worker in workers:
                 worker.stop()
             results.append((count, drain, statistics.median(latencies), percentile(latencies, 95)))
-            print(f"{count} worker(s): drain {drain:.2f} s (portal/raw {drain / raw_seconds:.2f}); "
-                  f"approval-to-done p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                  f"p95 {percentile(latencies, 95) * 1000:.0f} ms")
+            print(
+                f"{count} worker(s): drain {drain:.2f} s (portal/raw {drain / raw_seconds:.2f}); "
+                f"approval-to-done p50 {statistics.median(latencies) * 1000:.0f} ms, "
+                f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
+            )
 
         single = statistics.median(singles)
         print()
-        print(f"| workers | drain (s) | raw loop (s) | portal/raw | approval-to-done p50 | p95 | p50 / single relocation ({single * 1000:.1f} ms) |")
+        print(
+            f"| workers | drain (s) | raw loop (s) | portal/raw | approval-to-done p50 | p95 | p50 / single relocation ({single * 1000:.1f} ms) |"
+        )
         print("|---|---|---|---|---|---|---|")
         for count, drain, p50, p95 in results:
-            print(f"| {count} | {drain:.2f} | {raw_seconds:.2f} | {drain / raw_seconds:.2f} | {p50 * 1000:.0f} ms | "
-                  f"{p95 * 1000:.0f} ms | {p50 / single:.1f}× |")
+            print(
+                f"| {count} | {drain:.2f} | {raw_seconds:.2f} | {drain / raw_seconds:.2f} | {p50 * 1000:.0f} ms | "
+                f"{p95 * 1000:.0f} ms | {p50 / single:.1f}× |"
+            )
     finally:
         for worker in running:
             worker.stop()

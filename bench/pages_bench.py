@@ -110,9 +110,11 @@ def make_users():
     groups = ensure_roles()
     User = get_user_model()
     password = make_password("bench-password-not-secret")
-    names = {"requester": ["alice"] + [f"req{i:03d}" for i in range(1, 200)],
-             "approver": ["bob", "carol"] + [f"appr{i:02d}" for i in range(1, 19)],
-             "auditor": ["erin"]}
+    names = {
+        "requester": ["alice"] + [f"req{i:03d}" for i in range(1, 200)],
+        "approver": ["bob", "carol"] + [f"appr{i:02d}" for i in range(1, 19)],
+        "auditor": ["erin"],
+    }
     users = {}
     for role, usernames in names.items():
         made = User.objects.bulk_create(User(username=n, password=password) for n in usernames)
@@ -162,13 +164,25 @@ def fill(tickets: int, entries: int) -> None:
         requester = rng.choice(requesters)
         required = 2 if kind == "admin_access" or (kind == "vm_migrate" and i % 3 == 0) else 1
         if kind == "vm_create":
-            params = {"name": f"bench-{ticket_id}", "template": "tpl-debian12", "host": "prod-esx-01",
-                      "datastore": "ds-prod", "network": "pg-prod", "cpus": 2, "memory_mb": 2048}
+            params = {
+                "name": f"bench-{ticket_id}",
+                "template": "tpl-debian12",
+                "host": "prod-esx-01",
+                "datastore": "ds-prod",
+                "network": "pg-prod",
+                "cpus": 2,
+                "memory_mb": 2048,
+            }
         elif kind == "vm_migrate":
             params = {"vm": rng.choice(VM_NAMES), "target_host": "prod-esx-02", "source_host": "prod-esx-01"}
         else:
-            params = {"principal": f"LAB\\{requester.username}", "role": "Admin", "entity": rng.choice(VM_NAMES),
-                      "duration_minutes": 60, "entity_type": "vm"}
+            params = {
+                "principal": f"LAB\\{requester.username}",
+                "role": "Admin",
+                "entity": rng.choice(VM_NAMES),
+                "duration_minutes": 60,
+                "entity_type": "vm",
+            }
         deciders = rng.sample(approvers, required)
         if state == "pending":
             deciders = deciders[: required - 1]
@@ -180,63 +194,175 @@ def fill(tickets: int, entries: int) -> None:
         finished = state in ("succeeded", "failed", "revoked")
         task = f"task-{ticket_id}" if executed else ""
         result = {"summary": "done", "already_done": False, "object_id": None} if finished and state != "failed" else {}
-        ticket_rows.append((
-            ticket_id, kind, state, connector.pk, requester.pk, "Bench ticket: routine change.", json.dumps(params),
-            "0" * 64, required, approver_group, False, "prod", created + timedelta(days=7), created, created,
-            str(uuid.UUID(int=rng.getrandbits(128))), 1 if executed else 0, "",
-            created + timedelta(seconds=60) if state in ("approved", "running", *FINISHED) else None,
-            created + timedelta(seconds=61) if executed else None,
-            created + timedelta(seconds=120) if finished else None,
-            task, "done" if finished else "", json.dumps(result),
-            "The hypervisor refused: no space left" if state == "failed" else "",
-            created + timedelta(minutes=60) if kind == "admin_access" and state in ("succeeded", "revoked") else None,
-        ))
+        ticket_rows.append(
+            (
+                ticket_id,
+                kind,
+                state,
+                connector.pk,
+                requester.pk,
+                "Bench ticket: routine change.",
+                json.dumps(params),
+                "0" * 64,
+                required,
+                approver_group,
+                False,
+                "prod",
+                created + timedelta(days=7),
+                created,
+                created,
+                str(uuid.UUID(int=rng.getrandbits(128))),
+                1 if executed else 0,
+                "",
+                created + timedelta(seconds=60) if state in ("approved", "running", *FINISHED) else None,
+                created + timedelta(seconds=61) if executed else None,
+                created + timedelta(seconds=120) if finished else None,
+                task,
+                "done" if finished else "",
+                json.dumps(result),
+                "The hypervisor refused: no space left" if state == "failed" else "",
+                created + timedelta(minutes=60)
+                if kind == "admin_access" and state in ("succeeded", "revoked")
+                else None,
+            )
+        )
         for n, decider in enumerate(deciders):
             approval_id += 1
             decision = "reject" if state == "rejected" else "approve"
-            approval_rows.append((approval_id, ticket_id, decider.pk, decision,
-                                  "Not in this window." if decision == "reject" else "", "0" * 64,
-                                  created + timedelta(seconds=20 + 10 * n)))
+            approval_rows.append(
+                (
+                    approval_id,
+                    ticket_id,
+                    decider.pk,
+                    decision,
+                    "Not in this window." if decision == "reject" else "",
+                    "0" * 64,
+                    created + timedelta(seconds=20 + 10 * n),
+                )
+            )
         plans.append((ticket_id, created, kind, state, requester, deciders, required, task))
 
     def events(plan):
         ticket_id, created, kind, state, requester, deciders, required, task = plan
         yield created - timedelta(seconds=1), requester, "auth.login", None, "auth.user", str(requester.pk), {}
         ref = f"CHG-{ticket_id:06d}"
-        yield created, requester, "ticket.submitted", ticket_id, "approvals.ticket", str(ticket_id), {
-            "ref": ref, "kind": kind, "connector": "lab", "required_approvals": required, "approver_group": "approver"}
+        yield (
+            created,
+            requester,
+            "ticket.submitted",
+            ticket_id,
+            "approvals.ticket",
+            str(ticket_id),
+            {
+                "ref": ref,
+                "kind": kind,
+                "connector": "lab",
+                "required_approvals": required,
+                "approver_group": "approver",
+            },
+        )
         for n, decider in enumerate(deciders):
             at = created + timedelta(seconds=20 + 10 * n)
             yield at - timedelta(seconds=1), decider, "auth.login", None, "auth.user", str(decider.pk), {}
             if state == "rejected":
-                yield at, decider, "ticket.rejected", ticket_id, "approvals.ticket", str(ticket_id), {
-                    "from": "pending", "to": "rejected", "comment": "Not in this window."}
+                yield (
+                    at,
+                    decider,
+                    "ticket.rejected",
+                    ticket_id,
+                    "approvals.ticket",
+                    str(ticket_id),
+                    {"from": "pending", "to": "rejected", "comment": "Not in this window."},
+                )
             else:
-                yield at, decider, "ticket.approval", ticket_id, "approvals.ticket", str(ticket_id), {
-                    "comment": "", "given": n + 1, "required": required}
+                yield (
+                    at,
+                    decider,
+                    "ticket.approval",
+                    ticket_id,
+                    "approvals.ticket",
+                    str(ticket_id),
+                    {"comment": "", "given": n + 1, "required": required},
+                )
         if state in ("cancelled", "expired"):
-            yield created + timedelta(seconds=40), requester if state == "cancelled" else "sweeper", \
-                f"ticket.{state}", ticket_id, "approvals.ticket", str(ticket_id), {"from": "pending", "to": state}
+            yield (
+                created + timedelta(seconds=40),
+                requester if state == "cancelled" else "sweeper",
+                f"ticket.{state}",
+                ticket_id,
+                "approvals.ticket",
+                str(ticket_id),
+                {"from": "pending", "to": state},
+            )
         if state in ("approved", "running", "succeeded", "failed", "revoked"):
-            yield created + timedelta(seconds=60), deciders[-1], "ticket.approved", ticket_id, "approvals.ticket", \
-                str(ticket_id), {"from": "pending", "to": "approved"}
+            yield (
+                created + timedelta(seconds=60),
+                deciders[-1],
+                "ticket.approved",
+                ticket_id,
+                "approvals.ticket",
+                str(ticket_id),
+                {"from": "pending", "to": "approved"},
+            )
         if task:
             worker = "worker-1:4242"
-            yield created + timedelta(seconds=61), worker, "ticket.running", ticket_id, "approvals.ticket", \
-                str(ticket_id), {"from": "approved", "to": "running", "worker": worker, "attempt": 1}
-            yield created + timedelta(seconds=62), worker, "hypervisor.task_started", ticket_id, "approvals.ticket", \
-                str(ticket_id), {"task_id": task}
+            yield (
+                created + timedelta(seconds=61),
+                worker,
+                "ticket.running",
+                ticket_id,
+                "approvals.ticket",
+                str(ticket_id),
+                {"from": "approved", "to": "running", "worker": worker, "attempt": 1},
+            )
+            yield (
+                created + timedelta(seconds=62),
+                worker,
+                "hypervisor.task_started",
+                ticket_id,
+                "approvals.ticket",
+                str(ticket_id),
+                {"task_id": task},
+            )
             if state in ("succeeded", "revoked"):
-                yield created + timedelta(seconds=119), worker, "hypervisor.operation", ticket_id, \
-                    "approvals.ticket", str(ticket_id), {"task_id": task, "result": "done", "already_done": False}
-                yield created + timedelta(seconds=120), worker, "ticket.succeeded", ticket_id, "approvals.ticket", \
-                    str(ticket_id), {"from": "running", "to": "succeeded", "result": {"summary": "done"}}
+                yield (
+                    created + timedelta(seconds=119),
+                    worker,
+                    "hypervisor.operation",
+                    ticket_id,
+                    "approvals.ticket",
+                    str(ticket_id),
+                    {"task_id": task, "result": "done", "already_done": False},
+                )
+                yield (
+                    created + timedelta(seconds=120),
+                    worker,
+                    "ticket.succeeded",
+                    ticket_id,
+                    "approvals.ticket",
+                    str(ticket_id),
+                    {"from": "running", "to": "succeeded", "result": {"summary": "done"}},
+                )
             elif state == "failed":
-                yield created + timedelta(seconds=120), worker, "ticket.failed", ticket_id, "approvals.ticket", \
-                    str(ticket_id), {"from": "running", "to": "failed", "error": "no space left"}
+                yield (
+                    created + timedelta(seconds=120),
+                    worker,
+                    "ticket.failed",
+                    ticket_id,
+                    "approvals.ticket",
+                    str(ticket_id),
+                    {"from": "running", "to": "failed", "error": "no space left"},
+                )
         if state == "revoked":
-            yield created + timedelta(seconds=200), "sweeper", "ticket.revoked", ticket_id, "approvals.ticket", \
-                str(ticket_id), {"from": "succeeded", "to": "revoked"}
+            yield (
+                created + timedelta(seconds=200),
+                "sweeper",
+                "ticket.revoked",
+                ticket_id,
+                "approvals.ticket",
+                str(ticket_id),
+                {"from": "succeeded", "to": "revoked"},
+            )
 
     counted = sum(1 for plan in plans for _ in events(plan))
     padding = max(0, entries - counted)
@@ -281,13 +407,36 @@ def fill(tickets: int, entries: int) -> None:
                     actor_name = actor if isinstance(actor, str) else actor.username
                     source_ip = "10.0.0.7" if action == "auth.login" else None
                     fields = hashed_fields(
-                        seq=seq, created_at=at.isoformat(), actor_id=actor_id, actor_name=actor_name, action=action,
-                        ticket_id=ticket_id, object_type=object_type, object_id=object_id, source_ip=source_ip,
-                        details=details, prev_hash=prev_hash,
+                        seq=seq,
+                        created_at=at.isoformat(),
+                        actor_id=actor_id,
+                        actor_name=actor_name,
+                        action=action,
+                        ticket_id=ticket_id,
+                        object_type=object_type,
+                        object_id=object_id,
+                        source_ip=source_ip,
+                        details=details,
+                        prev_hash=prev_hash,
                     )
                     digest = signer.digest(fields)
-                    copy.write_row((seq, seq, at, actor_id, actor_name, action, ticket_id, object_type, object_id,
-                                    source_ip, canonical(details).decode(), prev_hash, digest))
+                    copy.write_row(
+                        (
+                            seq,
+                            seq,
+                            at,
+                            actor_id,
+                            actor_name,
+                            action,
+                            ticket_id,
+                            object_type,
+                            object_id,
+                            source_ip,
+                            canonical(details).decode(),
+                            prev_hash,
+                            digest,
+                        )
+                    )
                     prev_hash, last_at = digest, at
             cur.execute(
                 "INSERT INTO audit_chainhead (id, seq, hash, created_at) VALUES (1, %s, %s, %s) ON CONFLICT (id) "
@@ -403,9 +552,19 @@ def main():
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(  # noqa: S603 - our own server
-        [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(args.workers), "--log-level", "warning"],
-        cwd=ROOT, env=os.environ.copy(), start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "portal.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        start_new_session=True,
     )
     results = []
     load_before = os.getloadavg()[0]
@@ -419,8 +578,11 @@ def main():
         cookies = {username: session_cookie(username) for username, _ in pages.values()}
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_REPORT)
-        measure = {"duration": max(1, args.duration // args.rounds), "connections": args.connections,
-                   "script": script.name}
+        measure = {
+            "duration": max(1, args.duration // args.rounds),
+            "connections": args.connections,
+            "script": script.name,
+        }
         # Warm every worker's connections and caches; these figures are dropped.
         for username, url in pages.values():
             run_wrk(base + url, cookies[username], duration=2, connections=args.connections, script=script.name)
@@ -429,31 +591,41 @@ def main():
             # server, the median of each: the machine's other work drifts less
             # within a round than across a whole run.
             rounds = [
-                (run_wrk(base + "/bench/trivial", cookies[username], **measure),
-                 run_wrk(base + "/healthz", None, **measure),
-                 run_wrk(base + url, cookies[username], **measure))
+                (
+                    run_wrk(base + "/bench/trivial", cookies[username], **measure),
+                    run_wrk(base + "/healthz", None, **measure),
+                    run_wrk(base + url, cookies[username], **measure),
+                )
                 for _ in range(args.rounds)
             ]
             trivial, healthz, page = (median_of([r[i] for r in rounds]) for i in range(3))
             results.append((name, page, trivial, healthz))
-            say(f"{name}: p95 {page['p95_ms']:.1f} ms ({page['rps']:.0f} req/s); signed-in trivial view "
-                f"p95 {trivial['p95_ms']:.1f} ms; /healthz p95 {healthz['p95_ms']:.1f} ms")
+            say(
+                f"{name}: p95 {page['p95_ms']:.1f} ms ({page['rps']:.0f} req/s); signed-in trivial view "
+                f"p95 {trivial['p95_ms']:.1f} ms; /healthz p95 {healthz['p95_ms']:.1f} ms"
+            )
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=20)
 
     print()
-    print(f"{args.tickets:,} tickets, {args.entries:,}+ audit entries; wrk -c{args.connections}, "
-          f"{args.rounds} rounds of {args.duration // args.rounds} s per view (medians); "
-          f"gunicorn {args.workers} workers; {os.cpu_count()} CPUs; load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after")
-    print("| page | queries | p50 ms | p95 ms | req/s | trivial p95 ms | p95 ÷ trivial | /healthz p95 ms "
-          "| p95 ÷ healthz |")
+    print(
+        f"{args.tickets:,} tickets, {args.entries:,}+ audit entries; wrk -c{args.connections}, "
+        f"{args.rounds} rounds of {args.duration // args.rounds} s per view (medians); "
+        f"gunicorn {args.workers} workers; {os.cpu_count()} CPUs; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after"
+    )
+    print(
+        "| page | queries | p50 ms | p95 ms | req/s | trivial p95 ms | p95 ÷ trivial | /healthz p95 ms "
+        "| p95 ÷ healthz |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, page, trivial, healthz in results:
-        print(f"| {name} | {counts[name]} | {page['p50_ms']:.1f} | {page['p95_ms']:.1f} | {page['rps']:.0f} | "
-              f"{trivial['p95_ms']:.1f} | {page['p95_ms'] / trivial['p95_ms']:.1f}× | {healthz['p95_ms']:.1f} | "
-              f"{page['p95_ms'] / healthz['p95_ms']:.1f}× |")
+        print(
+            f"| {name} | {counts[name]} | {page['p50_ms']:.1f} | {page['p95_ms']:.1f} | {page['rps']:.0f} | "
+            f"{trivial['p95_ms']:.1f} | {page['p95_ms'] / trivial['p95_ms']:.1f}× | {healthz['p95_ms']:.1f} | "
+            f"{page['p95_ms'] / healthz['p95_ms']:.1f}× |"
+        )
 
 
 if __name__ == "__main__":

@@ -199,5 +199,5 @@ class Connector(abc.ABC):
         """(state, error) of a hypervisor task: state is queued, running,
         success, error, or unknown when the hypervisor no longer knows it."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Log out; the default does nothing."""

@@ -17,17 +17,17 @@ import hashlib
 import http.client
 import logging
 import os
-import socket
 import ssl
 import threading
 import time
 import uuid as uuidlib
-from defusedxml import ElementTree
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from defusedxml import ElementTree
 from pyVmomi import SoapStubAdapter, vim, vmodl
 from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 
@@ -142,9 +142,7 @@ def _split_url(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, path
 
 
-def _negotiate_version(
-    scheme: str, host: str, port: int, path: str, context: ssl.SSLContext
-) -> str:
+def _negotiate_version(scheme: str, host: str, port: int, path: str, context: ssl.SSLContext) -> str:
     """The newest vim25 API version both pyVmomi and the server speak.
 
     Done by hand (instead of SmartConnect) so that it is bounded by
@@ -163,13 +161,10 @@ def _negotiate_version(
     finally:
         conn.close()
     if response.status == 503:
-        raise TransientConnectorError(
-            f"vSphere endpoint {host}:{port} is unavailable (HTTP 503)"
-        )
+        raise TransientConnectorError(f"vSphere endpoint {host}:{port} is unavailable (HTTP 503)")
     if response.status != 200:
         raise ConnectorError(
-            f"{host}:{port} is not a vSphere endpoint "
-            f"(HTTP {response.status} for the API version document)"
+            f"{host}:{port} is not a vSphere endpoint (HTTP {response.status} for the API version document)"
         )
     try:
         root = ElementTree.fromstring(body)
@@ -259,7 +254,7 @@ def _translate_errors(config: ConnectionConfig | None = None) -> Iterator[None]:
         raise OperationRejected(_fault_message(exc)) from exc
     except ssl.SSLCertVerificationError as exc:
         raise ConnectorError(f"TLS certificate not trusted{where}: {exc.verify_message}") from exc
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:
         raise TransientConnectorError(f"vSphere timed out{where}") from exc
     except http.client.HTTPException as exc:
         raise TransientConnectorError(f"vSphere HTTP error{where}: {exc}") from exc
@@ -284,24 +279,14 @@ def _retrieve(
 ) -> list[tuple[Any, dict[str, Any]]]:
     """Every object of `vimtype` below `container` with the given properties,
     in one property-collector round trip (plus continuation pages)."""
-    view = content.viewManager.CreateContainerView(
-        container or content.rootFolder, [vimtype], True
-    )
+    view = content.viewManager.CreateContainerView(container or content.rootFolder, [vimtype], True)
     try:
         traversal = vmodl.query.PropertyCollector.TraversalSpec(
             name="view", type=vim.view.ContainerView, path="view", skip=False
         )
         spec = vmodl.query.PropertyCollector.FilterSpec(
-            objectSet=[
-                vmodl.query.PropertyCollector.ObjectSpec(
-                    obj=view, skip=True, selectSet=[traversal]
-                )
-            ],
-            propSet=[
-                vmodl.query.PropertyCollector.PropertySpec(
-                    type=vimtype, pathSet=props, all=False
-                )
-            ],
+            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=view, skip=True, selectSet=[traversal])],
+            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vimtype, pathSet=props, all=False)],
         )
         return _collect(content, spec)
     finally:
@@ -334,10 +319,7 @@ def _properties(content: Any, objs: Iterable[Any], props: list[str]) -> dict[str
     types = {type(o) for o in objs}
     spec = vmodl.query.PropertyCollector.FilterSpec(
         objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=o) for o in objs],
-        propSet=[
-            vmodl.query.PropertyCollector.PropertySpec(type=t, pathSet=props, all=False)
-            for t in types
-        ],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=t, pathSet=props, all=False) for t in types],
     )
     return {_moid(obj): values for obj, values in _collect(content, spec)}
 
@@ -415,9 +397,7 @@ class VSphereConnector(Connector):
             with _translate_errors(self.config):
                 return fn(session.content)
         except vim.fault.NotAuthenticated as exc:
-            raise TransientConnectorError(
-                f"vSphere session to {self.config.url} keeps being rejected"
-            ) from exc
+            raise TransientConnectorError(f"vSphere session to {self.config.url} keeps being rejected") from exc
 
     def check_login(self) -> None:
         def current(content: Any) -> None:
@@ -454,9 +434,7 @@ class VSphereConnector(Connector):
                 raise ObjectNotFound(kind, ident)
             if len(unique) > 1:
                 ids = ", ".join(sorted(unique))
-                raise OperationRejected(
-                    f"{kind} name {ident!r} is ambiguous ({ids}); name it by managed object id"
-                )
+                raise OperationRejected(f"{kind} name {ident!r} is ambiguous ({ids}); name it by managed object id")
             match = list(unique.values())
         obj, values = match[0]
         extra = [p for p in (props or []) if p != "name"]
@@ -465,9 +443,7 @@ class VSphereConnector(Connector):
         return obj, values
 
     def _find_vm_by_uuid(self, content: Any, instance_uuid: str) -> Any | None:
-        return content.searchIndex.FindByUuid(
-            None, _normalize_uuid(instance_uuid), True, True
-        )
+        return content.searchIndex.FindByUuid(None, _normalize_uuid(instance_uuid), True, True)
 
     def _vm_record(self, content: Any, vm: Any, values: dict[str, Any] | None = None) -> VirtualMachine:
         if values is None:
@@ -502,9 +478,7 @@ class VSphereConnector(Connector):
             roles = content.authorizationManager.roleList or []
 
             root = content.rootFolder
-            folder_items = [(root, {"name": root.name})] if all(
-                _moid(o) != _moid(root) for o, _ in folders
-            ) else []
+            folder_items = [(root, {"name": root.name})] if all(_moid(o) != _moid(root) for o, _ in folders) else []
             folder_items += folders
 
             def host_cluster(values: dict[str, Any]) -> str | None:
@@ -521,9 +495,7 @@ class VSphereConnector(Connector):
                         id=_moid(obj),
                         name=v.get("name", ""),
                         host=host_names.get(_moid(host)) if host is not None else None,
-                        datastores=tuple(
-                            ds_names.get(_moid(d), _moid(d)) for d in v.get("datastore") or ()
-                        ),
+                        datastores=tuple(ds_names.get(_moid(d), _moid(d)) for d in v.get("datastore") or ()),
                         power_state=str(v.get("runtime.powerState") or ""),
                         instance_uuid=v.get("config.instanceUuid") or "",
                         is_template=bool(v.get("config.template")),
@@ -535,10 +507,7 @@ class VSphereConnector(Connector):
 
             return Inventory(
                 clusters=by_name(Cluster(id=_moid(o), name=v.get("name", "")) for o, v in clusters),
-                hosts=by_name(
-                    Host(id=_moid(o), name=v.get("name", ""), cluster=host_cluster(v))
-                    for o, v in hosts
-                ),
+                hosts=by_name(Host(id=_moid(o), name=v.get("name", ""), cluster=host_cluster(v)) for o, v in hosts),
                 datastores=by_name(Datastore(id=_moid(o), name=v.get("name", "")) for o, v in datastores),
                 networks=by_name(Network(id=_moid(o), name=v.get("name", "")) for o, v in networks),
                 folders=by_name(Folder(id=_moid(o), name=v.get("name", "")) for o, v in folder_items),
@@ -592,9 +561,7 @@ class VSphereConnector(Connector):
                 # itself, its localized message in .msg.
                 fault = info.error
                 inner = getattr(fault, "fault", None) or fault
-                message = (
-                    getattr(fault, "localizedMessage", None) or getattr(inner, "msg", None) or ""
-                ).strip()
+                message = (getattr(fault, "localizedMessage", None) or getattr(inner, "msg", None) or "").strip()
                 kind = getattr(type(inner), "_wsdlName", "") if inner is not None else ""
                 if not message and inner is not None:
                     message = _fault_message(inner)
@@ -613,9 +580,7 @@ class VSphereConnector(Connector):
     @staticmethod
     def _nic_backing(content: Any, network: Any) -> Any:
         if isinstance(network, vim.dvs.DistributedVirtualPortgroup):
-            values = _properties(content, [network], ["key", "config.distributedVirtualSwitch"])[
-                _moid(network)
-            ]
+            values = _properties(content, [network], ["key", "config.distributedVirtualSwitch"])[_moid(network)]
             dvs = values["config.distributedVirtualSwitch"]
             switch_uuid = _properties(content, [dvs], ["uuid"])[_moid(dvs)]["uuid"]
             return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
@@ -628,9 +593,7 @@ class VSphereConnector(Connector):
                 opaqueNetworkType=summary.opaqueNetworkType,
             )
         name = _properties(content, [network], ["name"])[_moid(network)]["name"]
-        return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(
-            deviceName=name, network=network
-        )
+        return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=name, network=network)
 
     def clone_vm(
         self,
@@ -766,9 +729,9 @@ class VSphereConnector(Connector):
         """Make sure the clone ended up as asked. vCenter applies placement
         and size in the clone itself; simulators may not, so check and fix."""
         notes: list[str] = []
-        values = _properties(
-            content, [vm], ["runtime.host", "config.hardware.numCPU", "config.hardware.memoryMB"]
-        )[_moid(vm)]
+        values = _properties(content, [vm], ["runtime.host", "config.hardware.numCPU", "config.hardware.memoryMB"])[
+            _moid(vm)
+        ]
         current = values.get("runtime.host")
         move_to = None
         if target_host is not None and (current is None or _moid(current) != _moid(target_host)):
@@ -818,9 +781,7 @@ class VSphereConnector(Connector):
             current_parent = None
             if current is not None:
                 current_parent = _properties(content, [current], ["parent"]).get(_moid(current), {}).get("parent")
-            if target_parent is not None and (
-                current_parent is None or _moid(current_parent) != _moid(target_parent)
-            ):
+            if target_parent is not None and (current_parent is None or _moid(current_parent) != _moid(target_parent)):
                 # Leaving the cluster / standalone host: needs its resource pool.
                 spec.pool = _properties(content, [target_parent], ["resourcePool"])[_moid(target_parent)][
                     "resourcePool"
@@ -828,9 +789,7 @@ class VSphereConnector(Connector):
             task = obj.RelocateVM_Task(spec=spec)
             self._wait(content, task, on_task)
             where = f"{host_name!r}" + (f" and datastore {datastore!r}" if ds is not None else "")
-            return OperationResult(
-                task_id=_moid(task), result=f"moved VM {vm_name!r} to {where}", object_id=_moid(obj)
-            )
+            return OperationResult(task_id=_moid(task), result=f"moved VM {vm_name!r} to {where}", object_id=_moid(obj))
 
         return self._call(relocate)
 
@@ -876,9 +835,7 @@ class VSphereConnector(Connector):
             if entity is None:
                 return self._permission_records(content, am.RetrieveAllPermissions())
             obj, _ = self._entity(content, entity)
-            return self._permission_records(
-                content, am.RetrieveEntityPermissions(entity=obj, inherited=False), obj
-            )
+            return self._permission_records(content, am.RetrieveEntityPermissions(entity=obj, inherited=False), obj)
 
         return self._call(read)
 

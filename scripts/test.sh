@@ -50,4 +50,12 @@ export TWOKEY_DATA_DIR="$DATA/test" TWOKEY_LOCAL_KEYS=1 DEBUG=0 TWOKEY_HTTPS=0
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/11}" CACHE_URL="${TEST_CACHE_URL:-redis://127.0.0.1:6379/12}"
 export TWOKEY_VCSIM_BIN="$ROOT/.cache/bin/twokey-vcsim"
 cd "$ROOT"
+
+say "static checks (ruff, bandit)"
+"$VENV/bin/ruff" check --quiet . || die "ruff found problems (see above)"
+"$VENV/bin/ruff" format --check --quiet . || die "files need formatting: .venv/bin/ruff format ."
+# Medium and high findings fail the run; an accepted one carries '# nosec' and its reason in place.
+"$VENV/bin/bandit" --quiet --severity-level medium -r accounts approvals audit connectors portal ||
+    die "bandit found medium or high severity problems (see above)"
+
 exec "$VENV/bin/pytest" "$@"

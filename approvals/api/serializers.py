@@ -8,8 +8,9 @@ from connectors.models import Connector
 
 
 class ConnectorSerializer(serializers.ModelSerializer):
-    password = serializers.CharField(write_only=True, required=True, trim_whitespace=False, max_length=500,
-                                     style={"input_type": "password"})
+    password = serializers.CharField(
+        write_only=True, required=True, trim_whitespace=False, max_length=500, style={"input_type": "password"}
+    )
 
     class Meta:
         model = Connector
@@ -95,8 +96,17 @@ class PolicySerializer(serializers.ModelSerializer):
     class Meta:
         model = Policy
         fields = [
-            "id", "kind", "zone", "required_approvals", "approver_group", "pending_ttl_minutes",
-            "max_duration_minutes", "max_cpus", "max_memory_mb", "require_otp", "allowed_zone_pairs",
+            "id",
+            "kind",
+            "zone",
+            "required_approvals",
+            "approver_group",
+            "pending_ttl_minutes",
+            "max_duration_minutes",
+            "max_cpus",
+            "max_memory_mb",
+            "require_otp",
+            "allowed_zone_pairs",
         ]
 
     def validate_allowed_zone_pairs(self, pairs):
@@ -127,9 +137,26 @@ class TicketSerializer(serializers.ModelSerializer):
     class Meta:
         model = Ticket
         fields = [
-            "id", "ref", "kind", "state", "connector", "connector_name", "requester", "justification", "params",
-            "not_before", "not_after", "zone", "required_approvals", "approvals_given", "approver_group",
-            "approvals", "execution", "content_hash", "created_at", "updated_at",
+            "id",
+            "ref",
+            "kind",
+            "state",
+            "connector",
+            "connector_name",
+            "requester",
+            "justification",
+            "params",
+            "not_before",
+            "not_after",
+            "zone",
+            "required_approvals",
+            "approvals_given",
+            "approver_group",
+            "approvals",
+            "execution",
+            "content_hash",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -187,7 +214,9 @@ class CommentSerializer(serializers.Serializer):
 
 class ApproveSerializer(CommentSerializer):
     otp = serializers.RegexField(
-        r"^[0-9]{6,8}$", required=False, help_text="A current code from your authenticator, where the policy asks for one."
+        r"^[0-9]{6,8}$",
+        required=False,
+        help_text="A current code from your authenticator, where the policy asks for one.",
     )
 
 

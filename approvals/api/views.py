@@ -85,7 +85,9 @@ class ConnectorViewSet(ConfigurationViewSet):
         catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
         return Response(
             {
-                "clusters": [{"id": c.id, "name": c.name, "zone": index.cluster_zone(c.name).label} for c in inv.clusters],
+                "clusters": [
+                    {"id": c.id, "name": c.name, "zone": index.cluster_zone(c.name).label} for c in inv.clusters
+                ],
                 "hosts": [
                     {"id": h.id, "name": h.name, "cluster": h.cluster, "zone": index.host_zone(h.name).label}
                     for h in inv.hosts
@@ -106,9 +108,7 @@ class ConnectorViewSet(ConfigurationViewSet):
                     for v in inv.vms
                     if not v.is_template
                 ],
-                "templates": [
-                    {"id": v.id, "name": v.name} for v in inv.vms if v.is_template and v.name in catalogue
-                ],
+                "templates": [{"id": v.id, "name": v.name} for v in inv.vms if v.is_template and v.name in catalogue],
                 "roles": [r.name for r in inv.roles],
             }
         )
@@ -142,9 +142,7 @@ class TicketFilter(django_filters.FilterSet):
         fields = ["state", "kind", "requester", "connector", "created_after", "created_before"]
 
 
-class TicketViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
-):
+class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     """Tickets are never edited: state changes are the POST actions."""
 
     queryset = Ticket.objects.all()  # narrowed per user in get_queryset

@@ -43,7 +43,9 @@ def config_save(*, actor, instance, data: dict, action: str | None = None):
 
 def connector_check_login(*, url: str, username: str, password: str, verify_tls: bool, kind: str = "vsphere") -> None:
     """Log in once with these credentials; raises ConnectorError saying why not."""
-    connector_for(kind, ConnectionConfig(url=url, username=username, password=password, verify_tls=verify_tls)).check_login()
+    connector_for(
+        kind, ConnectionConfig(url=url, username=username, password=password, verify_tls=verify_tls)
+    ).check_login()
 
 
 def connector_register(
@@ -79,4 +81,3 @@ def connector_update(*, actor, connector: Connector, data: dict, password: str |
             connector.set_password(password)
             record("config.connector.password_changed", actor=actor, obj=connector, details={"name": connector.name})
         return config_save(actor=actor, instance=connector, data=data)
-

@@ -71,7 +71,9 @@ def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
         return "The change window closed before the work could start."
     params = {k: v for k, v in ticket.params.items() if k not in ("source_host", "entity_type")}
     try:
-        checked = check_submission(kind=ticket.kind, connector=ticket.connector, params=params, index=index, recheck=True)
+        checked = check_submission(
+            kind=ticket.kind, connector=ticket.connector, params=params, index=index, recheck=True
+        )
     except InvalidInput as exc:  # the world changed since approval
         return "Re-check against the live inventory failed: " + describe_errors(exc.errors)
     if checked.required_approvals > ticket.required_approvals:
@@ -97,8 +99,7 @@ def operation_done(ticket: Ticket, backend, index: InventoryIndex | None = None)
             and (not params.get("target_datastore") or params["target_datastore"] in vm.datastores)
         )
     return any(
-        p.principal == params["principal"] and p.role == params["role"]
-        for p in backend.permissions(params["entity"])
+        p.principal == params["principal"] and p.role == params["role"] for p in backend.permissions(params["entity"])
     )
 
 
@@ -146,9 +147,14 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str)
             seconds=ticket.params["duration_minutes"] * settings.ACCESS_MINUTE_SECONDS
         )
     with transaction.atomic():
-        transition(ticket, TicketState.SUCCEEDED, expect=TicketState.RUNNING, actor_name=actor_name,
-                   details={"result": fields["result"], "hypervisor_task_id": fields.get("hypervisor_task_id", "")},
-                   **fields)
+        transition(
+            ticket,
+            TicketState.SUCCEEDED,
+            expect=TicketState.RUNNING,
+            actor_name=actor_name,
+            details={"result": fields["result"], "hypervisor_task_id": fields.get("hypervisor_task_id", "")},
+            **fields,
+        )
         enqueue_notification(ticket.pk, "succeeded")
     # The hypervisor changed: the next submission must not be checked against
     # the inventory as it was before.
@@ -319,7 +325,9 @@ def access_expire(*, ticket_id: int, actor_name: str) -> str:
     try:
         result = backend_for(ticket).remove_permission(principal=params["principal"], entity=params["entity"])
     except ConnectorError as exc:
-        record("hypervisor.revoke_failed", actor_name=actor_name, ticket=ticket, obj=ticket, details={"error": str(exc)})
+        record(
+            "hypervisor.revoke_failed", actor_name=actor_name, ticket=ticket, obj=ticket, details={"error": str(exc)}
+        )
         return "will retry"  # the sweeper tries again on its next run
     record(
         "hypervisor.operation",

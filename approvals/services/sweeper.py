@@ -54,9 +54,7 @@ def _expire(queryset, reason: str) -> int:
 def expire_pending() -> int:
     now = timezone.now()
     return _expire(
-        Ticket.objects.filter(state=TicketState.PENDING).filter(
-            Q(pending_expires_at__lte=now) | Q(not_after__lte=now)
-        ),
+        Ticket.objects.filter(state=TicketState.PENDING).filter(Q(pending_expires_at__lte=now) | Q(not_after__lte=now)),
         "not approved in time",
     )
 
@@ -74,9 +72,11 @@ def requeue_unclaimed() -> int:
     compare-and-set makes a duplicate harmless."""
     now = timezone.now()
     grace = now - timedelta(seconds=settings.SWEEP_INTERVAL_SECONDS)
-    stale = Ticket.objects.filter(state=TicketState.APPROVED).filter(
-        Q(not_before__isnull=True) | Q(not_before__lte=now)
-    ).filter(Q(queued_at__isnull=True) | Q(queued_at__lte=grace) | Q(queued_at__lt=F("not_before")))
+    stale = (
+        Ticket.objects.filter(state=TicketState.APPROVED)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lte=grace) | Q(queued_at__lt=F("not_before")))
+    )
     count = 0
     for ticket_id in stale.values_list("pk", flat=True):
         Ticket.objects.filter(pk=ticket_id, state=TicketState.APPROVED).update(queued_at=now)

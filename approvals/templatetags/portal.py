@@ -221,7 +221,7 @@ def filter_input(bound) -> str:
     if isinstance(widget, forms.Select):
         options = format_html_join(
             "",
-            "<option value=\"{}\"{}>{}</option>",
+            '<option value="{}"{}>{}</option>',
             ((str(choice), " selected" if str(choice) == value else "", text) for choice, text in bound.field.choices),
         )
         return format_html("<select{}>{}</select>", flatatt(attrs), options)

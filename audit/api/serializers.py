@@ -15,8 +15,19 @@ class AuditEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEntry
         fields = [
-            "seq", "created_at", "actor", "actor_id", "action", "ticket_id", "ticket_ref", "object_type",
-            "object_id", "source_ip", "details", "prev_hash", "hash",
+            "seq",
+            "created_at",
+            "actor",
+            "actor_id",
+            "action",
+            "ticket_id",
+            "ticket_ref",
+            "object_type",
+            "object_id",
+            "source_ip",
+            "details",
+            "prev_hash",
+            "hash",
         ]
         read_only_fields = fields
 
@@ -55,8 +66,20 @@ class FindingSerializer(serializers.ModelSerializer):
     class Meta:
         model = Finding
         fields = [
-            "id", "connector", "connector_name", "kind", "kind_display", "state", "object_ref", "observed",
-            "expected", "first_seen", "last_seen", "acknowledged_at", "acknowledged_by", "ack_comment",
+            "id",
+            "connector",
+            "connector_name",
+            "kind",
+            "kind_display",
+            "state",
+            "object_ref",
+            "observed",
+            "expected",
+            "first_seen",
+            "last_seen",
+            "acknowledged_at",
+            "acknowledged_by",
+            "ack_comment",
         ]
         read_only_fields = fields
 

@@ -29,51 +29,70 @@ def head_time_from_last_entry(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0001_initial'),
-        ('audit', '0002_chain_head'),
-        ('connectors', '0001_initial'),
+        ("approvals", "0001_initial"),
+        ("audit", "0002_chain_head"),
+        ("connectors", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DriftBaseline',
+            name="DriftBaseline",
             fields=[
-                ('connector', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, primary_key=True, related_name='drift_baseline', serialize=False, to='connectors.connector')),
-                ('taken_at', models.DateTimeField()),
-                ('vms', models.JSONField(default=list)),
-                ('permissions', models.JSONField(default=list)),
+                (
+                    "connector",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        primary_key=True,
+                        related_name="drift_baseline",
+                        serialize=False,
+                        to="connectors.connector",
+                    ),
+                ),
+                ("taken_at", models.DateTimeField()),
+                ("vms", models.JSONField(default=list)),
+                ("permissions", models.JSONField(default=list)),
             ],
         ),
         migrations.CreateModel(
-            name='Finding',
+            name="Finding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('vm_unexplained', 'VM that no ticket created'), ('vm_moved', 'VM on a host no ticket moved it to'), ('permission_unexplained', 'Permission no active ticket explains'), ('access_after_end', 'Access still present after its ticket ended')], max_length=32)),
-                ('object_ref', models.CharField(max_length=300)),
-                ('observed', models.JSONField(default=dict)),
-                ('expected', models.JSONField(default=dict)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('ack_comment', models.TextField(blank=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("vm_unexplained", "VM that no ticket created"),
+                            ("vm_moved", "VM on a host no ticket moved it to"),
+                            ("permission_unexplained", "Permission no active ticket explains"),
+                            ("access_after_end", "Access still present after its ticket ended"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("object_ref", models.CharField(max_length=300)),
+                ("observed", models.JSONField(default=dict)),
+                ("expected", models.JSONField(default=dict)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                ("ack_comment", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['-first_seen', '-id'],
+                "ordering": ["-first_seen", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='chainhead',
-            name='created_at',
+            model_name="chainhead",
+            name="created_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.AlterField(
-                    model_name='auditentry',
-                    name='source_ip',
+                    model_name="auditentry",
+                    name="source_ip",
                     field=models.CharField(blank=True, max_length=45, null=True),
                 ),
             ],
@@ -81,33 +100,57 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(head_time_from_last_entry, migrations.RunPython.noop),
         migrations.AddIndex(
-            model_name='auditentry',
-            index=models.Index(fields=['actor_name', 'seq'], name='audit_audit_actor_n_eacdd4_idx'),
+            model_name="auditentry",
+            index=models.Index(fields=["actor_name", "seq"], name="audit_audit_actor_n_eacdd4_idx"),
         ),
         migrations.AddField(
-            model_name='finding',
-            name='acknowledged_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="finding",
+            name="acknowledged_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='finding',
-            name='connector',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='findings', to='connectors.connector'),
+            model_name="finding",
+            name="connector",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="findings", to="connectors.connector"
+            ),
         ),
         migrations.AddIndex(
-            model_name='finding',
-            index=models.Index(fields=['connector', 'kind', 'object_ref'], name='audit_findi_connect_06163d_idx'),
+            model_name="finding",
+            index=models.Index(fields=["connector", "kind", "object_ref"], name="audit_findi_connect_06163d_idx"),
         ),
         migrations.AddConstraint(
-            model_name='finding',
-            constraint=models.UniqueConstraint(condition=models.Q(('acknowledged_at__isnull', True)), fields=('connector', 'kind', 'object_ref'), name='finding_open_once'),
+            model_name="finding",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("acknowledged_at__isnull", True)),
+                fields=("connector", "kind", "object_ref"),
+                name="finding_open_once",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='finding',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['vm_unexplained', 'vm_moved', 'permission_unexplained', 'access_after_end'])), name='finding_kind_valid'),
+            model_name="finding",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("kind__in", ["vm_unexplained", "vm_moved", "permission_unexplained", "access_after_end"])
+                ),
+                name="finding_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='finding',
-            constraint=models.CheckConstraint(condition=models.Q(('acknowledged_at__isnull', True), models.Q(('acknowledged_by__isnull', False), models.Q(('ack_comment', ''), _negated=True)), _connector='OR'), name='finding_ack_complete'),
+            model_name="finding",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("acknowledged_at__isnull", True),
+                    models.Q(("acknowledged_by__isnull", False), models.Q(("ack_comment", ""), _negated=True)),
+                    _connector="OR",
+                ),
+                name="finding_ack_complete",
+            ),
         ),
     ]

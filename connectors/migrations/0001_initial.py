@@ -4,30 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Connector',
+            name="Connector",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('kind', models.CharField(choices=[('vsphere', 'VMware vSphere')], default='vsphere', max_length=32)),
-                ('url', models.URLField(max_length=300)),
-                ('username', models.CharField(max_length=150)),
-                ('password_encrypted', models.TextField(editable=False)),
-                ('verify_tls', models.BooleanField(default=True)),
-                ('baseline_taken_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                ("kind", models.CharField(choices=[("vsphere", "VMware vSphere")], default="vsphere", max_length=32)),
+                ("url", models.URLField(max_length=300)),
+                ("username", models.CharField(max_length=150)),
+                ("password_encrypted", models.TextField(editable=False)),
+                ("verify_tls", models.BooleanField(default=True)),
+                ("baseline_taken_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('kind__in', ['vsphere'])), name='connector_kind_known')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("kind__in", ["vsphere"])), name="connector_kind_known")
+                ],
             },
         ),
     ]

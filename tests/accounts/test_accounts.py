@@ -53,7 +53,9 @@ def test_generated_password_must_be_changed_first(client, requester):
     assert response.status_code == 302 and response["Location"].startswith("/accounts/password_change/")
     assert client.get("/api/tickets/").status_code == 302
     new = "a-brand-new-long-passphrase"
-    changed = client.post("/accounts/password_change/", {"old_password": PASSWORD, "new_password1": new, "new_password2": new})
+    changed = client.post(
+        "/accounts/password_change/", {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    )
     assert changed.status_code == 302
     assert client.get("/api/tickets/").status_code == 200
     assert AuditEntry.objects.filter(action="auth.password_changed", actor_name="alice").exists()
@@ -80,7 +82,11 @@ def deploy_check(**extra):
     env.update({"DEBUG": "0", "TWOKEY_HTTPS": "1", "ALLOWED_HOSTS": "twokey.example.org", **extra})
     return subprocess.run(  # noqa: S603 - our own manage.py
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -69,8 +69,12 @@ def test_verify_page_confirms_for_the_session(otp_ticket, approver, client):
     device = enrol(client, approver)
     client.session.flush()
     client.force_login(approver)
-    assert client.post(f"/api/tickets/{otp_ticket['id']}/approve/", {}, content_type="application/json").status_code == 403
+    assert (
+        client.post(f"/api/tickets/{otp_ticket['id']}/approve/", {}, content_type="application/json").status_code == 403
+    )
     page = client.get("/accounts/otp/verify/?next=/")
     assert page.status_code == 200 and re.search(r'name="token"', page.content.decode())
     assert client.post("/accounts/otp/verify/", {"token": code_for(device, offset=1), "next": "/"}).status_code == 302
-    assert client.post(f"/api/tickets/{otp_ticket['id']}/approve/", {}, content_type="application/json").status_code == 200
+    assert (
+        client.post(f"/api/tickets/{otp_ticket['id']}/approve/", {}, content_type="application/json").status_code == 200
+    )

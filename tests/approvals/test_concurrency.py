@@ -22,7 +22,10 @@ def queued_executions(client, ticket_id):
     found = 0
     for raw in client.lrange("celery", 0, -1):
         message = json.loads(raw)
-        if message["headers"]["task"] == "approvals.tasks.execute_ticket" and message["headers"]["argsrepr"] == f"({ticket_id},)":
+        if (
+            message["headers"]["task"] == "approvals.tasks.execute_ticket"
+            and message["headers"]["argsrepr"] == f"({ticket_id},)"
+        ):
             found += 1
     return found
 

@@ -71,8 +71,13 @@ def test_vm_create_end_to_end(api, own_lab, requester, approver, workers, check)
     assert done.hypervisor_task_id.startswith("task-")
     actions = list(AuditEntry.objects.filter(ticket_id=ticket["id"]).order_by("seq").values_list("action", flat=True))
     assert actions == [
-        "ticket.submitted", "ticket.approval", "ticket.approved", "ticket.running",
-        "hypervisor.task_started", "hypervisor.operation", "ticket.succeeded",
+        "ticket.submitted",
+        "ticket.approval",
+        "ticket.approved",
+        "ticket.running",
+        "hypervisor.task_started",
+        "hypervisor.operation",
+        "ticket.succeeded",
     ]
 
 
@@ -177,6 +182,8 @@ def test_worker_killed_mid_clone_ends_succeeded_with_one_vm(api, db, roles, requ
         assert done.state == "succeeded", done.error
         vms = find_vms(slow.connect(), VM_CREATE["name"])
         assert len(vms) == 1 and vms[0].config.instanceUuid == str(done.operation_uuid)
-        assert AuditEntry.objects.filter(ticket_id=ticket["id"], action="ticket.succeeded").get().actor_name == "sweeper"
+        assert (
+            AuditEntry.objects.filter(ticket_id=ticket["id"], action="ticket.succeeded").get().actor_name == "sweeper"
+        )
     finally:
         slow.close()

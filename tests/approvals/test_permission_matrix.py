@@ -48,16 +48,46 @@ MATRIX = [
     ("ticket-list", "get", "/api/tickets/", None, statuses(default=200)),
     ("ticket-list", "post", "/api/tickets/", {}, statuses(default=403, requester=400)),
     ("ticket-detail", "get", "/api/tickets/{t}/", None, statuses(default=200, portal_admin=404)),
-    ("ticket-approve", "post", "/api/tickets/{t}/approve/", {}, statuses(requester=403, approver=200, auditor=403, portal_admin=404)),
-    ("ticket-reject", "post", "/api/tickets/{t}/reject/", {"comment": "no"}, statuses(requester=403, approver=200, auditor=403, portal_admin=404)),
-    ("ticket-cancel", "post", "/api/tickets/{t}/cancel/", None, statuses(requester=200, approver=403, auditor=403, portal_admin=404)),
-    ("ticket-revoke", "post", "/api/tickets/{t}/revoke/", None, statuses(requester=409, approver=409, auditor=403, portal_admin=404)),
+    (
+        "ticket-approve",
+        "post",
+        "/api/tickets/{t}/approve/",
+        {},
+        statuses(requester=403, approver=200, auditor=403, portal_admin=404),
+    ),
+    (
+        "ticket-reject",
+        "post",
+        "/api/tickets/{t}/reject/",
+        {"comment": "no"},
+        statuses(requester=403, approver=200, auditor=403, portal_admin=404),
+    ),
+    (
+        "ticket-cancel",
+        "post",
+        "/api/tickets/{t}/cancel/",
+        None,
+        statuses(requester=200, approver=403, auditor=403, portal_admin=404),
+    ),
+    (
+        "ticket-revoke",
+        "post",
+        "/api/tickets/{t}/revoke/",
+        None,
+        statuses(requester=409, approver=409, auditor=403, portal_admin=404),
+    ),
     ("audit-list", "get", "/api/audit/", None, statuses(default=403, approver=200, auditor=200)),
     ("audit-verify", "get", "/api/audit/verify/", None, statuses(default=403, approver=200, auditor=200)),
     ("audit-export", "get", "/api/audit/export/?format=json", None, statuses(default=403, approver=200, auditor=200)),
     ("finding-list", "get", "/api/findings/", None, statuses(default=403, approver=200, auditor=200)),
     ("finding-detail", "get", "/api/findings/{f}/", None, statuses(default=403, approver=200, auditor=200)),
-    ("finding-acknowledge", "post", "/api/findings/{f}/acknowledge/", {"comment": "known"}, statuses(default=403, approver=200)),
+    (
+        "finding-acknowledge",
+        "post",
+        "/api/findings/{f}/acknowledge/",
+        {"comment": "known"},
+        statuses(default=403, approver=200),
+    ),
 ]
 
 
@@ -82,18 +112,29 @@ def test_permission_matrix(api, lab, role, requester, approver2):
     user = None if role == "anonymous" else (requester if role == R else UserFactory(roles=[role]))
     client = api(user)
     zone, template, policy = lab.zones.first(), lab.templates.first(), Policy.objects.first()
-    finding = Finding.objects.create(connector=lab, kind="vm_unexplained", object_ref="vm:matrix",
-                                     first_seen=timezone.now(), last_seen=timezone.now())
+    finding = Finding.objects.create(
+        connector=lab,
+        kind="vm_unexplained",
+        object_ref="vm:matrix",
+        first_seen=timezone.now(),
+        last_seen=timezone.now(),
+    )
     names = iter(range(1000))
     for name, method, path, data, expected in MATRIX:
-        kind, params = ("admin_access", ADMIN_ACCESS) if name == "ticket-revoke" else (
-            "vm_create", {**VM_CREATE, "name": f"perm-{next(names)}"}
+        kind, params = (
+            ("admin_access", ADMIN_ACCESS)
+            if name == "ticket-revoke"
+            else ("vm_create", {**VM_CREATE, "name": f"perm-{next(names)}"})
         )
         ticket = file_ticket(api(requester), lab, kind, params) if "{t}" in path else None
-        url = path.format(t=ticket["id"] if ticket else 0, c=lab.pk, z=zone.pk, m=template.pk, p=policy.pk, f=finding.pk)
+        url = path.format(
+            t=ticket["id"] if ticket else 0, c=lab.pk, z=zone.pk, m=template.pk, p=policy.pk, f=finding.pk
+        )
         call = getattr(client, method)
         response = call(url, data, format="json") if data is not None else call(url)
-        assert response.status_code == expected[role], f"{role} {method.upper()} {url}: {response.status_code} {response.content[:200]}"
+        assert response.status_code == expected[role], (
+            f"{role} {method.upper()} {url}: {response.status_code} {response.content[:200]}"
+        )
         if ticket and expected[role] in (401, 403, 404):
             assert Ticket.objects.get(pk=ticket["id"]).state == "pending", f"{role} {method} {url} changed the ticket"
 

@@ -18,9 +18,15 @@ def add_tickets(lab, requester, approvers, group, count):
     start = Ticket.objects.count()
     tickets = Ticket.objects.bulk_create(
         Ticket(
-            kind="vm_create", connector=lab, requester=requester, justification="bulk",
-            params={**VM_CREATE, "name": f"bulk-{start + i}"}, content_hash="0" * 64, required_approvals=2,
-            approver_group=group, pending_expires_at=timezone.now(),
+            kind="vm_create",
+            connector=lab,
+            requester=requester,
+            justification="bulk",
+            params={**VM_CREATE, "name": f"bulk-{start + i}"},
+            content_hash="0" * 64,
+            required_approvals=2,
+            approver_group=group,
+            pending_expires_at=timezone.now(),
         )
         for i in range(count)
     )

@@ -48,7 +48,9 @@ def test_api_conforms_to_its_schema(role, tokens, wsgi_in_test_transaction):
     for operation in OPERATIONS:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=CASES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=CASES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def exercise(case):
             calls.append(case.operation.label)
             # The two properties: never a server error, and every

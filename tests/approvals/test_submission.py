@@ -51,7 +51,11 @@ def test_vm_create_refusals(api, lab, requester, change, field, words):
 
 
 def test_vm_create_on_a_cluster(api, lab, requester):
-    params = {k: v for k, v in VM_CREATE.items() if k != "host"} | {"cluster": "dev", "network": "pg-dev", "datastore": "ds-dev"}
+    params = {k: v for k, v in VM_CREATE.items() if k != "host"} | {
+        "cluster": "dev",
+        "network": "pg-dev",
+        "datastore": "ds-dev",
+    }
     assert file_ticket(api(requester), lab, "vm_create", params)["zone"] == "dev"
 
 
@@ -77,7 +81,12 @@ def test_migration_into_a_less_trusted_zone_is_always_refused(api, lab, requeste
     # Even a policy that lists the pair cannot allow it.
     policy = api(portal_admin).get("/api/policies/?kind=vm_migrate").json()["results"][0]
     pairs = policy["allowed_zone_pairs"] + [{"source": "prod", "target": "dev", "required_approvals": 2}]
-    assert api(portal_admin).patch(f"/api/policies/{policy['id']}/", {"allowed_zone_pairs": pairs}, format="json").status_code == 200
+    assert (
+        api(portal_admin)
+        .patch(f"/api/policies/{policy['id']}/", {"allowed_zone_pairs": pairs}, format="json")
+        .status_code
+        == 200
+    )
     errors = refused(api(requester), lab, "vm_migrate", {"vm": "prod-web-01", "target_host": "dev-esx-01"})
     assert "less trusted" in errors["params"]["target_host"][0]
 
@@ -96,7 +105,11 @@ def test_migration_to_the_current_host_is_refused(api, lab, requester):
 
 @pytest.mark.parametrize(
     "change,field",
-    [({"vm": "ghost-01"}, "vm"), ({"target_host": "ghost-esx"}, "target_host"), ({"target_datastore": "ds-x"}, "target_datastore")],
+    [
+        ({"vm": "ghost-01"}, "vm"),
+        ({"target_host": "ghost-esx"}, "target_host"),
+        ({"target_datastore": "ds-x"}, "target_datastore"),
+    ],
 )
 def test_migration_of_unknown_objects_is_refused(api, lab, requester, change, field):
     errors = refused(api(requester), lab, "vm_migrate", {"vm": "dev-app-01", "target_host": "prod-esx-01", **change})

@@ -9,9 +9,18 @@ from approvals.services.transitions import transition
 from audit.models import AuditEntry
 
 EXPECTED = {
-    ("pending", "approved"), ("pending", "rejected"), ("pending", "cancelled"), ("pending", "expired"),
-    ("approved", "running"), ("approved", "cancelled"), ("approved", "expired"), ("approved", "failed"),
-    ("running", "succeeded"), ("running", "failed"), ("running", "expired"), ("running", "approved"),
+    ("pending", "approved"),
+    ("pending", "rejected"),
+    ("pending", "cancelled"),
+    ("pending", "expired"),
+    ("approved", "running"),
+    ("approved", "cancelled"),
+    ("approved", "expired"),
+    ("approved", "failed"),
+    ("running", "succeeded"),
+    ("running", "failed"),
+    ("running", "expired"),
+    ("running", "approved"),
     ("succeeded", "revoked"),
 }
 
@@ -28,9 +37,16 @@ def make_ticket(lab, requester, roles):
 
     def make(state):
         ticket = Ticket.objects.create(
-            kind="vm_create", connector=lab, requester=requester, justification="x", params=dict(VM_CREATE, name=f"t-{state}"),
-            content_hash="0" * 64, required_approvals=1, approver_group=roles["approver"],
-            pending_expires_at="2100-01-01T00:00:00Z", state=state,
+            kind="vm_create",
+            connector=lab,
+            requester=requester,
+            justification="x",
+            params=dict(VM_CREATE, name=f"t-{state}"),
+            content_hash="0" * 64,
+            required_approvals=1,
+            approver_group=roles["approver"],
+            pending_expires_at="2100-01-01T00:00:00Z",
+            state=state,
         )
         return ticket
 

@@ -11,9 +11,17 @@ pytestmark = pytest.mark.django_db
 
 def change_form(user, groups):
     return {
-        "username": user.username, "first_name": "", "last_name": "", "email": user.email,
-        "is_active": "on", "groups": [g.pk for g in groups], "user_permissions": [],
-        "last_login_0": "", "last_login_1": "", "date_joined_0": "2026-01-01", "date_joined_1": "09:00:00",
+        "username": user.username,
+        "first_name": "",
+        "last_name": "",
+        "email": user.email,
+        "is_active": "on",
+        "groups": [g.pk for g in groups],
+        "user_permissions": [],
+        "last_login_0": "",
+        "last_login_1": "",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "09:00:00",
     }
 
 
@@ -25,7 +33,10 @@ def test_role_changes_in_the_admin_are_audited(client, roles, portal_admin):
     entry = AuditEntry.objects.get(action="config.user.roles_changed")
     assert (entry.actor_name, entry.object_type, entry.object_id) == ("pat", "auth.user", str(target.pk))
     assert entry.details == {
-        "username": "frank", "added": ["approver"], "removed": ["requester"], "roles": ["approver"],
+        "username": "frank",
+        "added": ["approver"],
+        "removed": ["requester"],
+        "roles": ["approver"],
     }
     # Saving again without a change writes nothing more.
     client.post(f"/admin/auth/user/{target.pk}/change/", change_form(target, [roles["approver"]]))

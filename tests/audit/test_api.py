@@ -128,7 +128,10 @@ def test_verify_endpoint(api, approver, auditor, entries):
     entries(5)
     for user in (approver, auditor):
         assert api(user).get("/api/audit/verify/").json() == {
-            "ok": True, "checked": AuditEntry.objects.count(), "first_broken": None, "reason": "",
+            "ok": True,
+            "checked": AuditEntry.objects.count(),
+            "first_broken": None,
+            "reason": "",
         }
     tamper("DELETE FROM audit_auditentry WHERE seq = 3")
     report = api(auditor).get("/api/audit/verify/").json()
@@ -151,8 +154,21 @@ def test_csv_export_has_every_hashed_field_and_verifies_offline(api, auditor, ti
     # The export itself is audited, after the entries it contains were read.
     assert AuditEntry.objects.filter(action="audit.exported", actor_name="erin").exists()
     assert exported_seqs == sorted(exported_seqs) and exported_seqs[0] == 1
-    assert set(rows[0]) >= {"seq", "created_at", "actor_id", "actor_name", "action", "ticket_id", "ticket_ref",
-                            "object_type", "object_id", "source_ip", "details", "prev_hash", "hash"}
+    assert set(rows[0]) >= {
+        "seq",
+        "created_at",
+        "actor_id",
+        "actor_name",
+        "action",
+        "ticket_id",
+        "ticket_ref",
+        "object_type",
+        "object_id",
+        "source_ip",
+        "details",
+        "prev_hash",
+        "hash",
+    }
     path = tmp_path / "audit.csv"
     path.write_text(text)
     assert verify_file(path, key=settings.AUDIT_HMAC_KEY, subset=False)[0]
@@ -220,7 +236,11 @@ def test_offline_verifier_runs_without_the_portal(api, auditor, entries, tmp_pat
     def run(*args):
         return subprocess.run(  # noqa: S603 - our own module
             [sys.executable, "-m", "audit.verify_export", *args],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     done = run(str(path), "--key-file", str(key_file))
@@ -250,10 +270,10 @@ def test_verify_export_command(api, auditor, entries, tmp_path, capsys):
 
 
 def test_spreadsheet_formulas_are_neutralised_reversibly(api, auditor, client, tmp_path):
-    client.post("/accounts/login/", {"username": "=HYPERLINK(\"http://x\")", "password": "whatever-it-is"})
+    client.post("/accounts/login/", {"username": '=HYPERLINK("http://x")', "password": "whatever-it-is"})
     text, _ = export(api(auditor))
     row = next(r for r in csv.DictReader(io.StringIO(text)) if r["action"] == "auth.login_failed")
-    assert row["actor_name"] == "'=HYPERLINK(\"http://x\")"
+    assert row["actor_name"] == '\'=HYPERLINK("http://x")'
     path = tmp_path / "audit.csv"
     path.write_text(text)
     assert verify_file(path, key=settings.AUDIT_HMAC_KEY, subset=False)[0]

@@ -98,15 +98,28 @@ def test_a_forged_entry_is_named(entries):
     last = AuditEntry.objects.order_by("-seq").first()
     now = timezone.now()
     fields = entry_fields(
-        seq=last.seq + 1, created_at=now, actor_id=None, actor_name="worker", action="ticket.approved",
-        ticket_id=None, object_type="", object_id="", source_ip=None, details={}, prev_hash=last.hash,
+        seq=last.seq + 1,
+        created_at=now,
+        actor_id=None,
+        actor_name="worker",
+        action="ticket.approved",
+        ticket_id=None,
+        object_type="",
+        object_id="",
+        source_ip=None,
+        details={},
+        prev_hash=last.hash,
     )
     # The forger links it properly and moves the head, but has no HMAC key.
     forged_hash = hashlib.sha256(canonical(fields)).hexdigest()
     with triggers_off():
         AuditEntry.objects.create(
-            seq=last.seq + 1, created_at=now, actor_name="worker", action="ticket.approved",
-            prev_hash=last.hash, hash=forged_hash,
+            seq=last.seq + 1,
+            created_at=now,
+            actor_name="worker",
+            action="ticket.approved",
+            prev_hash=last.hash,
+            hash=forged_hash,
         )
         ChainHead.objects.filter(id=1).update(seq=last.seq + 1, hash=forged_hash)
     report = verify_chain()
@@ -124,8 +137,12 @@ def test_a_forged_entry_in_the_middle_is_named(entries):
             cursor.execute("UPDATE audit_auditentry SET seq = -seq + 1 WHERE seq < 0")
         second = AuditEntry.objects.get(seq=2)
         AuditEntry.objects.create(
-            seq=3, created_at=second.created_at, actor_name="mallory", action="config.user.roles_changed",
-            prev_hash=second.hash, hash="0" * 64,
+            seq=3,
+            created_at=second.created_at,
+            actor_name="mallory",
+            action="config.user.roles_changed",
+            prev_hash=second.hash,
+            hash="0" * 64,
         )
     assert verify_chain().first_broken == 3
 
@@ -134,12 +151,25 @@ def test_an_entry_appended_behind_the_writers_back_is_caught(entries):
     entries(3)
     head, now = ChainHead.objects.get(id=1), timezone.now()
     fields = entry_fields(
-        seq=head.seq + 1, created_at=now, actor_id=None, actor_name="x", action="x", ticket_id=None,
-        object_type="", object_id="", source_ip=None, details={}, prev_hash=head.hash,
+        seq=head.seq + 1,
+        created_at=now,
+        actor_id=None,
+        actor_name="x",
+        action="x",
+        ticket_id=None,
+        object_type="",
+        object_id="",
+        source_ip=None,
+        details={},
+        prev_hash=head.hash,
     )
     # Even with a valid hash (say, the key leaked), the head does not know it.
     AuditEntry.objects.create(
-        seq=head.seq + 1, created_at=now, actor_name="x", action="x", prev_hash=head.hash,
+        seq=head.seq + 1,
+        created_at=now,
+        actor_name="x",
+        action="x",
+        prev_hash=head.hash,
         hash=entry_hash(fields),
     )
     report = verify_chain()
@@ -278,7 +308,9 @@ def test_concurrent_writers_do_not_fork_the_chain():
         dict(actor_id=None, ticket_id=None, source_ip=None, details={}),
         dict(actor_id=7, ticket_id=42, source_ip="10.0.0.1", details={"b": [1, 2.5, None, True], "a": {"z": "ü"}}),
         dict(
-            actor_id=1, ticket_id=None, source_ip="::1",
+            actor_id=1,
+            ticket_id=None,
+            source_ip="::1",
             details={"q": 'quote " and \\ backslash', "c": "\x00\n\t\u2028"},
         ),
     ],
@@ -287,8 +319,14 @@ def test_the_fast_encoding_is_the_canonical_one(values):
     from audit.chain import canonical_entry, hashed_fields
 
     fields = dict(
-        seq=12, created_at="2026-11-27T10:00:00.123456+00:00", actor_name='Dan "the man" Ö', action="ticket.approval",
-        object_type="approvals.ticket", object_id="=1+2", prev_hash="ab" * 32, **values,
+        seq=12,
+        created_at="2026-11-27T10:00:00.123456+00:00",
+        actor_name='Dan "the man" Ö',
+        action="ticket.approval",
+        object_type="approvals.ticket",
+        object_id="=1+2",
+        prev_hash="ab" * 32,
+        **values,
     )
     assert canonical_entry(**fields) == canonical(hashed_fields(**fields))
 

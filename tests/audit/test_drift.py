@@ -88,8 +88,14 @@ def vm_ref(si, name):
 def test_registration_takes_the_baseline(own_lab):
     baseline = DriftBaseline.objects.get(connector=own_lab)
     assert {vm["name"] for vm in baseline.vms} == {
-        "prod-web-01", "prod-db-01", "dev-app-01", "dev-app-02", "dmz-proxy-01",
-        "tpl-debian12", "tpl-rhel9", "tpl-win2022",
+        "prod-web-01",
+        "prod-db-01",
+        "dev-app-01",
+        "dev-app-02",
+        "dmz-proxy-01",
+        "tpl-debian12",
+        "tpl-rhel9",
+        "tpl-win2022",
     }
     assert next(vm for vm in baseline.vms if vm["name"] == "prod-db-01")["host"] == "prod-esx-02"
     assert {p["principal"] for p in baseline.permissions} >= {"admin", "root"}  # vcsim's own
@@ -101,15 +107,17 @@ def test_registration_takes_the_baseline(own_lab):
     assert (report.present, report.raised) == (0, ())
 
 
-def test_each_kind_of_drift_is_found_once_and_tickets_explain_theirs(
-    api, own_lab, si, requester, approver, approver2
-):
+def test_each_kind_of_drift_is_found_once_and_tickets_explain_theirs(api, own_lab, si, requester, approver, approver2):
     # What tickets do is explained...
     created = carry_out(api, own_lab, requester, [approver], "vm_create", VM_CREATE)
     carry_out(api, own_lab, requester, [approver], "vm_migrate", {"vm": "dev-app-01", "target_host": "dev-esx-02"})
     carry_out(api, own_lab, requester, [approver, approver2], "admin_access", ADMIN_ACCESS)
     ended = carry_out(
-        api, own_lab, requester, [approver, approver2], "admin_access",
+        api,
+        own_lab,
+        requester,
+        [approver, approver2],
+        "admin_access",
         {**ADMIN_ACCESS, "principal": "LAB\\dave", "entity": "dev-app-02"},
     )
     access_revoke(ticket_id=ended.pk, user=approver)
@@ -124,12 +132,14 @@ def test_each_kind_of_drift_is_found_once_and_tickets_explain_theirs(
     report = drift.detect_drift(connector=own_lab)
     dmz_proxy = find(si, vim.VirtualMachine, "dmz-proxy-01")._moId
     dev_app_02 = find(si, vim.VirtualMachine, "dev-app-02")._moId
-    expected = sorted([
-        ("vm_unexplained", vm_ref(si, "rogue-01")),
-        ("vm_moved", vm_ref(si, "prod-db-01")),
-        ("permission_unexplained", f"permission:{dmz_proxy}:user:lab\\mallory"),
-        ("access_after_end", f"permission:{dev_app_02}:user:lab\\dave"),
-    ])
+    expected = sorted(
+        [
+            ("vm_unexplained", vm_ref(si, "rogue-01")),
+            ("vm_moved", vm_ref(si, "prod-db-01")),
+            ("permission_unexplained", f"permission:{dmz_proxy}:user:lab\\mallory"),
+            ("access_after_end", f"permission:{dev_app_02}:user:lab\\dave"),
+        ]
+    )
     assert found(own_lab) == expected
     assert (report.present, len(report.raised)) == (4, 4)
     assert created.state == "succeeded"

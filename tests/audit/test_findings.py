@@ -16,9 +16,13 @@ pytestmark = pytest.mark.django_db
 def finding(lab):
     now = timezone.now()
     return Finding.objects.create(
-        connector=lab, kind="vm_unexplained", object_ref="vm:4242", observed={"name": "rogue", "host": "dmz-esx-01"},
+        connector=lab,
+        kind="vm_unexplained",
+        object_ref="vm:4242",
+        observed={"name": "rogue", "host": "dmz-esx-01"},
         expected={"explained_by": "a succeeded vm_create ticket or the registration baseline"},
-        first_seen=now, last_seen=now,
+        first_seen=now,
+        last_seen=now,
     )
 
 
@@ -71,5 +75,10 @@ def test_an_open_finding_exists_once(finding):
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        Finding.objects.create(connector=finding.connector, kind=finding.kind, object_ref=finding.object_ref,
-                               first_seen=finding.first_seen, last_seen=finding.last_seen)
+        Finding.objects.create(
+            connector=finding.connector,
+            kind=finding.kind,
+            object_ref=finding.object_ref,
+            first_seen=finding.first_seen,
+            last_seen=finding.last_seen,
+        )

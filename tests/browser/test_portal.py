@@ -135,8 +135,12 @@ def test_vm_migrate_from_form_to_succeeded_then_audited(
         phone = new_context(viewport=PHONE, storage_state=context.storage_state())
         page = phone.new_page()
         urls = (
-            [("phone-dashboard", "/"), ("phone-ticket", f"/tickets/{ticket.pk}/"), ("phone-tickets", "/tickets/"),
-             ("phone-new-ticket", "/tickets/new/vm_create/")]
+            [
+                ("phone-dashboard", "/"),
+                ("phone-ticket", f"/tickets/{ticket.pk}/"),
+                ("phone-tickets", "/tickets/"),
+                ("phone-new-ticket", "/tickets/new/vm_create/"),
+            ]
             if start is alice
             else [("phone-audit-log", f"/audit/?ticket={ticket.ref}"), ("phone-findings", "/findings/")]
         )

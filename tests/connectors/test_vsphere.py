@@ -54,11 +54,7 @@ def _vm_by_uuid(si, instance_uuid):
 
 
 def _nic_networks(vm):
-    return [
-        d.backing.deviceName
-        for d in vm.config.hardware.device
-        if isinstance(d, vim.vm.device.VirtualEthernetCard)
-    ]
+    return [d.backing.deviceName for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard)]
 
 
 def _entity_permissions(si, entity):
@@ -184,8 +180,14 @@ def test_clone_places_sizes_and_is_idempotent(connector, vsphere_check):
 
 def test_clone_onto_cluster_adds_a_nic_when_the_template_has_none(connector, vsphere_check):
     args, result = _clone(
-        connector, template="tpl-win2022", datastore="ds-dev", network="pg-dev",
-        cpus=2, memory_mb=2048, host=None, cluster="dev",
+        connector,
+        template="tpl-win2022",
+        datastore="ds-dev",
+        network="pg-dev",
+        cpus=2,
+        memory_mb=2048,
+        host=None,
+        cluster="dev",
     )
     vm = _vm_by_uuid(vsphere_check, args["instance_uuid"])
     assert vm._moId == result.object_id
@@ -201,8 +203,13 @@ def test_clone_by_managed_object_ids(connector, vsphere_check):
     ds = _by_name(vsphere_check, vim.Datastore, "ds-dmz")
     net = _by_name(vsphere_check, vim.Network, "pg-dmz")
     args, result = _clone(
-        connector, template=tpl._moId, host=host._moId, datastore=ds._moId, network=net._moId,
-        cpus=1, memory_mb=1024,
+        connector,
+        template=tpl._moId,
+        host=host._moId,
+        datastore=ds._moId,
+        network=net._moId,
+        cpus=1,
+        memory_mb=1024,
     )
     vm = _vm_by_uuid(vsphere_check, args["instance_uuid"])
     assert vm.runtime.host.name == "dmz-esx-01"
@@ -315,8 +322,7 @@ def test_unknown_objects_are_named(connector):
     with pytest.raises(ObjectNotFound, match="no-such-host") as err:
         connector.relocate_vm(vm="prod-web-01", host="no-such-host")
     assert err.value.kind == "host"
-    for field, kind in (("template", "template"), ("datastore", "datastore"), ("network", "network"),
-                        ("host", "host")):
+    for field, kind in (("template", "template"), ("datastore", "datastore"), ("network", "network"), ("host", "host")):
         with pytest.raises(ObjectNotFound) as err:
             _clone(connector, **{field: f"no-such-{field}"})
         assert (err.value.kind, err.value.name) == (kind, f"no-such-{field}")

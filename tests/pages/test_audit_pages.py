@@ -79,8 +79,12 @@ def test_chain_status_shows_verified_then_where_it_breaks(page, auditor):
     # An entry forged around the writer (inserts are all the triggers allow).
     head = ChainHead.objects.get()
     AuditEntry.objects.create(
-        seq=head.seq + 1, created_at=timezone.now(), actor_name="mallory", action="ticket.approval",
-        prev_hash=head.hash, hash="0" * 64,
+        seq=head.seq + 1,
+        created_at=timezone.now(),
+        actor_name="mallory",
+        action="ticket.approval",
+        prev_hash=head.hash,
+        hash="0" * 64,
     )
     # The page shows the last check until asked again (a full check reads every entry).
     assert "Chain verified" in client.get("/audit/chain/").content.decode()

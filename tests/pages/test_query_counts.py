@@ -20,8 +20,15 @@ def grow(lab, requester, approvers, group, tickets):
     now = timezone.now()
     start = Finding.objects.count()
     Finding.objects.bulk_create(
-        Finding(connector=lab, kind="vm_unexplained", object_ref=f"vm:{start + i}", observed={"name": f"x{i}"},
-                expected={}, first_seen=now, last_seen=now)
+        Finding(
+            connector=lab,
+            kind="vm_unexplained",
+            object_ref=f"vm:{start + i}",
+            observed={"name": f"x{i}"},
+            expected={},
+            first_seen=now,
+            last_seen=now,
+        )
         for i in range(tickets)
     )
     for i in range(tickets):

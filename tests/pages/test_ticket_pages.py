@@ -157,7 +157,7 @@ def test_reject_asks_for_a_comment(page, lab, requester, approver):
     response = client.post(f"/tickets/{ticket.pk}/reject/", {"comment": " "})
     assert response.status_code == 400
     html = response.content.decode()
-    assert "Say why you reject this ticket." in html and "<details class=\"reject\" open>" in html
+    assert "Say why you reject this ticket." in html and '<details class="reject" open>' in html
     assert Ticket.objects.get(pk=ticket.pk).state == "pending"
     client.post(f"/tickets/{ticket.pk}/reject/", {"comment": "not this week"})
     ticket.refresh_from_db()
@@ -201,8 +201,14 @@ def test_live_part_stops_polling_at_a_final_state_and_sends_changed_actions(page
     assert "hx-trigger" not in live
     # The actions follow the new state: no more cancel button.
     assert 'id="ticket-actions"' in live and 'hx-swap-oob="true"' in live and "Cancel this ticket" not in live
-    steps = ("Filed by alice", "Approved by bob (1 of 1)", "Approved: queued for a worker", "Running", "Worker worker",
-             "Succeeded")
+    steps = (
+        "Filed by alice",
+        "Approved by bob (1 of 1)",
+        "Approved: queued for a worker",
+        "Running",
+        "Worker worker",
+        "Succeeded",
+    )
     for title in steps:
         assert title in live
 

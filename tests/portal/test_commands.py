@@ -10,7 +10,6 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, token_digest
-
 from approvals.models import CatalogueTemplate, Policy, Zone
 from audit.models import AuditEntry
 from connectors.models import Connector
@@ -126,16 +125,43 @@ def test_an_unknown_token_is_refused(requester):
 
 
 def test_addconnector_checks_the_login(vcsim):
-    out = run("addconnector", "vc1", "--url", vcsim.url, "--username", vcsim.username, "--password-stdin",
-              "--no-verify-tls", stdin=vcsim.password + "\n")
+    out = run(
+        "addconnector",
+        "vc1",
+        "--url",
+        vcsim.url,
+        "--username",
+        vcsim.username,
+        "--password-stdin",
+        "--no-verify-tls",
+        stdin=vcsim.password + "\n",
+    )
     assert "Registered connector vc1" in out
     connector = Connector.objects.get(name="vc1")
     assert vcsim.password not in connector.password_encrypted
     assert connector.connection_config().password == vcsim.password
     with pytest.raises(CommandError, match="Cannot log in"):
-        run("addconnector", "vc2", "--url", vcsim.url, "--username", vcsim.username, "--password-stdin",
-            "--no-verify-tls", stdin="wrong-password\n")
+        run(
+            "addconnector",
+            "vc2",
+            "--url",
+            vcsim.url,
+            "--username",
+            vcsim.username,
+            "--password-stdin",
+            "--no-verify-tls",
+            stdin="wrong-password\n",
+        )
     with pytest.raises(CommandError, match="Cannot log in"):
-        run("addconnector", "vc3", "--url", "https://127.0.0.1:9/sdk", "--username", "x", "--password-stdin",
-            "--no-verify-tls", stdin="whatever\n")
+        run(
+            "addconnector",
+            "vc3",
+            "--url",
+            "https://127.0.0.1:9/sdk",
+            "--username",
+            "x",
+            "--password-stdin",
+            "--no-verify-tls",
+            stdin="whatever\n",
+        )
     assert not Connector.objects.filter(name__in=["vc2", "vc3"]).exists()

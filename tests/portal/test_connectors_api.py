@@ -10,7 +10,13 @@ pytestmark = pytest.mark.django_db
 
 
 def test_password_is_write_only_and_encrypted_at_rest(api, vcsim, portal_admin, approver, client):
-    body = {"name": "vc-api", "url": vcsim.url, "username": vcsim.username, "password": vcsim.password, "verify_tls": False}
+    body = {
+        "name": "vc-api",
+        "url": vcsim.url,
+        "username": vcsim.username,
+        "password": vcsim.password,
+        "verify_tls": False,
+    }
     response = api(portal_admin).post("/api/connectors/", body, format="json")
     assert response.status_code == 201, response.content
     assert "password" not in response.json()
@@ -62,8 +68,18 @@ def test_a_password_change_is_checked_and_audited_without_the_secret(api, vcsim,
 def test_inventory_shows_zones(api, lab, requester):
     inventory = api(requester).get(f"/api/connectors/{lab.pk}/inventory/").json()
     hosts = {h["name"]: h["zone"] for h in inventory["hosts"]}
-    assert hosts == {"prod-esx-01": "prod", "prod-esx-02": "prod", "dev-esx-01": "dev", "dev-esx-02": "dev", "dmz-esx-01": "dmz"}
-    assert {n["name"]: n["zone"] for n in inventory["networks"]} == {"pg-prod": "prod", "pg-dev": "dev", "pg-dmz": "dmz"}
+    assert hosts == {
+        "prod-esx-01": "prod",
+        "prod-esx-02": "prod",
+        "dev-esx-01": "dev",
+        "dev-esx-02": "dev",
+        "dmz-esx-01": "dmz",
+    }
+    assert {n["name"]: n["zone"] for n in inventory["networks"]} == {
+        "pg-prod": "prod",
+        "pg-dev": "dev",
+        "pg-dmz": "dmz",
+    }
     assert {t["name"] for t in inventory["templates"]} == {"tpl-debian12", "tpl-rhel9", "tpl-win2022"}
     assert {v["name"] for v in inventory["vms"]} >= {"prod-web-01", "dev-app-01", "dmz-proxy-01"}
     assert "Admin" in inventory["roles"]
@@ -71,9 +87,13 @@ def test_inventory_shows_zones(api, lab, requester):
 
 def test_zone_labels_must_exist_and_not_overlap(api, lab, portal_admin):
     client = api(portal_admin)
-    bad = client.post("/api/zones/", {"name": "x", "trust_level": 5, "connector": lab.pk, "hosts": ["ghost-esx"]}, format="json")
+    bad = client.post(
+        "/api/zones/", {"name": "x", "trust_level": 5, "connector": lab.pk, "hosts": ["ghost-esx"]}, format="json"
+    )
     assert bad.status_code == 400 and "Not in the inventory: ghost-esx" in bad.json()["hosts"][0]
-    clash = client.post("/api/zones/", {"name": "y", "trust_level": 5, "connector": lab.pk, "networks": ["pg-prod"]}, format="json")
+    clash = client.post(
+        "/api/zones/", {"name": "y", "trust_level": 5, "connector": lab.pk, "networks": ["pg-prod"]}, format="json"
+    )
     assert clash.status_code == 400 and "Already labelled" in clash.json()["networks"][0]
     assert lab.zones.count() == 3
 
@@ -82,6 +102,8 @@ def test_catalogue_entries_must_be_template_vms(api, lab, portal_admin):
     client = api(portal_admin)
     bad = client.post("/api/templates/", {"connector": lab.pk, "name": "prod-web-01"}, format="json")
     assert bad.status_code == 400 and "No template VM" in bad.json()["name"][0]
-    entry = client.patch(f"/api/templates/{lab.templates.first().pk}/", {"description": "vetted 2026-11"}, format="json")
+    entry = client.patch(
+        f"/api/templates/{lab.templates.first().pk}/", {"description": "vetted 2026-11"}, format="json"
+    )
     assert entry.status_code == 200
     assert AuditEntry.objects.filter(action="config.cataloguetemplate.updated", actor_name="pat").exists()

@@ -13,11 +13,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(tmp_path, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY", "TWOKEY_LOCAL_KEYS", "DEBUG"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY", "TWOKEY_LOCAL_KEYS", "DEBUG"}
+    }
     clean.update({"TWOKEY_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "portal.settings", **env})
     return subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
-        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -26,8 +26,13 @@ class Command(BaseCommand):
             raise CommandError("No password on stdin.")
         try:
             connector_register(
-                actor=None, name=name, url=url, username=username, password=password,
-                verify_tls=not no_verify_tls, kind=kind,
+                actor=None,
+                name=name,
+                url=url,
+                username=username,
+                password=password,
+                verify_tls=not no_verify_tls,
+                kind=kind,
             )
         except ConnectorError as exc:
             raise CommandError(f"Cannot log in to {url} as {username}: {exc}") from exc

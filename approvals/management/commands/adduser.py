@@ -35,8 +35,13 @@ class Command(BaseCommand):
         user = create_user(username=username, password=password, roles=roles, email=email)
         if not password_stdin:
             mark_password_generated(user)  # changed at first sign-in
-        record("config.user.created", actor_name="cli", object_type="auth.user", object_id=username,
-               details={"roles": roles})
+        record(
+            "config.user.created",
+            actor_name="cli",
+            object_type="auth.user",
+            object_id=username,
+            details={"roles": roles},
+        )
         self.stdout.write(f"Created {username} ({', '.join(roles)})")
         if not password_stdin:
             self.stdout.write(f"Password (shown once): {password}")

@@ -20,8 +20,12 @@ DEMO_USERS = [
     ("auditor", [Role.AUDITOR]),
     ("portaladmin", [Role.PORTAL_ADMIN]),
 ]
+
+
 class Command(BaseCommand):
-    help = "Create the role groups; with --demo also demo users, the vcsim lab connector, zones, policies and catalogue."
+    help = (
+        "Create the role groups; with --demo also demo users, the vcsim lab connector, zones, policies and catalogue."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--demo", action="store_true")
@@ -41,8 +45,13 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
             user = create_user(username=username, password=password, roles=roles, email=f"{username}@example.invalid")
             mark_password_generated(user)
-            record("config.user.created", actor_name="bootstrap", object_type="auth.user", object_id=username,
-                   details={"roles": roles})
+            record(
+                "config.user.created",
+                actor_name="bootstrap",
+                object_type="auth.user",
+                object_id=username,
+                details={"roles": roles},
+            )
             self.stdout.write(f"  {username:<12} password: {password}   ({', '.join(roles)})")
         connector = Connector.objects.filter(name="lab").first()
         if connector is None:
