@@ -12,27 +12,14 @@ from itertools import islice
 from django.conf import settings
 from django.db import connection, transaction
 
-from audit.chain import GENESIS_HASH, ChainWalker, Signer, canonical_entry
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainWalker, Signer, canonical_entry
 from audit.models import AuditEntry, ChainHead
 
 CHUNK_SIZE = 5000
 
 # What verification reads of each entry: the hashed fields in HASHED_FIELDS
 # order, then the hash.
-COLUMNS = (
-    "seq",
-    "created_at",
-    "actor_id",
-    "actor_name",
-    "action",
-    "ticket_id",
-    "object_type",
-    "object_id",
-    "source_ip",
-    "details",
-    "prev_hash",
-    "hash",
-)
+COLUMNS = (*HASHED_FIELDS, "hash")
 
 
 @dataclass(frozen=True)

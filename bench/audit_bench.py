@@ -31,6 +31,8 @@ from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from audit.chain import HASHED_FIELDS  # noqa: E402 - plain Python, no Django needed
+
 SERVER = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/twokey_bench").rsplit("/", 1)[0]
 DATABASES = {"small": "twokey_bench_small", "large": "twokey_bench"}
 ENV = dict(
@@ -65,20 +67,8 @@ ACTIONS = [
     ("config.zone.updated", 1, "config"),
     ("finding.raised", 1, "finding"),
 ]
-COPY_COLUMNS = (
-    "seq",
-    "created_at",
-    "actor_id",
-    "actor_name",
-    "action",
-    "ticket_id",
-    "object_type",
-    "object_id",
-    "source_ip",
-    "details",
-    "prev_hash",
-    "hash",
-)
+# Every column of an entry, in the order the chain hashes them, then the hash.
+COPY_COLUMNS = (*HASHED_FIELDS, "hash")
 
 
 def percentile(values, q):
