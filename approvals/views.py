@@ -11,8 +11,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count
+from django.db.models.functions import TruncDate
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -24,7 +24,7 @@ from approvals.choices import FINAL_STATES, Decision, Role, TicketKind, TicketSt
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
 from approvals.forms import FORMS_BY_KIND, AuditLogFilter, DecisionForm, RejectForm, TicketListFilter
 from approvals.inventory import InventoryIndex
-from approvals.models import Approval, CatalogueTemplate, Ticket
+from approvals.models import CatalogueTemplate, Ticket
 from audit import rules as audit_rules
 from audit import selectors as audit_selectors
 from audit.filters import FindingFilter
@@ -112,22 +112,9 @@ TICKET_ROW_FIELDS = (
 def ticket_rows(tickets):
     """Tickets ready for a table: their requester and connector joined, only
     the shown columns loaded, the approvals given counted."""
-    return with_approvals_given(
+    return selectors.with_approvals_given(
         tickets.select_related(None).select_related("requester", "connector").only(*TICKET_ROW_FIELDS)
     )
-
-
-def with_approvals_given(tickets):
-    """Each ticket's approval count, from a subquery that runs only for the
-    rows a page shows (a join and GROUP BY would count the whole table)."""
-    given = (
-        Approval.objects.filter(ticket=OuterRef("pk"), decision=Decision.APPROVE)
-        .order_by()
-        .values("ticket")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return tickets.annotate(approvals_given=Coalesce(Subquery(given), 0))
 
 
 @login_required

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from accounts.services import mark_password_generated
 from audit.models import AuditEntry
 from tests.factories import UserFactory
+from tests.fixtures.workers import subprocess_database_url
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "correct-horse-battery-staple"  # the factory's
@@ -92,10 +93,7 @@ def deploy_check(**extra):
 
 @pytest.mark.django_db(transaction=True)
 def test_deploy_check_passes_production_settings_and_fails_on_default_passwords(roles):
-    from django.db import connection
-
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}{':' + db['PASSWORD'] if db['PASSWORD'] else ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = subprocess_database_url()
     ok = deploy_check(DATABASE_URL=url)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     weak = UserFactory(username="ops", roles=["auditor"])
