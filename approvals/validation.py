@@ -55,9 +55,9 @@ def check_shape(kind: str, params) -> dict:
 def check_vm_create(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     template = index.find("template", params["template"])
-    if not CatalogueTemplate.objects.filter(connector=connector, name=params["template"]).exists() and not (
-        template and CatalogueTemplate.objects.filter(connector=connector, name=template.name).exists()
-    ):
+    # The catalogue lists names; the ticket may name the template by its id.
+    catalogue_name = template.name if template else params["template"]
+    if not CatalogueTemplate.objects.filter(connector=connector, name=catalogue_name).exists():
         errors["template"] = [f"{params['template']!r} is not in the approved template catalogue."]
     elif template is None:
         errors["template"] = [f"Template {params['template']!r} is not in the inventory."]
