@@ -4,14 +4,26 @@ no approval rights from being a superuser."""
 from approvals.choices import Role
 
 
+def _groups(user) -> tuple[frozenset[int], frozenset[str]]:
+    """The ids and names of this person's groups, read once per request."""
+    cached = getattr(user, "_twokey_groups", None)
+    if cached is None:
+        pairs = list(user.groups.values_list("id", "name"))
+        cached = (frozenset(pk for pk, _ in pairs), frozenset(name for _, name in pairs))
+        user._twokey_groups = cached
+    return cached
+
+
 def role_names(user) -> frozenset[str]:
     if not user or not user.is_authenticated:
         return frozenset()
-    cached = getattr(user, "_twokey_roles", None)
-    if cached is None:
-        cached = frozenset(user.groups.values_list("name", flat=True))
-        user._twokey_roles = cached
-    return cached
+    return _groups(user)[1]
+
+
+def group_ids(user) -> frozenset[int]:
+    if not user or not user.is_authenticated:
+        return frozenset()
+    return _groups(user)[0]
 
 
 def has_role(user, role: str) -> bool:

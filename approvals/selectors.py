@@ -1,11 +1,19 @@
-"""Reads that carry rules: what each person may see."""
+"""Reads that carry rules: what each person may see, and the shapes the
+pages and the API read tickets in."""
 
+from datetime import datetime, time, timedelta
+
+from django.core.cache import cache
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
 
 from approvals import permissions
-from approvals.choices import Decision
+from approvals.choices import Decision, TicketState
 from approvals.models import Approval, Ticket
+
+OPEN_STATES = (TicketState.PENDING, TicketState.APPROVED, TicketState.RUNNING)
+CHART_DAYS = 30
 
 
 def tickets_visible_to(user) -> QuerySet[Ticket]:
@@ -35,10 +43,73 @@ def with_decisions(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
 
 
 def tickets_awaiting(user) -> QuerySet[Ticket]:
-    """Pending tickets this person may decide on and has not yet."""
+    """Pending tickets this person may decide on and has not yet. The group
+    ids are already known (permissions reads them once a request), which
+    spares PostgreSQL a join in the plan."""
     return (
-        Ticket.objects.filter(state="pending", approver_group__in=user.groups.all())
+        Ticket.objects.filter(state=TicketState.PENDING, approver_group_id__in=permissions.group_ids(user))
         .exclude(requester=user)
         .exclude(approvals__approver=user)
         .select_related("requester", "connector", "approver_group")
     )
+
+
+# What a row of tickets shows; loading only these keeps long pages cheap.
+TICKET_ROW_FIELDS = ("id", "kind", "state", "params", "required_approvals", "created_at")
+
+
+def ticket_rows(tickets: QuerySet[Ticket], *, requester: bool = True, connector: bool = True) -> QuerySet[Ticket]:
+    """Tickets ready for a table: the requester and connector joined for
+    tables that show them, only the shown columns loaded, the approvals given
+    counted. Every join left out is planning time PostgreSQL saves."""
+    related, fields = [], list(TICKET_ROW_FIELDS)
+    if requester:
+        related.append("requester")
+        fields.append("requester__username")
+    if connector:
+        related.append("connector")
+        fields.append("connector__name")
+    return with_approvals_given(tickets.select_related(None).select_related(*related).only(*fields))
+
+
+# Dashboard counts
+
+
+def state_counts(tickets: QuerySet[Ticket]) -> list[tuple[str, int]]:
+    counts = dict(tickets.order_by().values_list("state").annotate(n=Count("id")))
+    return [(state, counts.get(state, 0)) for state in TicketState.values]
+
+
+def daily_counts(tickets: QuerySet[Ticket], days: int = CHART_DAYS) -> list[tuple]:
+    """(date, tickets filed that day) for the last `days` days, today included."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first, time.min))
+    rows = dict(
+        tickets.filter(created_at__gte=since)
+        .order_by()
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+    )
+    return [(first + timedelta(days=i), rows.get(first + timedelta(days=i), 0)) for i in range(days)]
+
+
+# Counting every ticket by state and day reads the whole table; the
+# dashboards of those who see all tickets share counts at most this old.
+OVERVIEW_SECONDS = 30
+OVERVIEW_KEY = "dashboard:overview:all"
+
+
+def ticket_overview(user) -> dict:
+    """Counts by state and tickets per day of the tickets this person sees.
+    A requester's own are counted live (an index serves them); everyone's
+    are cached briefly."""
+    visible = tickets_visible_to(user)
+    if not permissions.sees_all_tickets(user):
+        return {"scope": "yours", "state_counts": state_counts(visible), "daily": daily_counts(visible)}
+    overview = cache.get(OVERVIEW_KEY)
+    if overview is None:
+        overview = {"state_counts": state_counts(visible), "daily": daily_counts(visible), "as_of": timezone.now()}
+        cache.set(OVERVIEW_KEY, overview, OVERVIEW_SECONDS)
+    return {"scope": "all", **overview}

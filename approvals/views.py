@@ -4,15 +4,12 @@ and ask approvals.permissions who may see or press what."""
 from __future__ import annotations
 
 import time as time_module
-from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
-from django.db.models.functions import TruncDate
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -33,9 +30,7 @@ from audit.services import finding_acknowledge
 from audit.verify import verify_chain
 from connectors.models import Connector
 
-OPEN_STATES = (TicketState.PENDING, TicketState.APPROVED, TicketState.RUNNING)
 PAGE_SIZE = 25
-CHART_DAYS = 30
 # htmx stops polling when a poll answers with this status.
 HTMX_STOP_POLLING = 286
 
@@ -56,78 +51,20 @@ def bench_trivial(request):
 # Dashboard
 
 
-def state_counts(tickets) -> list[tuple[str, int]]:
-    counts = dict(tickets.order_by().values_list("state").annotate(n=Count("id")))
-    return [(state, counts.get(state, 0)) for state in TicketState.values]
-
-
-def daily_counts(tickets, days: int = CHART_DAYS) -> list[tuple]:
-    """(date, tickets filed that day) for the last `days` days, today included."""
-    today = timezone.localdate()
-    first = today - timedelta(days=days - 1)
-    since = timezone.make_aware(datetime.combine(first, time.min))
-    rows = dict(
-        tickets.filter(created_at__gte=since)
-        .order_by()
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day")
-        .annotate(n=Count("id"))
-    )
-    return [(first + timedelta(days=i), rows.get(first + timedelta(days=i), 0)) for i in range(days)]
-
-
-# Counting every ticket by state and day reads the whole table; the
-# dashboards of those who see all tickets share counts at most this old.
-OVERVIEW_SECONDS = 30
-OVERVIEW_KEY = "dashboard:overview:all"
-
-
-def ticket_overview(user) -> dict:
-    """Counts by state and tickets per day of the tickets this person sees.
-    A requester's own are counted live (an index serves them); everyone's
-    are cached briefly."""
-    visible = selectors.tickets_visible_to(user)
-    if not permissions.sees_all_tickets(user):
-        return {"scope": "yours", "state_counts": state_counts(visible), "daily": daily_counts(visible)}
-    overview = cache.get(OVERVIEW_KEY)
-    if overview is None:
-        overview = {"state_counts": state_counts(visible), "daily": daily_counts(visible), "as_of": timezone.now()}
-        cache.set(OVERVIEW_KEY, overview, OVERVIEW_SECONDS)
-    return {"scope": "all", **overview}
-
-
-# What a row of tickets shows; loading only these keeps long pages cheap.
-TICKET_ROW_FIELDS = (
-    "id",
-    "kind",
-    "state",
-    "params",
-    "required_approvals",
-    "created_at",
-    "requester__username",
-    "connector__name",
-)
-
-
-def ticket_rows(tickets):
-    """Tickets ready for a table: their requester and connector joined, only
-    the shown columns loaded, the approvals given counted."""
-    return selectors.with_approvals_given(
-        tickets.select_related(None).select_related("requester", "connector").only(*TICKET_ROW_FIELDS)
-    )
-
-
 @login_required
 def dashboard(request):
     user = request.user
-    context = {**ticket_overview(user), "has_role": bool(permissions.role_names(user))}
+    context = {**selectors.ticket_overview(user), "has_role": bool(permissions.role_names(user))}
     if permissions.can_file_tickets(user):
-        mine = ticket_rows(Ticket.objects.filter(requester=user))
-        context["my_open"] = mine.filter(state__in=OPEN_STATES)[:10]
-        context["my_recent"] = mine.exclude(state__in=OPEN_STATES)[:5]
+        # Their own tickets: no requester column, so no requester joined.
+        mine = selectors.ticket_rows(Ticket.objects.filter(requester=user), requester=False)
+        context["my_open"] = mine.filter(state__in=selectors.OPEN_STATES)[:10]
+        context["my_recent"] = mine.exclude(state__in=selectors.OPEN_STATES)[:5]
     if permissions.has_role(user, Role.APPROVER):
-        # Oldest first: the longest wait is the first to see.
-        context["queue"] = ticket_rows(selectors.tickets_awaiting(user).order_by("created_at", "id"))[:25]
+        # Oldest first: the longest wait is the first to see. The queue shows
+        # no connector column, so none is joined.
+        awaiting = selectors.tickets_awaiting(user).order_by("created_at", "id")
+        context["queue"] = selectors.ticket_rows(awaiting, connector=False)[:25]
     if permissions.has_role(user, Role.AUDITOR):
         context["activity"] = audit_selectors.audit_entries()[:10]
         open_findings = audit_selectors.open_findings()
@@ -142,8 +79,11 @@ def dashboard(request):
 @login_required
 def ticket_list(request):
     user = request.user
-    filters = TicketListFilter(request.GET or None, queryset=ticket_rows(selectors.tickets_visible_to(user)))
-    if not permissions.sees_all_tickets(user):
+    # Someone who sees only their own tickets gets no requester column or filter.
+    mine = not permissions.sees_all_tickets(user)
+    tickets = selectors.ticket_rows(selectors.tickets_visible_to(user), requester=not mine)
+    filters = TicketListFilter(request.GET or None, queryset=tickets)
+    if mine:
         del filters.form.fields["requester"]
     page = _page_number(request)
     offset = (page - 1) * PAGE_SIZE
@@ -156,6 +96,7 @@ def ticket_list(request):
         {
             "filters": filters,
             "tickets": rows[:PAGE_SIZE],
+            "mine": mine,
             "page": page,
             "previous_query": _query_with(request, page=page - 1) if page > 1 else None,
             "next_query": _query_with(request, page=page + 1) if len(rows) > PAGE_SIZE else None,

@@ -182,7 +182,9 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
-USE_I18N = True
+# The portal speaks English only: with translation off, every page is spared
+# the lookups of the active language (in URL reversing, templates and forms).
+USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"

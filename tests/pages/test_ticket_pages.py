@@ -234,6 +234,17 @@ def test_ticket_list_filters_and_pages(page, lab, requester, requester2, approve
     html = page(approver).get("/tickets/?state=bogus").content.decode()
     assert "Select a valid choice" in html, html
     assert 'aria-describedby="id_state_error" aria-invalid="true" id="id_state"' in html
+    html = page(approver).get(f"/tickets/?connector={lab.pk + 1000}").content.decode()
+    assert 'aria-invalid="true" id="id_connector"' in html and "Select a valid choice" in html
+
+
+def test_requester_column_only_where_tickets_of_others_are_listed(page, lab, requester, approver):
+    submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV)
+    for path in ("/", "/tickets/"):
+        html = page(requester).get(path).content.decode()
+        assert 'data-label="Ticket"' in html and 'data-label="Requester"' not in html, path
+        html = page(approver).get(path).content.decode()
+        assert f'<td data-label="Requester">{requester.username}</td>' in html, path
 
 
 def test_ticket_list_pagination(page, lab, requester, approver):
