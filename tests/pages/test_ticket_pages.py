@@ -3,11 +3,14 @@ services, buttons only for those allowed to press them, refusals in words."""
 
 import re
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from accounts import otp
+from approvals import services
 from approvals.models import Approval, Ticket
 from tests.approvals.helpers import ADMIN_ACCESS
 from tests.pages.helpers import CREATE_FORM, MIGRATE_WITHIN_DEV, make_succeeded, submit
@@ -267,6 +270,21 @@ def test_dashboard_per_role(page, lab, requester, approver, auditor, requester2)
     html = page(auditor).get("/").content.decode()
     assert "Recent activity" in html and "ticket.submitted" in html
     assert "Awaiting your decision" not in html
+
+
+def test_dashboard_counts_tickets_by_state_and_by_day(page, lab, requester, requester2):
+    tickets = [submit(requester, lab, "vm_migrate", MIGRATE_WITHIN_DEV) for _ in range(4)]
+    submit(requester2, lab, "vm_migrate", MIGRATE_WITHIN_DEV)  # someone else's: not in the requester's counts
+    Ticket.objects.filter(pk=tickets[1].pk).update(created_at=timezone.now() - timedelta(days=3))
+    Ticket.objects.filter(pk=tickets[2].pk).update(created_at=timezone.now() - timedelta(days=40))
+    services.ticket_cancel(ticket_id=tickets[3].pk, user=requester)
+    context = page(requester).get("/").context
+    counts = dict(context["state_counts"])
+    assert (counts["pending"], counts["cancelled"], sum(counts.values())) == (3, 1, 4)
+    daily, today = dict(context["daily"]), timezone.localdate()
+    # The chart covers the last 30 days: the ticket filed 40 days ago is counted by state only.
+    assert len(daily) == 30 and max(daily) == today
+    assert (daily[today], daily[today - timedelta(days=3)], sum(daily.values())) == (2, 1, 3)
 
 
 def test_approver_queue_never_lists_their_own_tickets(page, lab, roles):
