@@ -71,6 +71,11 @@ class Policy(models.Model):
         return f"{self.kind} ({self.zone.name if self.zone else 'any zone'})"
 
 
+def ticket_ref(ticket_id: int | None) -> str:
+    """A ticket's reference as people quote it (CHG-000042); "" for none."""
+    return f"CHG-{ticket_id:06d}" if ticket_id else ""
+
+
 class Ticket(models.Model):
     kind = models.CharField(max_length=20, choices=TicketKind.choices)
     state = models.CharField(max_length=20, choices=TicketState.choices, default=TicketState.PENDING)
@@ -132,7 +137,7 @@ class Ticket(models.Model):
 
     @property
     def ref(self) -> str:
-        return f"CHG-{self.pk:06d}" if self.pk else "CHG-new"
+        return ticket_ref(self.pk) if self.pk else "CHG-new"
 
 
 class Approval(models.Model):

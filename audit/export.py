@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from django.db import connection, transaction
 
+from approvals.models import ticket_ref
 from audit.chain import csv_escape
 from audit.verify import COLUMNS, read_chunks
 
@@ -48,10 +49,6 @@ def _chunks(queryset) -> Iterator[list[tuple]]:
                 yield [(*row[:9], json.dumps(row[9], ensure_ascii=False), *row[10:]) for row in chunk]
 
 
-def _ref(ticket_id: int | None) -> str:
-    return f"CHG-{ticket_id:06d}" if ticket_id else ""
-
-
 def stream_csv(queryset) -> Iterator[str]:
     """The entries of `queryset` in seq order as CSV text chunks."""
     buffer = io.StringIO()
@@ -66,7 +63,7 @@ def stream_csv(queryset) -> Iterator[str]:
                 csv_escape(actor_name),
                 csv_escape(action),
                 "" if ticket_id is None else ticket_id,
-                _ref(ticket_id),
+                ticket_ref(ticket_id),
                 csv_escape(object_type),
                 csv_escape(object_id),
                 "" if source_ip is None else csv_escape(source_ip),
@@ -107,7 +104,7 @@ def stream_json(queryset) -> Iterator[str]:
                 f'{separator}{{"seq":{seq},"created_at":"{created_at.isoformat()}",'
                 f'"actor_id":{"null" if actor_id is None else actor_id},"actor_name":{_TEXT(actor_name)},'
                 f'"action":{_TEXT(action)},"ticket_id":{"null" if ticket_id is None else ticket_id},'
-                f'"ticket_ref":"{_ref(ticket_id)}","object_type":{_TEXT(object_type)},"object_id":{_TEXT(object_id)},'
+                f'"ticket_ref":"{ticket_ref(ticket_id)}","object_type":{_TEXT(object_type)},"object_id":{_TEXT(object_id)},'
                 f'"source_ip":{"null" if source_ip is None else _TEXT(source_ip)},"details":{details},'
                 f'"prev_hash":{_TEXT(prev_hash)},"hash":{_TEXT(digest)}}}'
             )

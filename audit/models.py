@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from approvals.models import ticket_ref
+
 
 class ChainHead(models.Model):
     """The single row appends lock on, so concurrent writers cannot fork the
@@ -61,7 +63,7 @@ class AuditEntry(models.Model):
 
     @property
     def ticket_ref(self) -> str:
-        return f"CHG-{self.ticket_id:06d}" if self.ticket_id else ""
+        return ticket_ref(self.ticket_id)
 
 
 class FindingKind(models.TextChoices):

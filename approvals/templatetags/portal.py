@@ -54,11 +54,6 @@ def ticket_summary(ticket) -> str:
     return ""
 
 
-@register.filter
-def ticket_ref(ticket_id) -> str:
-    return f"CHG-{int(ticket_id):06d}" if ticket_id else ""
-
-
 def _approvals(details: dict) -> str:
     if "given" in details and "required" in details:
         return f" ({details['given']} of {details['required']})"
