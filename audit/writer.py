@@ -40,34 +40,10 @@ def normalize_ip(value: str | None) -> str | None:
     return clean_ipv6_address(str(address)) if address.version == 6 else str(address)
 
 
-def entry_fields(
-    *,
-    seq: int,
-    created_at: datetime,
-    actor_id: int | None,
-    actor_name: str,
-    action: str,
-    ticket_id: int | None,
-    object_type: str,
-    object_id: str,
-    source_ip: str | None,
-    details: dict,
-    prev_hash: str,
-) -> dict[str, Any]:
-    """What the hash covers: every field but the hash itself."""
-    return hashed_fields(
-        seq=seq,
-        created_at=created_at.isoformat(),
-        actor_id=actor_id,
-        actor_name=actor_name,
-        action=action,
-        ticket_id=ticket_id,
-        object_type=object_type,
-        object_id=object_id,
-        source_ip=source_ip,
-        details=details,
-        prev_hash=prev_hash,
-    )
+def entry_fields(*, created_at: datetime, **fields: Any) -> dict[str, Any]:
+    """What the hash covers (every field but the hash itself; see
+    audit.chain.hashed_fields for the names), the time as ISO 8601 text."""
+    return hashed_fields(created_at=created_at.isoformat(), **fields)
 
 
 @lru_cache(maxsize=4)
