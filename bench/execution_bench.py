@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -180,29 +179,7 @@ def main():
             running.extend(workers)
             started = time.perf_counter()
             for worker in workers:
-                worker.proc = subprocess.Popen(  # noqa: S603 - our own worker
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "portal",
-                        "worker",
-                        "--loglevel",
-                        "WARNING",
-                        "--concurrency",
-                        "1",
-                        "--hostname",
-                        f"{worker.name}@%h",
-                        "--without-gossip",
-                        "--without-mingle",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=worker.log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+                worker.launch(loglevel="WARNING")  # the drain is timed from here, start-up included
             wait_done(ids)
             drain = time.perf_counter() - started
             where = target
