@@ -132,6 +132,7 @@ def fill(tickets: int, entries: int) -> None:
     from approvals.lab import label_lab
     from audit.chain import Signer, canonical, hashed_fields
     from connectors.models import Connector
+    from tests.approvals.helpers import VM_CREATE
 
     recreate_database()
     say("migrating")
@@ -164,15 +165,7 @@ def fill(tickets: int, entries: int) -> None:
         requester = rng.choice(requesters)
         required = 2 if kind == "admin_access" or (kind == "vm_migrate" and i % 3 == 0) else 1
         if kind == "vm_create":
-            params = {
-                "name": f"bench-{ticket_id}",
-                "template": "tpl-debian12",
-                "host": "prod-esx-01",
-                "datastore": "ds-prod",
-                "network": "pg-prod",
-                "cpus": 2,
-                "memory_mb": 2048,
-            }
+            params = {**VM_CREATE, "name": f"bench-{ticket_id}"}
         elif kind == "vm_migrate":
             params = {"vm": rng.choice(VM_NAMES), "target_host": "prod-esx-02", "source_host": "prod-esx-01"}
         else:
