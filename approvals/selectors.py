@@ -51,7 +51,6 @@ def tickets_awaiting(user) -> QuerySet[Ticket]:
         Ticket.objects.filter(state=TicketState.PENDING, approver_group_id__in=permissions.group_ids(user))
         .exclude(requester=user)
         .exclude(approvals__approver=user)
-        .select_related("requester", "connector", "approver_group")
     )
 
 
@@ -104,11 +103,10 @@ def ticket_overview(user) -> dict:
     """Counts by state and tickets per day of the tickets this person sees.
     A requester's own are counted live (an index serves them); everyone's
     are cached briefly."""
-    visible = tickets_visible_to(user)
     if not permissions.sees_all_tickets(user):
-        return {"scope": "yours", **overview_counts(visible)}
+        return {"scope": "yours", **overview_counts(tickets_visible_to(user))}
     overview = cache.get(OVERVIEW_KEY)
     if overview is None:
-        overview = {**overview_counts(visible), "as_of": timezone.now()}
+        overview = {**overview_counts(tickets_visible_to(user)), "as_of": timezone.now()}
         cache.set(OVERVIEW_KEY, overview, OVERVIEW_SECONDS)
     return {"scope": "all", **overview}
