@@ -2,6 +2,7 @@ import hashlib
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 
 def token_digest(key: str) -> str:
@@ -28,10 +29,23 @@ class ApiToken(models.Model):
 
 class AccountState(models.Model):
     """Per-user security state: a password that bootstrap or adduser generated
-    must be changed at first sign-in."""
+    must be changed at first sign-in; the person's own account on the
+    hypervisor, which they may never approve access for."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_state")
     must_change_password = models.BooleanField(default=False)
+    hypervisor_principal = models.CharField(
+        max_length=200, blank=True, help_text="This person's own account on the hypervisor (DOMAIN\\name or name@domain)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                Lower("hypervisor_principal"),
+                condition=~models.Q(hypervisor_principal=""),
+                name="account_principal_unique",
+            )
+        ]
 
     def __str__(self):
         return f"{self.user} (must change password: {self.must_change_password})"
