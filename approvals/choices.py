@@ -5,6 +5,13 @@ class TicketKind(models.TextChoices):
     VM_CREATE = "vm_create", "Create VM"
     VM_MIGRATE = "vm_migrate", "Migrate VM"
     ADMIN_ACCESS = "admin_access", "Temporary admin access"
+    # A change to who may act or to the rules, applied by the worker once a
+    # second portal admin approved it (approvals/config/).
+    CONFIG_CHANGE = "config_change", "Configuration change"
+
+
+# The kinds that act on a hypervisor (every kind but configuration changes).
+HYPERVISOR_KINDS = tuple(kind for kind in TicketKind.values if kind != TicketKind.CONFIG_CHANGE)
 
 
 class TicketState(models.TextChoices):

@@ -5,7 +5,7 @@ from django.db import transaction
 
 from approvals.choices import Role, TicketKind
 from approvals.models import CatalogueTemplate, Policy, Zone
-from approvals.roles import ensure_roles
+from approvals.roles import ensure_config_policy, ensure_roles
 
 LAB_ZONES = [
     ("prod", 30, ["prod"], [], ["pg-prod"]),
@@ -45,3 +45,4 @@ def label_lab(connector) -> None:
         }
         for kind, values in defaults.items():
             Policy.objects.get_or_create(kind=kind, zone=None, defaults={"approver_group": approver, **values})
+        ensure_config_policy()

@@ -79,7 +79,10 @@ def ticket_ref(ticket_id: int | None) -> str:
 class Ticket(models.Model):
     kind = models.CharField(max_length=20, choices=TicketKind.choices)
     state = models.CharField(max_length=20, choices=TicketState.choices, default=TicketState.PENDING)
-    connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="tickets")
+    # None only for configuration changes, which act on the portal itself.
+    connector = models.ForeignKey(
+        "connectors.Connector", null=True, blank=True, on_delete=models.PROTECT, related_name="tickets"
+    )
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets")
     justification = models.TextField()
     params = models.JSONField()
@@ -120,6 +123,10 @@ class Ticket(models.Model):
             models.CheckConstraint(condition=models.Q(kind__in=TicketKind.values), name="ticket_kind_valid"),
             models.CheckConstraint(condition=~models.Q(justification=""), name="ticket_justified"),
             models.CheckConstraint(condition=models.Q(required_approvals__gte=1), name="ticket_needs_approval"),
+            models.CheckConstraint(
+                condition=models.Q(kind=TicketKind.CONFIG_CHANGE) | models.Q(connector__isnull=False),
+                name="ticket_hypervisor_kinds_have_connector",
+            ),
             # Two open tickets may not create the same VM name on one connector.
             models.UniqueConstraint(
                 KeyTextTransform("name", "params"),

@@ -30,12 +30,31 @@ def ensure_roles() -> dict[str, Group]:
 
 
 def create_user(*, username: str, password: str, roles: list[str], email: str = ""):
+    """A user made on the server's shell (bootstrap, adduser): the trust root
+    that brings in the first portal admins. The role rules hold here too."""
+    from approvals.config.users import role_conflict
+
     groups = ensure_roles()
     unknown = [r for r in roles if r not in groups]
     if unknown:
         raise ValueError(f"unknown role(s): {', '.join(unknown)}; choose from {', '.join(groups)}")
+    conflict = role_conflict(roles)
+    if conflict:
+        raise ValueError(conflict)
     user = get_user_model().objects.create_user(
         username=username, password=password, email=email, is_staff=Role.PORTAL_ADMIN in roles
     )
     user.groups.set([groups[r] for r in roles])
     return user
+
+
+def ensure_config_policy():
+    """The policy for configuration changes: portal admins approve, one
+    approval (a configuration request can ask for more). Idempotent."""
+    from approvals.choices import TicketKind
+    from approvals.models import Policy
+
+    group = ensure_roles()[Role.PORTAL_ADMIN]
+    return Policy.objects.get_or_create(
+        kind=TicketKind.CONFIG_CHANGE, zone=None, defaults={"approver_group": group, "required_approvals": 1}
+    )[0]

@@ -5,12 +5,12 @@ from collections import Counter
 from datetime import datetime, time, timedelta
 
 from django.core.cache import cache
-from django.db.models import Case, Count, DateField, OuterRef, Prefetch, QuerySet, Subquery, When
+from django.db.models import Case, Count, DateField, OuterRef, Prefetch, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from approvals import permissions
-from approvals.choices import Decision, TicketState
+from approvals.choices import Decision, TicketKind, TicketState
 from approvals.models import Approval, Ticket
 
 OPEN_STATES = (TicketState.PENDING, TicketState.APPROVED, TicketState.RUNNING)
@@ -21,6 +21,9 @@ def tickets_visible_to(user) -> QuerySet[Ticket]:
     tickets = Ticket.objects.select_related("requester", "connector", "approver_group")
     if permissions.sees_all_tickets(user):
         return tickets
+    if permissions.can_manage_configuration(user):
+        # Portal admins review each other's configuration requests.
+        return tickets.filter(Q(kind=TicketKind.CONFIG_CHANGE) | Q(requester=user))
     return tickets.filter(requester=user)
 
 

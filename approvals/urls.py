@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.urls import path
 
-from approvals import views
+from approvals import config_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -18,6 +18,9 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
     path("audit/chain/", views.audit_chain, name="audit-chain"),
     path("findings/", views.findings, name="findings"),
+    path("config/", config_views.config_overview, name="config"),
+    path("config/<slug:target>/new/", config_views.config_request, name="config-new"),
+    path("config/<slug:target>/<int:pk>/<slug:action>/", config_views.config_request, name="config-request"),
     path("findings/<int:pk>/acknowledge/", views.finding_acknowledge_view, name="finding-acknowledge"),
 ]
 

@@ -22,6 +22,7 @@ from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, 
 from approvals.forms import FORMS_BY_KIND, AuditLogFilter, DecisionForm, RejectForm, TicketListFilter
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Ticket
+from approvals.services.config_requests import config_display
 from audit import rules as audit_rules
 from audit import selectors as audit_selectors
 from audit.filters import FindingFilter
@@ -60,7 +61,10 @@ def dashboard(request):
         mine = selectors.ticket_rows(Ticket.objects.filter(requester=user), requester=False)
         context["my_open"] = mine.filter(state__in=selectors.OPEN_STATES)[:10]
         context["my_recent"] = mine.exclude(state__in=selectors.OPEN_STATES)[:5]
-    if permissions.has_role(user, Role.APPROVER):
+    if permissions.can_manage_configuration(user):
+        mine = Ticket.objects.filter(requester=user, kind=TicketKind.CONFIG_CHANGE)
+        context["my_requests"] = selectors.ticket_rows(mine, requester=False, connector=False)[:10]
+    if permissions.has_role(user, Role.APPROVER) or permissions.can_manage_configuration(user):
         # Oldest first: the longest wait is the first to see. The queue shows
         # no connector column, so none is joined.
         awaiting = selectors.tickets_awaiting(user).order_by("created_at", "id")
@@ -187,7 +191,11 @@ def _ticket_context(request, ticket: Ticket, *, watching_since: int | None = Non
         "timeline": list(ticket.audit_entries.order_by("seq")),
         "settled": settled,
         "poll_every": "10s" if ticket.state == TicketState.SUCCEEDED else "2s",
-        "may_decide": ticket.state == TicketState.PENDING and not decided and permissions.can_decide(user, ticket),
+        "may_decide": ticket.state == TicketState.PENDING
+        and not decided
+        and permissions.can_decide(user, ticket)
+        and permissions.conflict_of_interest(user, ticket) is None,
+        "config": config_display(ticket) if ticket.kind == TicketKind.CONFIG_CHANGE else None,
         # The policy asks approvers for a one-time password confirmed in this session.
         "otp_needed": ticket.require_otp and not otp.recently_confirmed(request),
         "may_cancel": ticket.state in (TicketState.PENDING, TicketState.APPROVED)

@@ -1,97 +1,49 @@
-from django.contrib.auth.models import Group
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from approvals.choices import TicketKind
+from approvals.choices import HYPERVISOR_KINDS, Role
 from approvals.models import Approval, CatalogueTemplate, Policy, Ticket, Zone
+from approvals.services.config_requests import public_params
 from connectors.models import Connector
 
 
 class ConnectorSerializer(serializers.ModelSerializer):
-    password = serializers.CharField(
-        write_only=True, required=True, trim_whitespace=False, max_length=500, style={"input_type": "password"}
-    )
+    """A connector as everyone reads it: never the password."""
 
     class Meta:
         model = Connector
-        fields = ["id", "name", "kind", "url", "username", "password", "verify_tls", "created_at", "updated_at"]
-        read_only_fields = ["created_at", "updated_at"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance is not None:
-            self.fields["password"].required = False
-
-
-def _names(max_items=500):
-    return serializers.ListField(child=serializers.CharField(max_length=80), required=False, max_length=max_items)
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "url",
+            "username",
+            "verify_tls",
+            "instance_uuid",
+            "tls_fingerprint",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
 
 
 class ZoneSerializer(serializers.ModelSerializer):
-    clusters = _names()
-    hosts = _names()
-    networks = _names()
-
     class Meta:
         model = Zone
         fields = ["id", "name", "trust_level", "connector", "clusters", "hosts", "networks"]
-
-    def validate(self, attrs):
-        from approvals.inventory import InventoryIndex
-
-        connector = attrs.get("connector") or self.instance.connector
-        index = InventoryIndex.for_connector(connector, refresh=True)
-        errors = {}
-        for field, kind in (("clusters", "cluster"), ("hosts", "host"), ("networks", "network")):
-            missing = [name for name in attrs.get(field, []) if index.find(kind, name) is None]
-            if missing:
-                errors[field] = [f"Not in the inventory: {', '.join(missing)}."]
-            others = Zone.objects.filter(connector=connector)
-            if self.instance is not None:
-                others = others.exclude(pk=self.instance.pk)
-            taken = {name for zone in others for name in getattr(zone, field)}
-            clash = sorted(set(attrs.get(field, [])) & taken)
-            if clash:
-                errors.setdefault(field, []).append(f"Already labelled with another zone: {', '.join(clash)}.")
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
+        read_only_fields = fields
 
 
 class CatalogueTemplateSerializer(serializers.ModelSerializer):
     class Meta:
         model = CatalogueTemplate
         fields = ["id", "connector", "name", "description"]
-
-    def validate(self, attrs):
-        from approvals.inventory import InventoryIndex
-
-        connector = attrs.get("connector") or self.instance.connector
-        name = attrs.get("name") or self.instance.name
-        if InventoryIndex.for_connector(connector, refresh=True).find("template", name) is None:
-            raise serializers.ValidationError({"name": [f"No template VM named {name!r} in the inventory."]})
-        return attrs
-
-
-class ZonePairSerializer(serializers.Serializer):
-    source = serializers.CharField(max_length=64)
-    target = serializers.CharField(max_length=64)
-    required_approvals = serializers.IntegerField(min_value=1, max_value=10, default=2)
-
-
-class GroupNameField(serializers.SlugRelatedField):
-    """A group by name; a NUL character is refused before it reaches PostgreSQL."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, str) and "\x00" in data:
-            self.fail("does_not_exist", slug_name=self.slug_field, value="(contains a NUL character)")
-        return super().to_internal_value(data)
+        read_only_fields = fields
 
 
 class PolicySerializer(serializers.ModelSerializer):
-    approver_group = GroupNameField(slug_field="name", queryset=Group.objects.all())
-    allowed_zone_pairs = ZonePairSerializer(many=True, required=False)
-    required_approvals = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    approver_group = serializers.CharField(source="approver_group.name", read_only=True)
 
     class Meta:
         model = Policy
@@ -108,13 +60,39 @@ class PolicySerializer(serializers.ModelSerializer):
             "require_otp",
             "allowed_zone_pairs",
         ]
+        read_only_fields = fields
 
-    def validate_allowed_zone_pairs(self, pairs):
-        names = set(Zone.objects.values_list("name", flat=True))
-        unknown = sorted({p[k] for p in pairs for k in ("source", "target")} - names)
-        if unknown:
-            raise serializers.ValidationError(f"Unknown zones: {', '.join(unknown)}.")
-        return [dict(p) for p in pairs]
+
+class UserSerializer(serializers.ModelSerializer):
+    roles = serializers.SerializerMethodField()
+    hypervisor_principal = serializers.SerializerMethodField()
+
+    class Meta:
+        model = get_user_model()
+        fields = ["id", "username", "email", "first_name", "last_name", "roles", "hypervisor_principal", "is_active"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_roles(self, user) -> list[str]:
+        return sorted(g.name for g in user.groups.all() if g.name in Role.values)
+
+    @extend_schema_field(serializers.CharField())
+    def get_hypervisor_principal(self, user) -> str:
+        state = getattr(user, "account_state", None)
+        return state.hypervisor_principal if state else ""
+
+
+class JustificationSerializer(serializers.Serializer):
+    justification = serializers.CharField(max_length=4000, help_text="Why this change is needed.")
+
+
+class ConfigRequestBody(JustificationSerializer):
+    """The fields to set (those of the object, plus `password` for
+    connectors, write-only) and a justification; the change is filed as a
+    configuration request (202) that another portal admin approves."""
+
+    def to_representation(self, instance):  # schema only
+        return super().to_representation(instance)
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
@@ -128,11 +106,12 @@ class ApprovalSerializer(serializers.ModelSerializer):
 class TicketSerializer(serializers.ModelSerializer):
     ref = serializers.CharField(read_only=True)
     requester = serializers.CharField(source="requester.username", read_only=True)
-    connector_name = serializers.CharField(source="connector.name", read_only=True)
+    connector_name = serializers.CharField(source="connector.name", read_only=True, default=None)
     approver_group = serializers.CharField(source="approver_group.name", read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     approvals_given = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField()
+    params = serializers.SerializerMethodField()
 
     class Meta:
         model = Ticket
@@ -159,6 +138,10 @@ class TicketSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField())
+    def get_params(self, ticket) -> dict:
+        return public_params(ticket)
 
     @extend_schema_field(serializers.IntegerField())
     def get_approvals_given(self, ticket) -> int:
@@ -200,7 +183,7 @@ class TicketDetailSerializer(TicketSerializer):
 
 
 class TicketCreateSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=TicketKind.choices)
+    kind = serializers.ChoiceField(choices=HYPERVISOR_KINDS)
     connector = serializers.PrimaryKeyRelatedField(queryset=Connector.objects.all())
     justification = serializers.CharField(max_length=4000)
     params = serializers.DictField()

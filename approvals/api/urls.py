@@ -8,6 +8,7 @@ router.register("connectors", views.ConnectorViewSet)
 router.register("zones", views.ZoneViewSet)
 router.register("templates", views.CatalogueTemplateViewSet)
 router.register("policies", views.PolicyViewSet)
+router.register("users", views.UserViewSet)
 router.register("tickets", views.TicketViewSet, basename="ticket")
 
 urlpatterns = [path("", include(router.urls))]

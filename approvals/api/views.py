@@ -1,24 +1,26 @@
 import django_filters
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from accounts import otp
 from approvals import permissions as rules
 from approvals import selectors, services
 from approvals.api import serializers as s
+from approvals.choices import Role
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Policy, Ticket, Zone
-from approvals.services.configuration import config_save, connector_register, connector_update
-from connectors.base import AuthenticationFailed, ConnectorError
+from approvals.services.config_requests import config_request_file
 from connectors.models import Connector
 from portal.filters import UTCIsoDateTimeFilter
 
 
 class ConfigurationPermission(permissions.BasePermission):
-    """Anyone with a role reads the configuration; portal admins change it."""
+    """Anyone with a role reads the configuration; portal admins file
+    requests to change it (the service has the last word)."""
 
     def has_permission(self, request, view):
         if request.method in permissions.SAFE_METHODS:
@@ -29,49 +31,48 @@ class ConfigurationPermission(permissions.BasePermission):
 class ConfigurationViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
+    """Reads are plain; every write files a configuration request and
+    answers 202 with it. The change happens once another portal admin
+    approves the request and the worker applies it."""
+
     permission_classes = [ConfigurationPermission]
-    http_method_names = ["get", "post", "patch", "head", "options"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    target: str
 
-    def perform_create(self, serializer):
-        serializer.instance = config_save(
-            actor=self.request.user, instance=serializer.Meta.model(), data=serializer.validated_data
+    def _file(self, request, *, action: str, object_id=None, changes=None):
+        data = dict(changes if changes is not None else request.data)
+        justification = data.pop("justification", "")
+        ticket = config_request_file(
+            requester=request.user,
+            target=self.target,
+            action=action,
+            object_id=object_id,
+            changes=data,
+            justification=justification if isinstance(justification, str) else "",
         )
+        ticket = selectors.with_decisions(Ticket.objects.all()).get(pk=ticket.pk)
+        body = s.TicketDetailSerializer(ticket, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/tickets/{ticket.pk}/"})
 
-    def perform_update(self, serializer):
-        serializer.instance = config_save(
-            actor=self.request.user, instance=serializer.instance, data=serializer.validated_data
-        )
+    @extend_schema(request=s.ConfigRequestBody, responses={202: s.TicketDetailSerializer})
+    def create(self, request):
+        return self._file(request, action="create")
 
+    @extend_schema(request=s.ConfigRequestBody, responses={202: s.TicketDetailSerializer})
+    def partial_update(self, request, pk=None):
+        return self._file(request, action="update", object_id=self.get_object().pk)
 
-def _connector_error(exc: ConnectorError) -> ValidationError:
-    field = "password" if isinstance(exc, AuthenticationFailed) else "url"
-    return ValidationError({field: [f"Cannot log in to the hypervisor: {exc}"]})
+    @extend_schema(request=s.JustificationSerializer, responses={202: s.TicketDetailSerializer})
+    def destroy(self, request, pk=None):
+        return self._file(request, action="delete", object_id=self.get_object().pk, changes=dict(request.data))
 
 
 class ConnectorViewSet(ConfigurationViewSet):
     queryset = Connector.objects.all()
     serializer_class = s.ConnectorSerializer
-
-    def perform_create(self, serializer):
-        data = dict(serializer.validated_data)
-        try:
-            serializer.instance = connector_register(actor=self.request.user, **data)
-        except ConnectorError as exc:
-            raise _connector_error(exc) from exc
-
-    def perform_update(self, serializer):
-        data = dict(serializer.validated_data)
-        password = data.pop("password", None)
-        try:
-            serializer.instance = connector_update(
-                actor=self.request.user, connector=serializer.instance, data=data, password=password
-            )
-        except ConnectorError as exc:
-            raise _connector_error(exc) from exc
+    target = "connector"
 
     @extend_schema(
         parameters=[OpenApiParameter("refresh", bool, description="Read the hypervisor now, not the cache.")],
@@ -118,18 +119,60 @@ class ZoneViewSet(ConfigurationViewSet):
     queryset = Zone.objects.select_related("connector")
     serializer_class = s.ZoneSerializer
     filterset_fields = ["connector"]
+    target = "zone"
 
 
 class CatalogueTemplateViewSet(ConfigurationViewSet):
     queryset = CatalogueTemplate.objects.select_related("connector")
     serializer_class = s.CatalogueTemplateSerializer
     filterset_fields = ["connector"]
+    target = "template"
 
 
 class PolicyViewSet(ConfigurationViewSet):
     queryset = Policy.objects.select_related("zone", "approver_group")
     serializer_class = s.PolicySerializer
     filterset_fields = ["kind", "zone"]
+    target = "policy"
+
+
+class UserPermission(permissions.BasePermission):
+    """Portal admins and auditors read people; portal admins file requests."""
+
+    def has_permission(self, request, view):
+        if request.method in permissions.SAFE_METHODS:
+            return rules.can_manage_configuration(request.user) or rules.has_role(request.user, Role.AUDITOR)
+        return rules.can_manage_configuration(request.user)
+
+
+class UserViewSet(ConfigurationViewSet):
+    """People and their roles. `is_superuser` and per-user permissions are
+    not part of the portal at all."""
+
+    queryset = get_user_model().objects.prefetch_related("groups").select_related("account_state").order_by("username")
+    serializer_class = s.UserSerializer
+    permission_classes = [UserPermission]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    filterset_fields = ["is_active"]
+    target = "user"
+
+    def _action(self, request, action):
+        return self._file(request, action=action, object_id=self.get_object().pk, changes=dict(request.data))
+
+    @extend_schema(request=s.JustificationSerializer, responses={202: s.TicketDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request, pk=None):
+        return self._action(request, "deactivate")
+
+    @extend_schema(request=s.JustificationSerializer, responses={202: s.TicketDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def reactivate(self, request, pk=None):
+        return self._action(request, "reactivate")
+
+    @extend_schema(request=s.JustificationSerializer, responses={202: s.TicketDetailSerializer})
+    @action(detail=True, methods=["post"], url_path="otp-reset")
+    def otp_reset(self, request, pk=None):
+        return self._action(request, "otp_reset")
 
 
 class TicketFilter(django_filters.FilterSet):

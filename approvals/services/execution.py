@@ -6,19 +6,22 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from approvals import permissions
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
 from approvals.inventory import InventoryIndex, forget_inventory
 from approvals.models import Ticket
+from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
 from approvals.validation import check_submission
 from audit.writer import record
-from connectors.base import ConnectorError, OperationResult, TransientConnectorError
+from connectors.base import ConnectorError, IdentityMismatch, OperationResult, TransientConnectorError
 from connectors.registry import connector_for
 
 logger = logging.getLogger(__name__)
@@ -46,11 +49,15 @@ def live_index(ticket: Ticket) -> InventoryIndex:
         raise TransientConnectorError(str(exc)) from exc
 
 
-def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
-    """Why the ticket must not run now, in words, or None, judged against the
-    live inventory in `index`."""
+def approvals_problem(ticket: Ticket) -> str | None:
+    """Why the ticket's approvals no longer carry it, in words, or None: its
+    content changed, it carries a rejection, or too few approvals are still
+    valid (approver active, still in the group, not the requester, no
+    conflict of interest)."""
     if ticket_content_hash(ticket) != ticket.content_hash:
         return "The ticket's content no longer matches what was approved."
+    if ticket.approvals.filter(decision=Decision.REJECT).exists():
+        return "The ticket carries a rejection."
     approvers = {
         a.approver_id
         for a in ticket.approvals.select_related("approver")
@@ -59,14 +66,22 @@ def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
         and a.approver_id != ticket.requester_id
         and a.approver.is_active
         and a.approver.groups.filter(pk=ticket.approver_group_id).exists()
+        and permissions.conflict_of_interest(a.approver, ticket) is None
     }
-    if ticket.approvals.filter(decision=Decision.REJECT).exists():
-        return "The ticket carries a rejection."
     if len(approvers) < ticket.required_approvals:
         return (
             f"Only {len(approvers)} of {ticket.required_approvals} approvals are still valid "
-            "(an approver left the approver group or was deactivated)."
+            "(an approver left the approver group, was deactivated or has a conflict of interest)."
         )
+    return None
+
+
+def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
+    """Why the ticket must not run now, in words, or None, judged against the
+    live inventory in `index`."""
+    problem = approvals_problem(ticket)
+    if problem:
+        return problem
     if ticket.not_after and timezone.now() >= ticket.not_after:
         return "The change window closed before the work could start."
     params = {k: v for k, v in ticket.params.items() if k not in ("source_host", "entity_type")}
@@ -158,7 +173,8 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str)
         enqueue_notification(ticket.pk, "succeeded")
     # The hypervisor changed: the next submission must not be checked against
     # the inventory as it was before.
-    forget_inventory(ticket.connector_id)
+    if ticket.connector_id is not None:
+        forget_inventory(ticket.connector_id)
 
 
 def _fail(ticket: Ticket, reason: str, *, actor_name: str) -> None:
@@ -218,6 +234,8 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
         )
     except StateConflict:
         return "claimed elsewhere"
+    if ticket.kind == TicketKind.CONFIG_CHANGE:
+        return _apply_configuration(ticket, worker)
 
     def on_task(task_id: str) -> None:
         _still_ours(ticket, worker, hypervisor_task_id=task_id)
@@ -238,7 +256,13 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
             if not _still_ours(ticket, worker, progress=PHASE_CALLING, lease_expires_at=_lease_until()):
                 return "lease lost"
             result = perform(ticket, backend, on_task)
-        except TransientConnectorError as exc:
+        except (IdentityMismatch, TransientConnectorError) as exc:
+            # The live inventory read wraps connector errors: look behind it.
+            mismatch = identity_mismatch_in(exc)
+            if mismatch is not None:
+                connector_identity_refused(connector=ticket.connector, error=mismatch, actor_name=worker)
+                _fail(ticket, f"Refused to connect to the hypervisor: {mismatch}", actor_name=worker)
+                return "failed"
             record(
                 "hypervisor.retry",
                 actor_name=worker,
@@ -268,11 +292,41 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
     return "failed"
 
 
+def _apply_configuration(ticket: Ticket, worker: str) -> str:
+    """A configuration request: re-check its approvals and its target, then
+    apply it and succeed in one transaction, so it is either wholly applied
+    or not at all."""
+    from approvals.services.config_requests import config_apply, config_problem
+
+    problem = approvals_problem(ticket) or config_problem(ticket)
+    if problem:
+        _fail(ticket, problem, actor_name=worker)
+        return "re-check failed"
+    try:
+        with transaction.atomic():
+            summary = config_apply(ticket, actor_name=worker)
+            _succeed(ticket, OperationResult(task_id=None, result=summary), actor_name=worker)
+    except InvalidInput as exc:
+        _fail(ticket, "The change could not be applied: " + describe_errors(exc.errors), actor_name=worker)
+        return "failed"
+    except (ValidationError, IntegrityError) as exc:
+        words = "; ".join(getattr(exc, "messages", None) or [str(exc)])
+        _fail(ticket, f"The change could not be applied: {words}", actor_name=worker)
+        return "failed"
+    except ConnectorError as exc:
+        _fail(ticket, f"The hypervisor connection was refused: {exc}", actor_name=worker)
+        return "failed"
+    return "succeeded"
+
+
 def reconcile_expired_lease(ticket: Ticket, *, actor_name: str = "sweeper") -> str:
     """A running ticket whose worker stopped renewing its lease: find out from
     the hypervisor what happened. Done -> succeeded; the worker provably never
     called the hypervisor -> queued again; otherwise failed, needing an
     operator. Never a blind re-run."""
+    if ticket.kind == TicketKind.CONFIG_CHANGE:
+        # Applied and succeeded in one transaction: a worker that died left nothing half done.
+        return _queue_again(ticket, actor_name=actor_name, reason="worker stopped before applying; queued again")
     try:
         backend = backend_for(ticket)
         if operation_done(ticket, backend):
@@ -286,24 +340,23 @@ def reconcile_expired_lease(ticket: Ticket, *, actor_name: str = "sweeper") -> s
             if state == "error":
                 _fail(ticket, f"The hypervisor task {ticket.hypervisor_task_id} failed: {error}", actor_name=actor_name)
                 return "failed"
+    except IdentityMismatch as exc:
+        connector_identity_refused(connector=ticket.connector, error=exc, actor_name=actor_name)
+        _fail(
+            ticket,
+            f"Needs an operator: the outcome cannot be checked, the connector's endpoint is not the pinned "
+            f"hypervisor: {exc}",
+            actor_name=actor_name,
+        )
+        return "failed"
     except TransientConnectorError:
         return "hypervisor unreachable; will look again"
     except ConnectorError:
         pass
     if ticket.progress == PHASE_CHECKING:
-        with transaction.atomic():
-            transition(
-                ticket,
-                TicketState.APPROVED,
-                expect=TicketState.RUNNING,
-                actor_name=actor_name,
-                details={"reason": "worker stopped before calling the hypervisor; queued again"},
-                lease_owner="",
-                lease_expires_at=None,
-                queued_at=timezone.now(),
-            )
-            enqueue_execution(ticket.pk)
-        return "queued again"
+        return _queue_again(
+            ticket, actor_name=actor_name, reason="worker stopped before calling the hypervisor; queued again"
+        )
     _fail(
         ticket,
         "Needs an operator: the worker stopped while calling the hypervisor and the outcome cannot be "
@@ -311,6 +364,22 @@ def reconcile_expired_lease(ticket: Ticket, *, actor_name: str = "sweeper") -> s
         actor_name=actor_name,
     )
     return "failed"
+
+
+def _queue_again(ticket: Ticket, *, actor_name: str, reason: str) -> str:
+    with transaction.atomic():
+        transition(
+            ticket,
+            TicketState.APPROVED,
+            expect=TicketState.RUNNING,
+            actor_name=actor_name,
+            details={"reason": reason},
+            lease_owner="",
+            lease_expires_at=None,
+            queued_at=timezone.now(),
+        )
+        enqueue_execution(ticket.pk)
+    return "queued again"
 
 
 def access_expire(*, ticket_id: int, actor_name: str) -> str:
@@ -325,6 +394,8 @@ def access_expire(*, ticket_id: int, actor_name: str) -> str:
     try:
         result = backend_for(ticket).remove_permission(principal=params["principal"], entity=params["entity"])
     except ConnectorError as exc:
+        if isinstance(exc, IdentityMismatch):
+            connector_identity_refused(connector=ticket.connector, error=exc, actor_name=actor_name)
         record(
             "hypervisor.revoke_failed", actor_name=actor_name, ticket=ticket, obj=ticket, details={"error": str(exc)}
         )

@@ -14,17 +14,27 @@ from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
 from approvals.errors import InvalidInput, StateConflict
 from approvals.inventory import InventoryIndex
-from approvals.models import Approval, Ticket
+from approvals.models import Approval, Policy, Ticket
 from approvals.services.transitions import transition
 from approvals.validation import check_submission, check_window
 from audit.writer import record
 
 
-def content_hash(*, kind: str, connector_id: int, params: dict, not_before, not_after) -> str:
-    """What an approval binds to: the ticket's kind, connector, parameters and window."""
+def connector_pin(connector) -> dict | None:
+    """The hypervisor's pinned identity, which every approval binds to: a
+    connector re-pointed elsewhere voids what was approved against it."""
+    if connector is None:
+        return None
+    return {"instance_uuid": connector.instance_uuid, "tls_fingerprint": connector.tls_fingerprint}
+
+
+def content_hash(*, kind: str, connector, params: dict, not_before, not_after) -> str:
+    """What an approval binds to: the ticket's kind, connector (and its pinned
+    identity), parameters and window."""
     body = {
         "kind": kind,
-        "connector": connector_id,
+        "connector": connector.pk if connector is not None else None,
+        "connector_pin": connector_pin(connector),
         "params": params,
         "not_before": not_before.isoformat() if not_before else None,
         "not_after": not_after.isoformat() if not_after else None,
@@ -35,11 +45,74 @@ def content_hash(*, kind: str, connector_id: int, params: dict, not_before, not_
 def ticket_content_hash(ticket: Ticket) -> str:
     return content_hash(
         kind=ticket.kind,
-        connector_id=ticket.connector_id,
+        connector=ticket.connector,
         params=ticket.params,
         not_before=ticket.not_before,
         not_after=ticket.not_after,
     )
+
+
+def ticket_file(
+    *,
+    requester,
+    kind: str,
+    connector,
+    justification: str,
+    params: dict,
+    policy: Policy,
+    required_approvals: int,
+    zone: str = "",
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    details: dict | None = None,
+) -> Ticket:
+    """Store a checked ticket with what it copies from its policy, audit it
+    and tell its approvers (after commit). Callers check first; every kind of
+    ticket is filed here."""
+    ticket = Ticket.objects.create(
+        kind=kind,
+        connector=connector,
+        requester=requester,
+        justification=justification,
+        params=params,
+        not_before=not_before,
+        not_after=not_after,
+        content_hash=content_hash(
+            kind=kind, connector=connector, params=params, not_before=not_before, not_after=not_after
+        ),
+        required_approvals=required_approvals,
+        approver_group=policy.approver_group,
+        require_otp=policy.require_otp,
+        zone=zone,
+        pending_expires_at=timezone.now() + timedelta(minutes=policy.pending_ttl_minutes),
+    )
+    record(
+        "ticket.submitted",
+        actor=requester,
+        ticket=ticket,
+        obj=ticket,
+        details={
+            "ref": ticket.ref,
+            "kind": kind,
+            "connector": connector.name if connector is not None else None,
+            "params": params,
+            "justification": justification,
+            "required_approvals": ticket.required_approvals,
+            "approver_group": policy.approver_group.name,
+            "policy_id": policy.pk,
+            "zone": ticket.zone,
+            **(details or {}),
+        },
+    )
+    enqueue_notification(ticket.pk, "awaiting_approval")
+    return ticket
+
+
+def clean_justification(justification: str) -> str:
+    justification = (justification or "").strip()
+    if not justification:
+        raise InvalidInput({"justification": ["Say why this change is needed."]})
+    return justification
 
 
 def ticket_submit(
@@ -56,11 +129,13 @@ def ticket_submit(
     """File a ticket after checking it against the live (cached) inventory,
     zones and policy. Raises InvalidInput with field errors; stores nothing
     then."""
+    if kind == TicketKind.CONFIG_CHANGE:
+        raise InvalidInput(
+            {"kind": ["Configuration changes are filed as configuration requests (/api/users/, /api/policies/, …)."]}
+        )
     if not permissions.can_file_tickets(requester):
         raise PermissionDenied("Only requesters file tickets.")
-    justification = (justification or "").strip()
-    if not justification:
-        raise InvalidInput({"justification": ["Say why this change is needed."]})
+    justification = clean_justification(justification)
     now = timezone.now()
     # Any offset Python accepts, stored as UTC (PostgreSQL stops at ±15:59).
     not_before = not_before.astimezone(UTC) if not_before else None
@@ -72,52 +147,23 @@ def ticket_submit(
         params=params,
         index=index or InventoryIndex.for_connector(connector),
     )
-    policy = checked.policy
     try:
         with transaction.atomic():
-            ticket = Ticket.objects.create(
+            return ticket_file(
+                requester=requester,
                 kind=kind,
                 connector=connector,
-                requester=requester,
                 justification=justification,
                 params=checked.params,
+                policy=checked.policy,
+                required_approvals=checked.required_approvals,
+                zone=checked.zone.label,
                 not_before=not_before,
                 not_after=not_after,
-                content_hash=content_hash(
-                    kind=kind,
-                    connector_id=connector.pk,
-                    params=checked.params,
-                    not_before=not_before,
-                    not_after=not_after,
-                ),
-                required_approvals=checked.required_approvals,
-                approver_group=policy.approver_group,
-                require_otp=policy.require_otp,
-                zone=checked.zone.label,
-                pending_expires_at=now + timedelta(minutes=policy.pending_ttl_minutes),
             )
-            record(
-                "ticket.submitted",
-                actor=requester,
-                ticket=ticket,
-                obj=ticket,
-                details={
-                    "ref": ticket.ref,
-                    "kind": kind,
-                    "connector": connector.name,
-                    "params": checked.params,
-                    "justification": justification,
-                    "required_approvals": ticket.required_approvals,
-                    "approver_group": policy.approver_group.name,
-                    "policy_id": policy.pk,
-                    "zone": ticket.zone,
-                },
-            )
-            enqueue_notification(ticket.pk, "awaiting_approval")
     except IntegrityError as exc:
         # The partial unique index on open vm_create names caught a race.
         raise InvalidInput({"params": {"name": ["An open ticket already creates a VM with this name."]}}) from exc
-    return ticket
 
 
 def _locked_ticket(ticket_id: int) -> Ticket:
@@ -129,6 +175,9 @@ def _check_decider(ticket: Ticket, user) -> None:
         raise PermissionDenied("You cannot decide on a ticket you requested.")
     if not permissions.can_decide(user, ticket):
         raise PermissionDenied(f"Only members of {ticket.approver_group.name} decide on {ticket.ref}.")
+    conflict = permissions.conflict_of_interest(user, ticket)
+    if conflict:
+        raise PermissionDenied(conflict)
     if ticket.state != TicketState.PENDING:
         raise StateConflict(f"{ticket.ref} is {ticket.state}; it no longer takes decisions.")
     if ticket.approvals.filter(approver=user).exists():

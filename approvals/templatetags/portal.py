@@ -26,6 +26,8 @@ def nav_links(context) -> list[dict]:
         links.append(("ticket-new", "New ticket"))
     if permissions.can_read_audit(user):
         links += [("audit", "Audit log"), ("findings", "Findings")]
+    if permissions.can_read_configuration(user):
+        links.append(("config", "Configuration"))
     items = []
     for name, label in links:
         url = reverse(name)
@@ -51,6 +53,8 @@ def ticket_summary(ticket) -> str:
         return f"{line} ({p['target_datastore']})" if p.get("target_datastore") else line
     if ticket.kind == "admin_access":
         return f"{p.get('role')} for {p.get('principal')} on {p.get('entity')}, {p.get('duration_minutes')} min"
+    if ticket.kind == "config_change":
+        return f"{p.get('action')} {p.get('target')} {p.get('label')}"
     return ""
 
 

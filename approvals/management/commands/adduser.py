@@ -32,7 +32,10 @@ class Command(BaseCommand):
                 raise CommandError("Password refused: " + " ".join(exc.messages)) from exc
         else:
             password = secrets.token_urlsafe(15)
-        user = create_user(username=username, password=password, roles=roles, email=email)
+        try:
+            user = create_user(username=username, password=password, roles=roles, email=email)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if not password_stdin:
             mark_password_generated(user)  # changed at first sign-in
         record(

@@ -1,0 +1,145 @@
+"""Approval policies. Who approves is fixed by kind: configuration changes
+go to portal admins, hypervisor changes to approvers; no policy can route
+approvals to a group of someone's choosing."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group
+from rest_framework import serializers
+
+from approvals.choices import Role, TicketKind
+from approvals.config.base import ConfigTarget
+from approvals.errors import InvalidInput
+from approvals.models import Policy, Zone
+
+
+def approver_roles_for(kind: str) -> tuple[str, ...]:
+    """The role groups that may approve tickets of `kind`."""
+    return (Role.PORTAL_ADMIN,) if kind == TicketKind.CONFIG_CHANGE else (Role.APPROVER,)
+
+
+class ZonePairShape(serializers.Serializer):
+    source = serializers.CharField(max_length=64)
+    target = serializers.CharField(max_length=64)
+    required_approvals = serializers.IntegerField(min_value=1, max_value=10, default=2)
+
+
+class PolicyShape(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=TicketKind.choices)
+    zone = serializers.PrimaryKeyRelatedField(queryset=Zone.objects.all(), allow_null=True, required=False)
+    required_approvals = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    approver_group = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), required=False)
+    pending_ttl_minutes = serializers.IntegerField(min_value=1, max_value=90 * 24 * 60, required=False)
+    max_duration_minutes = serializers.IntegerField(min_value=1, max_value=30 * 24 * 60, required=False)
+    max_cpus = serializers.IntegerField(min_value=1, max_value=256, required=False)
+    max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024, required=False)
+    require_otp = serializers.BooleanField(required=False)
+    allowed_zone_pairs = ZonePairShape(many=True, required=False)
+
+    def to_internal_value(self, data):
+        group = data.get("approver_group") if isinstance(data, dict) else None
+        if isinstance(group, str) and "\x00" in group:
+            raise serializers.ValidationError({"approver_group": ["Contains a NUL character."]})
+        return super().to_internal_value(data)
+
+
+FIELDS = (
+    "kind",
+    "zone",
+    "required_approvals",
+    "approver_group",
+    "pending_ttl_minutes",
+    "max_duration_minutes",
+    "max_cpus",
+    "max_memory_mb",
+    "require_otp",
+    "allowed_zone_pairs",
+)
+
+
+class PolicyTarget(ConfigTarget):
+    name = "policy"
+    title = "policy"
+    model = Policy
+    shape = PolicyShape
+    create_only = ("kind", "zone")
+
+    def label(self, state: dict) -> str:
+        zone = Zone.objects.filter(pk=state.get("zone")).values_list("name", flat=True).first() if state else None
+        return f"{state.get('kind', '')} ({zone or 'any zone'})"
+
+    def snapshot(self, policy) -> dict:
+        return {
+            "kind": policy.kind,
+            "zone": policy.zone_id,
+            "required_approvals": policy.required_approvals,
+            "approver_group": policy.approver_group.name,
+            "pending_ttl_minutes": policy.pending_ttl_minutes,
+            "max_duration_minutes": policy.max_duration_minutes,
+            "max_cpus": policy.max_cpus,
+            "max_memory_mb": policy.max_memory_mb,
+            "require_otp": policy.require_otp,
+            "allowed_zone_pairs": list(policy.allowed_zone_pairs),
+        }
+
+    def after(self, *, action, instance, before, changes, requester):
+        if action == "create":
+            defaults = {f.name: f.get_default() for f in Policy._meta.fields if f.name in FIELDS and f.has_default()}
+            kind = changes.get("kind")
+            before = {
+                **defaults,
+                "zone": None,
+                "allowed_zone_pairs": [],
+                "approver_group": approver_roles_for(kind)[0] if kind in TicketKind.values else "",
+            }
+        changes = {k: v for k, v in changes.items() if k in FIELDS}
+        return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
+
+    def plain(self, validated, *, raw):
+        plain = super().plain(validated, raw=raw)
+        if "approver_group" in plain:
+            plain["approver_group"] = validated["approver_group"].name
+        if "allowed_zone_pairs" in plain:
+            plain["allowed_zone_pairs"] = [dict(p) for p in validated["allowed_zone_pairs"]]
+        return plain
+
+    def rules(self, *, action, instance, before, after, requester):
+        errors: dict[str, list[str]] = {}
+        allowed = approver_roles_for(after["kind"])
+        if after["approver_group"] not in allowed:
+            errors["approver_group"] = [
+                f"{after['kind']} tickets are approved by {' or '.join(allowed)}; not {after['approver_group']!r}."
+            ]
+        if after["kind"] == TicketKind.CONFIG_CHANGE and after.get("zone"):
+            errors["zone"] = ["Configuration changes have no zone."]
+        names = set(Zone.objects.values_list("name", flat=True))
+        unknown = sorted({p[k] for p in after.get("allowed_zone_pairs", []) for k in ("source", "target")} - names)
+        if unknown:
+            errors["allowed_zone_pairs"] = [f"Unknown zones: {', '.join(unknown)}."]
+        others = Policy.objects.filter(kind=after["kind"], zone_id=after.get("zone"))
+        if instance is not None:
+            others = others.exclude(pk=instance.pk)
+        if others.exists():
+            errors["kind"] = [f"A policy for {after['kind']} in this zone exists already; change that one."]
+        if errors:
+            raise InvalidInput(errors)
+
+    def apply(self, *, action, instance, after, actor_name):
+        if action == "delete":
+            instance.delete()
+            return None
+        policy = instance or Policy()
+        for field in FIELDS:
+            value = after[field]
+            if field == "approver_group":
+                policy.approver_group = Group.objects.get(name=value)
+            elif field == "zone":
+                policy.zone_id = value
+            else:
+                setattr(policy, field, value)
+        policy.full_clean()
+        policy.save()
+        return policy
+
+
+TARGET = PolicyTarget()

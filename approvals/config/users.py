@@ -1,0 +1,166 @@
+"""People and their roles. The service refuses a request about the
+requester's own account; the rules here hold for everyone."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.db.models.functions import Lower
+from rest_framework import serializers
+
+from accounts.models import AccountState
+from approvals.choices import Role
+from approvals.config.base import CREATE, UPDATE, ConfigTarget
+from approvals.errors import InvalidInput
+from approvals.params import PRINCIPAL_PATTERN
+
+DEACTIVATE, REACTIVATE, OTP_RESET = "deactivate", "reactivate", "otp_reset"
+# A portal admin decides who may act; holding a ticket role as well would let
+# one person shape the rules and then use them.
+EXCLUSIVE_WITH_PORTAL_ADMIN = frozenset({Role.APPROVER, Role.REQUESTER})
+
+
+def role_conflict(roles) -> str | None:
+    roles = set(roles)
+    if Role.PORTAL_ADMIN in roles and roles & EXCLUSIVE_WITH_PORTAL_ADMIN:
+        clash = ", ".join(sorted(roles & EXCLUSIVE_WITH_PORTAL_ADMIN))
+        return f"A portal admin cannot also hold {clash}."
+    return None
+
+
+def principal_of(user) -> str:
+    state = AccountState.objects.filter(user=user).values_list("hypervisor_principal", flat=True).first()
+    return state or ""
+
+
+class UserShape(serializers.Serializer):
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    email = serializers.EmailField(max_length=254, allow_blank=True, required=False)
+    first_name = serializers.CharField(max_length=150, allow_blank=True, required=False)
+    last_name = serializers.CharField(max_length=150, allow_blank=True, required=False)
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.values), max_length=4, required=False)
+    hypervisor_principal = serializers.RegexField(
+        PRINCIPAL_PATTERN,
+        max_length=200,
+        allow_blank=True,
+        required=False,
+        error_messages={"invalid": "A user like 'DOMAIN\\\\name' or 'name@domain'."},
+    )
+
+
+class UserTarget(ConfigTarget):
+    name = "user"
+    title = "user"
+    shape = UserShape
+    actions = (CREATE, UPDATE, DEACTIVATE, REACTIVATE, OTP_RESET)
+    create_only = ("username",)
+
+    @property
+    def model(self):
+        return get_user_model()
+
+    def label(self, state: dict) -> str:
+        return str(state.get("username", ""))
+
+    def snapshot(self, user) -> dict:
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        return {
+            "username": user.username,
+            "email": user.email,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "roles": sorted(g for g in user.groups.values_list("name", flat=True) if g in Role.values),
+            "hypervisor_principal": principal_of(user),
+            "is_active": user.is_active,
+            "otp_enrolled": TOTPDevice.objects.filter(user=user, confirmed=True).exists(),
+        }
+
+    def after(self, *, action, instance, before, changes, requester):
+        if action == CREATE:
+            before = {
+                "email": "",
+                "first_name": "",
+                "last_name": "",
+                "roles": [],
+                "hypervisor_principal": "",
+                "is_active": True,
+                "otp_enrolled": False,
+            }
+            changes = {k: v for k, v in changes.items() if k in UserShape().fields}
+        elif action == UPDATE:
+            changes = {k: v for k, v in changes.items() if k in UserShape().fields}
+        return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
+
+    def plain(self, validated, *, raw):
+        plain = dict(validated)
+        if "roles" in plain:
+            plain["roles"] = sorted(set(plain["roles"]))
+        return plain
+
+    def other_action(self, *, action, instance, before):
+        if action == DEACTIVATE:
+            if not before["is_active"]:
+                raise InvalidInput({"action": [f"{instance.username} is already deactivated."]})
+            return {**before, "is_active": False}
+        if action == REACTIVATE:
+            if before["is_active"]:
+                raise InvalidInput({"action": [f"{instance.username} is active."]})
+            return {**before, "is_active": True}
+        if not before["otp_enrolled"]:
+            raise InvalidInput({"action": [f"{instance.username} has no authenticator to reset."]})
+        return {**before, "otp_enrolled": False}
+
+    def rules(self, *, action, instance, before, after, requester):
+        errors: dict[str, list[str]] = {}
+        users = self.model.objects.all()
+        if instance is not None:
+            users = users.exclude(pk=instance.pk)
+        if action == CREATE and users.filter(username__iexact=after["username"]).exists():
+            errors["username"] = [f"A user named {after['username']!r} exists already."]
+        conflict = role_conflict(after.get("roles", []))
+        if conflict:
+            errors["roles"] = [conflict]
+        principal = after.get("hypervisor_principal", "")
+        if (
+            principal
+            and AccountState.objects.filter(user__in=users)
+            .annotate(p=Lower("hypervisor_principal"))
+            .filter(p=principal.lower())
+            .exists()
+        ):
+            errors["hypervisor_principal"] = ["Another person already has this hypervisor account."]
+        if errors:
+            raise InvalidInput(errors)
+
+    def apply(self, *, action, instance, after, actor_name):
+        from accounts.lifecycle import account_disable, activation_issue
+        from approvals.roles import ensure_roles
+
+        groups = ensure_roles()
+        user = instance
+        if action == CREATE:
+            user = self.model(username=after["username"])
+            user.set_unusable_password()  # the person sets it through their activation link
+        if action == OTP_RESET:
+            from django_otp.plugins.otp_totp.models import TOTPDevice
+
+            TOTPDevice.objects.filter(user=user).delete()
+            return user
+        for field in ("email", "first_name", "last_name", "is_active"):
+            setattr(user, field, after[field])
+        user.is_staff = Role.PORTAL_ADMIN in after["roles"]
+        user.full_clean(exclude=["password"])
+        user.save()
+        user.groups.set([groups[r] for r in after["roles"]])
+        AccountState.objects.update_or_create(
+            user=user, defaults={"hypervisor_principal": after["hypervisor_principal"]}
+        )
+        if action == CREATE:
+            activation_issue(user=user, actor_name=actor_name)
+        if action == DEACTIVATE:
+            account_disable(user=user, actor_name=actor_name)
+        return user
+
+
+TARGET = UserTarget()

@@ -1,0 +1,90 @@
+"""Security zones: which clusters, hosts and networks of a connector carry
+which trust level."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from approvals.config.base import ConfigTarget
+from approvals.errors import InvalidInput
+from approvals.models import Zone
+from connectors.models import Connector
+
+LABELLED = (("clusters", "cluster"), ("hosts", "host"), ("networks", "network"))
+
+
+def _names():
+    return serializers.ListField(child=serializers.CharField(max_length=80), required=False, max_length=500)
+
+
+class ZoneShape(serializers.Serializer):
+    connector = serializers.PrimaryKeyRelatedField(queryset=Connector.objects.all())
+    name = serializers.SlugField(max_length=64)
+    trust_level = serializers.IntegerField(min_value=0, max_value=1000)
+    clusters = _names()
+    hosts = _names()
+    networks = _names()
+
+
+class ZoneTarget(ConfigTarget):
+    name = "zone"
+    title = "zone"
+    model = Zone
+    shape = ZoneShape
+    create_only = ("connector",)
+
+    def snapshot(self, zone) -> dict:
+        return {
+            "connector": zone.connector_id,
+            "name": zone.name,
+            "trust_level": zone.trust_level,
+            "clusters": list(zone.clusters),
+            "hosts": list(zone.hosts),
+            "networks": list(zone.networks),
+        }
+
+    def after(self, *, action, instance, before, changes, requester):
+        if action == "create":
+            before = {"clusters": [], "hosts": [], "networks": []}
+        return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
+
+    def rules(self, *, action, instance, before, after, requester):
+        from approvals.inventory import InventoryIndex
+
+        connector = Connector.objects.get(pk=after["connector"])
+        others = Zone.objects.filter(connector=connector)
+        if instance is not None:
+            others = others.exclude(pk=instance.pk)
+        errors: dict[str, list[str]] = {}
+        if others.filter(name=after["name"]).exists():
+            errors["name"] = [f"{connector.name} has a zone named {after['name']!r} already."]
+        index = InventoryIndex.for_connector(connector, refresh=True)
+        for field, kind in LABELLED:
+            missing = [name for name in after[field] if index.find(kind, name) is None]
+            if missing:
+                errors[field] = [f"Not in the inventory: {', '.join(missing)}."]
+            taken = {name for zone in others for name in getattr(zone, field)}
+            clash = sorted(set(after[field]) & taken)
+            if clash:
+                errors.setdefault(field, []).append(f"Already labelled with another zone: {', '.join(clash)}.")
+        if errors:
+            raise InvalidInput(errors)
+
+    def check_delete(self, zone) -> None:
+        if zone.policies.exists():
+            raise InvalidInput({"object_id": [f"Policies name zone {zone.name}; change or delete them first."]})
+
+    def apply(self, *, action, instance, after, actor_name):
+        if action == "delete":
+            instance.delete()
+            return None
+        zone = instance or Zone()
+        zone.connector_id = after["connector"]
+        for field in ("name", "trust_level", "clusters", "hosts", "networks"):
+            setattr(zone, field, after[field])
+        zone.full_clean()
+        zone.save()
+        return zone
+
+
+TARGET = ZoneTarget()

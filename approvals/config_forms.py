@@ -1,0 +1,154 @@
+"""Forms of the configuration pages. They only shape input into the
+`changes` a configuration request carries; every rule is the service's, and
+its field errors are shown on the form."""
+
+import json
+
+from django import forms
+from django.contrib.auth.models import Group
+
+from approvals.choices import Role, TicketKind
+from approvals.models import Zone
+from connectors.models import Connector
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in (text or "").replace("\n", ",").split(",") if name.strip()]
+
+
+class RequestForm(forms.Form):
+    """A configuration request: the object's fields, then why."""
+
+    create_only: tuple[str, ...] = ()
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+
+    def __init__(self, *args, creating: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not creating:
+            for name in self.create_only:
+                self.fields.pop(name, None)
+        # Justification last.
+        self.fields["justification"] = self.fields.pop("justification")
+
+    def changes(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if k != "justification" and k in self.changed_data}
+
+    def add_service_errors(self, errors: dict) -> None:
+        for field, messages in errors.items():
+            if isinstance(messages, dict):
+                messages = [f"{k}: {v}" for k, v in messages.items()]
+            self.add_error(field if field in self.fields else None, messages)
+
+
+class UserForm(RequestForm):
+    create_only = ("username",)
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+    roles = forms.MultipleChoiceField(choices=Role.choices, required=False, widget=forms.CheckboxSelectMultiple)
+    hypervisor_principal = forms.CharField(
+        max_length=200, required=False, help_text="Their own account on the hypervisor, e.g. CORP\\alice."
+    )
+
+    def changes(self):
+        changes = super().changes()
+        if "roles" in changes:
+            changes["roles"] = list(changes["roles"])
+        return changes
+
+
+class PolicyForm(RequestForm):
+    create_only = ("kind", "zone")
+    kind = forms.ChoiceField(choices=TicketKind.choices)
+    zone = forms.ModelChoiceField(queryset=Zone.objects.all(), required=False, empty_label="any zone")
+    required_approvals = forms.IntegerField(min_value=1, max_value=10)
+    approver_group = forms.ModelChoiceField(queryset=Group.objects.filter(name__in=Role.values), to_field_name="name")
+    pending_ttl_minutes = forms.IntegerField(min_value=1)
+    max_duration_minutes = forms.IntegerField(min_value=1)
+    max_cpus = forms.IntegerField(min_value=1)
+    max_memory_mb = forms.IntegerField(min_value=128)
+    require_otp = forms.BooleanField(required=False)
+    allowed_zone_pairs = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text='JSON, e.g. [{"source": "dev", "target": "prod", "required_approvals": 2}]',
+    )
+
+    def clean_allowed_zone_pairs(self):
+        text = self.cleaned_data["allowed_zone_pairs"].strip()
+        try:
+            return json.loads(text) if text else []
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not JSON: {exc.msg}.") from exc
+
+    def changes(self):
+        changes = super().changes()
+        if "zone" in changes:
+            changes["zone"] = changes["zone"].pk if changes["zone"] else None
+        if "approver_group" in changes:
+            changes["approver_group"] = changes["approver_group"].name
+        return changes
+
+
+class ZoneForm(RequestForm):
+    create_only = ("connector",)
+    connector = forms.ModelChoiceField(queryset=Connector.objects.all())
+    name = forms.SlugField(max_length=64)
+    trust_level = forms.IntegerField(min_value=0, max_value=1000, help_text="Higher is more trusted.")
+    clusters = forms.CharField(required=False, help_text="Comma-separated names.")
+    hosts = forms.CharField(required=False, help_text="Comma-separated names.")
+    networks = forms.CharField(required=False, help_text="Comma-separated names.")
+
+    def changes(self):
+        changes = super().changes()
+        for field in ("clusters", "hosts", "networks"):
+            if field in changes:
+                changes[field] = _names(changes[field])
+        if "connector" in changes:
+            changes["connector"] = changes["connector"].pk
+        return changes
+
+
+class TemplateForm(RequestForm):
+    create_only = ("connector",)
+    connector = forms.ModelChoiceField(queryset=Connector.objects.all())
+    name = forms.CharField(max_length=80, help_text="The template VM's name in the inventory.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def changes(self):
+        changes = super().changes()
+        if "connector" in changes:
+            changes["connector"] = changes["connector"].pk
+        return changes
+
+
+class ConnectorForm(RequestForm):
+    create_only = ("kind",)
+    name = forms.SlugField(max_length=64)
+    kind = forms.ChoiceField(choices=Connector.Kind.choices)
+    url = forms.URLField(max_length=300)
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Needed for a new connector and for any change of URL, username or TLS setting. "
+        "It is sealed for the worker at once; nobody can read it back.",
+    )
+    verify_tls = forms.BooleanField(required=False, label="Verify the TLS certificate")
+
+    def changes(self):
+        changes = super().changes()
+        if not changes.get("password"):
+            changes.pop("password", None)
+        return changes
+
+
+class ActionForm(forms.Form):
+    """Delete, deactivate, reactivate, reset an authenticator: only why."""
+
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+
+
+FORMS = {"user": UserForm, "policy": PolicyForm, "zone": ZoneForm, "template": TemplateForm, "connector": ConnectorForm}
