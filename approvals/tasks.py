@@ -6,8 +6,9 @@ import socket
 
 from celery import shared_task
 
-from approvals import notifications
+from approvals import inventory, notifications
 from approvals.services import execution, sweeper
+from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +32,31 @@ def sweep() -> dict:
     return sweeper.sweep()
 
 
-@shared_task
-def refresh_inventories() -> int:
+@shared_task(bind=True)
+def refresh_inventories(self) -> int:
     from approvals.errors import InventoryUnavailable
-    from approvals.inventory import fetch_inventory
     from connectors.models import Connector
 
     refreshed = 0
     for connector in Connector.objects.all():
         try:
-            fetch_inventory(connector)
+            inventory.fetch_inventory(connector)
             refreshed += 1
         except InventoryUnavailable as exc:
+            mismatch = identity_mismatch_in(exc)
+            if mismatch is not None:
+                connector_identity_refused(connector=connector, error=mismatch, actor_name=_worker_name(self))
             logger.warning("%s", exc)
     return refreshed
+
+
+# Not acks_late: a request lost with its worker is not worth redelivering,
+# the web has stopped waiting for it.
+@shared_task(bind=True, ignore_result=True, acks_late=False)
+def read_inventory(self, connector_id: int, nonce: str) -> str:
+    """A connector's inventory for a process without CREDENTIALS_KEY (the
+    web), answered through the cache under `nonce`."""
+    return inventory.inventory_answer(connector_id=connector_id, nonce=nonce, actor_name=_worker_name(self))
 
 
 @shared_task(ignore_result=True)

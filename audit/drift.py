@@ -23,7 +23,7 @@ from approvals.choices import TicketKind, TicketState
 from approvals.models import Ticket
 from audit.models import DriftBaseline, Finding, FindingKind
 from audit.writer import record
-from connectors.base import ConnectorError, Inventory, Permission
+from connectors.base import ConnectorError, IdentityMismatch, Inventory, Permission
 from connectors.models import Connector
 from connectors.registry import connector_for
 
@@ -302,7 +302,19 @@ def detect_drift(*, connector: Connector) -> DriftReport:
     """Compare the connector's hypervisor with its baseline and tickets and
     raise a Finding for each new difference. A connector without a baseline
     (registered before drift detection existed) gets one now instead.
-    Raises ConnectorError when the hypervisor cannot be read."""
+    Raises ConnectorError when the hypervisor cannot be read; an endpoint
+    that is not the pinned hypervisor is also recorded as a finding."""
+    try:
+        return _detect_drift(connector)
+    except IdentityMismatch as exc:
+        # Imported here: the connector services import this module.
+        from approvals.services.connectors import connector_identity_refused
+
+        connector_identity_refused(connector=connector, error=exc, actor_name=ACTOR_NAME)
+        raise
+
+
+def _detect_drift(connector: Connector) -> DriftReport:
     if not DriftBaseline.objects.filter(connector=connector).exists():
         try:
             baseline_take(connector=connector)

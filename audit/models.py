@@ -71,6 +71,7 @@ class FindingKind(models.TextChoices):
     VM_MOVED = "vm_moved", "VM on a host no ticket moved it to"
     PERMISSION_UNEXPLAINED = "permission_unexplained", "Permission no active ticket explains"
     ACCESS_AFTER_END = "access_after_end", "Access still present after its ticket ended"
+    CONNECTOR_IDENTITY = "connector_identity", "Connector endpoint is not the pinned hypervisor"
 
 
 class Finding(models.Model):

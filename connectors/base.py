@@ -40,12 +40,42 @@ class OperationRejected(ConnectorError):
     """The hypervisor refused the operation; its message is kept."""
 
 
+class IdentityMismatch(ConnectorError):
+    """The endpoint is not the hypervisor the connector is pinned to; nothing
+    carrying credentials was sent to it."""
+
+    def __init__(self, *, what: str, expected: str, seen: str, url: str):
+        self.what = what  # "instance_uuid" or "tls_fingerprint"
+        self.expected = expected
+        self.seen = seen
+        self.url = url
+        label = {"instance_uuid": "vCenter instance UUID", "tls_fingerprint": "TLS certificate SHA-256"}.get(what, what)
+        super().__init__(
+            f"{url} is not the pinned hypervisor: its {label} is {seen or '(none)'}, expected {expected}; "
+            "nothing was sent to it"
+        )
+
+
+@dataclass(frozen=True)
+class ConnectorIdentity:
+    """Who answers at an endpoint, read without logging in: the vCenter's
+    instance UUID and the SHA-256 of its TLS certificate (hex, lowercase, no
+    colons; empty over plain http)."""
+
+    instance_uuid: str
+    tls_fingerprint: str
+
+
 @dataclass(frozen=True)
 class ConnectionConfig:
     url: str
     username: str
     password: str = field(repr=False)
     verify_tls: bool = True
+    # The pin: when set, an endpoint that answers with another identity is
+    # refused before the credentials are sent.
+    instance_uuid: str | None = None
+    tls_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,8 +166,15 @@ class Connector(abc.ABC):
         self.config = config
 
     @abc.abstractmethod
+    def identify(self) -> ConnectorIdentity:
+        """Who answers at the configured URL, read without logging in (the
+        password is not sent). Raises TransientConnectorError or
+        ConnectorError when the endpoint cannot be read."""
+
+    @abc.abstractmethod
     def check_login(self) -> None:
-        """Log in (or reuse the session); raise AuthenticationFailed or
+        """Log in (or reuse the session); raise AuthenticationFailed,
+        IdentityMismatch (the pin in the config does not hold) or
         TransientConnectorError."""
 
     @abc.abstractmethod

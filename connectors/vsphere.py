@@ -5,6 +5,12 @@ module level, keyed by (url, user, password hash, verify_tls), shared by every
 VSphereConnector built with the same config, and logged in again when the
 server has dropped the session.
 
+Connectors are pinned: with an instance UUID and a certificate fingerprint in
+the config, every TLS connection's certificate is checked in the handshake,
+before any HTTP is sent, and the vCenter's ``about.instanceUuid`` (read
+before Login) must match; otherwise IdentityMismatch, and the credentials
+never leave the process.
+
 Objects are named as the inventory shows them, by name or by managed object
 id ("vm-42", "host-17", ...). Operations wait for their vSphere task and
 return its id. Where the desired state already holds nothing is sent and the
@@ -14,6 +20,7 @@ result says ``already_done``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.client
 import logging
 import os
@@ -37,9 +44,11 @@ from .base import (
     ConnectionConfig,
     Connector,
     ConnectorError,
+    ConnectorIdentity,
     Datastore,
     Folder,
     Host,
+    IdentityMismatch,
     Inventory,
     Network,
     ObjectNotFound,
@@ -92,10 +101,13 @@ class _Session:
     logins: int = 1
 
 
-_sessions: dict[tuple[str, str, str, bool], _Session] = {}
+# (url, user, password hash, verify_tls, pinned instance uuid, pinned fingerprint)
+SessionKey = tuple[str, str, str, bool, str, str]
+
+_sessions: dict[SessionKey, _Session] = {}
 _sessions_lock = threading.Lock()
 # One lock per endpoint key so a slow login to one vCenter does not block others.
-_key_locks: dict[tuple[str, str, str, bool], threading.Lock] = {}
+_key_locks: dict[SessionKey, threading.Lock] = {}
 
 
 def _forget_sessions_after_fork() -> None:
@@ -111,22 +123,62 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_sessions_after_fork)
 
 
-def _session_key(config: ConnectionConfig) -> tuple[str, str, str, bool]:
+def _session_key(config: ConnectionConfig) -> SessionKey:
     digest = hashlib.sha256(config.password.encode("utf-8")).hexdigest()
-    return (config.url, config.username, digest, bool(config.verify_tls))
+    return (
+        config.url,
+        config.username,
+        digest,
+        bool(config.verify_tls),
+        (config.instance_uuid or "").lower(),
+        (config.tls_fingerprint or "").lower(),
+    )
 
 
-def _key_lock(key: tuple[str, str, str, bool]) -> threading.Lock:
+def _key_lock(key: SessionKey) -> threading.Lock:
     with _sessions_lock:
         return _key_locks.setdefault(key, threading.Lock())
 
 
-def _ssl_context(verify: bool) -> ssl.SSLContext:
+def cert_fingerprint(der: bytes) -> str:
+    """SHA-256 of a DER certificate: hex, lowercase, no colons."""
+    return hashlib.sha256(der).hexdigest()
+
+
+class _PinningContext(ssl.SSLContext):
+    """An SSL context that looks at the server certificate of every
+    connection made with it, right after the handshake and before the caller
+    can send a byte: it remembers the fingerprint, and with `expected` set
+    refuses any other (also when verify_tls is off, where a pin matters most).
+
+    pyVmomi's own ``thumbprint`` option is no substitute: it is consulted
+    only after certificate verification has failed, so with verification
+    off it never runs."""
+
+    url: str = ""
+    expected: str = ""
+    seen: str = ""
+
+    def wrap_socket(self, sock, *args, **kwargs):  # type: ignore[override]
+        tls = super().wrap_socket(sock, *args, **kwargs)
+        der = tls.getpeercert(binary_form=True)
+        seen = cert_fingerprint(der) if der else ""
+        self.seen = seen
+        if self.expected and not hmac.compare_digest(seen, self.expected):
+            tls.close()
+            raise IdentityMismatch(what="tls_fingerprint", expected=self.expected, seen=seen, url=self.url)
+        return tls
+
+
+def _ssl_context(verify: bool, *, url: str = "", expected_fingerprint: str | None = None) -> _PinningContext:
+    ctx = _PinningContext(ssl.PROTOCOL_TLS_CLIENT)
     if verify:
-        return ssl.create_default_context()
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_default_certs()
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.url = url
+    ctx.expected = (expected_fingerprint or "").replace(":", "").lower()
     return ctx
 
 
@@ -182,25 +234,64 @@ def _negotiate_version(scheme: str, host: str, port: int, path: str, context: ss
     raise ConnectorError(f"{host}:{port} speaks no vSphere API version this client knows")
 
 
+def _stub(scheme: str, host: str, port: int, path: str, version: str, context: ssl.SSLContext) -> SoapStubAdapter:
+    return SoapStubAdapter(
+        host=host,
+        port=port if scheme == "https" else -port,
+        version=version,
+        path=path,
+        sslContext=context if scheme == "https" else None,
+        httpConnectionTimeout=REQUEST_TIMEOUT,
+        connectionPoolTimeout=POOL_IDLE_TIMEOUT,
+    )
+
+
+def _check_instance_uuid(config: ConnectionConfig, content: Any) -> None:
+    expected = (config.instance_uuid or "").lower()
+    if not expected:
+        return
+    seen = str(getattr(content.about, "instanceUuid", "") or "").lower()
+    if not hmac.compare_digest(seen, expected):
+        raise IdentityMismatch(what="instance_uuid", expected=expected, seen=seen, url=config.url)
+
+
 def _login(config: ConnectionConfig) -> _Session:
     scheme, host, port, path = _split_url(config.url)
-    context = _ssl_context(config.verify_tls)
+    if config.tls_fingerprint and scheme != "https":
+        # Pinned to a certificate: a plain-http URL would skip the check.
+        raise IdentityMismatch(what="tls_fingerprint", expected=config.tls_fingerprint, seen="", url=config.url)
+    context = _ssl_context(config.verify_tls, url=config.url, expected_fingerprint=config.tls_fingerprint)
     with _translate_errors(config):
         version = _negotiate_version(scheme, host, port, path, context)
-        stub = SoapStubAdapter(
-            host=host,
-            port=port if scheme == "https" else -port,
-            version=version,
-            path=path,
-            sslContext=context if scheme == "https" else None,
-            httpConnectionTimeout=REQUEST_TIMEOUT,
-            connectionPoolTimeout=POOL_IDLE_TIMEOUT,
-        )
+        stub = _stub(scheme, host, port, path, version, context)
         si = vim.ServiceInstance("ServiceInstance", stub)
-        content = si.RetrieveContent()
+        content = si.RetrieveContent()  # carries no credentials
+        try:
+            _check_instance_uuid(config, content)
+        except IdentityMismatch:
+            stub.DropConnections()
+            raise
         content.sessionManager.Login(config.username, config.password, None)
     log.info("logged in to %s as %s", config.url, config.username)
     return _Session(si=si, content=content)
+
+
+def _identify(config: ConnectionConfig) -> ConnectorIdentity:
+    scheme, host, port, path = _split_url(config.url)
+    context = _ssl_context(config.verify_tls, url=config.url)
+    with _translate_errors(config):
+        version = _negotiate_version(scheme, host, port, path, context)
+        fingerprint = context.seen if scheme == "https" else ""
+        # The service content must come from the certificate just seen.
+        context.expected = fingerprint
+        stub = _stub(scheme, host, port, path, version, context)
+        try:
+            content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
+        finally:
+            stub.DropConnections()
+    return ConnectorIdentity(
+        instance_uuid=str(getattr(content.about, "instanceUuid", "") or "").lower(), tls_fingerprint=fingerprint
+    )
 
 
 def _logout(session: _Session) -> None:
@@ -398,6 +489,9 @@ class VSphereConnector(Connector):
                 return fn(session.content)
         except vim.fault.NotAuthenticated as exc:
             raise TransientConnectorError(f"vSphere session to {self.config.url} keeps being rejected") from exc
+
+    def identify(self) -> ConnectorIdentity:
+        return _identify(self.config)
 
     def check_login(self) -> None:
         def current(content: Any) -> None:

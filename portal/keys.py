@@ -18,13 +18,14 @@ def _generate_secret_key() -> str:
     return secrets.token_urlsafe(50)
 
 
-def _generate_fernet_key() -> str:
+def _generate_credentials_key() -> str:
+    # 32 random bytes: an X25519 private key (and, for old tokens, a Fernet key).
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
 GENERATORS = {
     "SECRET_KEY": _generate_secret_key,
-    "CREDENTIALS_KEY": _generate_fernet_key,
+    "CREDENTIALS_KEY": _generate_credentials_key,
     "AUDIT_HMAC_KEY": _generate_secret_key,
 }
 
@@ -52,11 +53,17 @@ def load_key(name: str, *, data_dir: Path, generate_locally: bool) -> str:
     return value
 
 
+HINTS = {
+    "CREDENTIALS_KEY": 'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"',
+    "CREDENTIALS_PUBLIC_KEY": "python manage.py credentials_public_key (run where CREDENTIALS_KEY is set)",
+}
+
+
 def weakness(name: str, value: str) -> str | None:
     """Why `value` is not good enough for `name`, or None."""
     if not value:
         return "is not set"
-    if name == "CREDENTIALS_KEY":
+    if name in ("CREDENTIALS_KEY", "CREDENTIALS_PUBLIC_KEY"):
         try:
             raw = base64.urlsafe_b64decode(value.encode())
         except (binascii.Error, ValueError):
@@ -73,14 +80,21 @@ def weakness(name: str, value: str) -> str | None:
     return None
 
 
+def credentials_public_key(private_key: str) -> str:
+    """The X25519 public key (url-safe base64) of CREDENTIALS_KEY: what the
+    web process seals connector passwords to."""
+    from nacl.public import PrivateKey
+
+    raw = base64.urlsafe_b64decode(private_key.encode())
+    if len(raw) != 32:
+        raise ValueError("CREDENTIALS_KEY must encode exactly 32 bytes")
+    return base64.urlsafe_b64encode(bytes(PrivateKey(raw).public_key)).decode()
+
+
 def require_strong(name: str, value: str) -> None:
     problem = weakness(name, value)
     if problem:
-        hint = (
-            'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
-            if name == "CREDENTIALS_KEY"
-            else 'python -c "import secrets;print(secrets.token_urlsafe(50))"'
-        )
+        hint = HINTS.get(name, 'python -c "import secrets;print(secrets.token_urlsafe(50))"')
         raise ImproperlyConfigured(
             f"{name} {problem}. Set the {name} environment variable, for example to the output of: {hint}"
         )

@@ -6,8 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from portal.keys import load_key, require_strong
+from portal.keys import credentials_public_key, load_key, require_strong, weakness
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,12 +30,39 @@ DATA_DIR = Path(os.environ.get("TWOKEY_DATA_DIR", BASE_DIR / "var"))
 # Local runs (the README's run and test commands) may generate keys into DATA_DIR.
 _GENERATE_KEYS = env_bool("TWOKEY_LOCAL_KEYS")
 
+# Which process this is: web, worker or beat; unset for the shell, management
+# commands and tests, which hold every key.
+SERVICE = os.environ.get("TWOKEY_SERVICE", "").strip().lower()
+if SERVICE not in ("", "web", "worker", "beat"):
+    raise ImproperlyConfigured(f"TWOKEY_SERVICE must be web, worker or beat (or unset), not {SERVICE!r}")
+
 SECRET_KEY = load_key("SECRET_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
-CREDENTIALS_KEY = load_key("CREDENTIALS_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
 AUDIT_HMAC_KEY = load_key("AUDIT_HMAC_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
+# CREDENTIALS_KEY opens connector passwords: only the worker (and the shell)
+# hold it. The web and beat never load it, not even from the local key file,
+# and refuse to start when it is in their environment; they seal new
+# passwords with the public key.
+HOLDS_CREDENTIALS_KEY = SERVICE in ("", "worker")
+if HOLDS_CREDENTIALS_KEY:
+    CREDENTIALS_KEY = load_key("CREDENTIALS_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
+elif "CREDENTIALS_KEY" in os.environ:
+    raise ImproperlyConfigured(
+        f"CREDENTIALS_KEY must not be in the environment of the {SERVICE} process: only the worker holds it. "
+        "Give this process CREDENTIALS_PUBLIC_KEY instead (python manage.py credentials_public_key prints it)."
+    )
+else:
+    CREDENTIALS_KEY = ""
+CREDENTIALS_PUBLIC_KEY = os.environ.get("CREDENTIALS_PUBLIC_KEY", "").strip()
+if CREDENTIALS_KEY and not weakness("CREDENTIALS_KEY", CREDENTIALS_KEY):
+    _derived = credentials_public_key(CREDENTIALS_KEY)
+    if CREDENTIALS_PUBLIC_KEY and CREDENTIALS_PUBLIC_KEY != _derived:
+        raise ImproperlyConfigured("CREDENTIALS_PUBLIC_KEY does not belong to CREDENTIALS_KEY; unset it or fix it.")
+    CREDENTIALS_PUBLIC_KEY = _derived
 if not DEBUG:
-    for _name in ("SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY"):
+    for _name in ("SECRET_KEY", "AUDIT_HMAC_KEY", *(["CREDENTIALS_KEY"] if HOLDS_CREDENTIALS_KEY else [])):
         require_strong(_name, globals()[_name])
+    if SERVICE == "web":
+        require_strong("CREDENTIALS_PUBLIC_KEY", CREDENTIALS_PUBLIC_KEY)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -274,6 +302,9 @@ EXECUTION_RETRY_BASE_SECONDS = float(os.environ.get("EXECUTION_RETRY_BASE_SECOND
 # How long one "minute" of admin_access lasts. Always 60, except in tests that
 # watch a grant expire without waiting minutes.
 ACCESS_MINUTE_SECONDS = env_int("ACCESS_MINUTE_SECONDS", 60)
+# How long a process without CREDENTIALS_KEY (the web) waits for a worker to
+# read a connector's inventory for it.
+INVENTORY_WAIT_SECONDS = float(os.environ.get("INVENTORY_WAIT_SECONDS", 20))
 
 LOGGING = {
     "version": 1,

@@ -23,6 +23,10 @@ cd "$ROOT"
 
 python manage.py migrate --noinput >/dev/null
 python manage.py collectstatic --noinput >/dev/null
+# The web never holds CREDENTIALS_KEY (the Procfile starts it without); it
+# seals connector passwords to the worker's public key.
+CREDENTIALS_PUBLIC_KEY=$(python manage.py credentials_public_key)
+export CREDENTIALS_PUBLIC_KEY
 
 # The lab connector is registered (and its login checked) against a short-lived
 # vcsim; honcho then starts the long-running one on the same port.

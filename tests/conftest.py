@@ -5,7 +5,8 @@ from rest_framework.test import APIClient
 from accounts.services import token_issue
 from approvals.lab import label_lab
 from approvals.roles import ensure_roles
-from approvals.services.configuration import connector_register
+from approvals.services.connectors import connector_register
+from connectors import credentials
 from tests.factories import UserFactory
 
 pytest_plugins = ["tests.fixtures.vcsim", "tests.fixtures.workers"]
@@ -103,11 +104,10 @@ def register_lab(vcsim_process, name="lab"):
     """A vcsim lab registered as a connector with the demo zones, policies and
     catalogue, as `bootstrap --demo` sets them up."""
     connector = connector_register(
-        actor=None,
         name=name,
         url=vcsim_process.url,
         username=vcsim_process.username,
-        password=vcsim_process.password,
+        sealed_password=credentials.seal(vcsim_process.password),
         verify_tls=False,
     )
     label_lab(connector)

@@ -10,13 +10,37 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def procfile():
+def procfile_raw():
     entries = {}
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, command = line.split(":", 1)
             entries[name.strip()] = shlex.split(command)
     return entries
+
+
+def without_env(command):
+    """The program's words after an `env [-u NAME]... [NAME=value]...` prefix,
+    and what that prefix unsets and sets."""
+    unset, assigned = set(), {}
+    if command[:1] != ["env"]:
+        return command, unset, assigned
+    rest = command[1:]
+    while rest:
+        if rest[0] == "-u":
+            unset.add(rest[1])
+            rest = rest[2:]
+        elif "=" in rest[0] and not rest[0].startswith("-"):
+            name, value = rest[0].split("=", 1)
+            assigned[name] = value
+            rest = rest[1:]
+        else:
+            break
+    return rest, unset, assigned
+
+
+def procfile():
+    return {name: without_env(command)[0] for name, command in procfile_raw().items()}
 
 
 def compose():
@@ -42,10 +66,35 @@ def test_compose_starts_web_worker_and_beat_like_the_local_run():
 
 
 def test_compose_sets_no_default_secrets():
-    env = compose()["web"]["environment"]
-    for name in ("SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY"):
-        assert env[name] == f"${{{name}:?set {name}}}"
-    assert "${POSTGRES_PASSWORD:?" in compose()["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    services = compose()
+    for service, names in (
+        ("web", ("SECRET_KEY", "AUDIT_HMAC_KEY")),
+        ("worker", ("SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY")),
+        ("migrate", ("CREDENTIALS_KEY",)),
+    ):
+        env = services[service]["environment"]
+        for name in names:
+            assert env[name] == f"${{{name}:?set {name}}}", (service, name)
+    assert services["web"]["environment"]["CREDENTIALS_PUBLIC_KEY"].startswith("${CREDENTIALS_PUBLIC_KEY:?")
+    assert "${POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_only_the_worker_holds_the_credentials_key():
+    services = compose()
+    assert "CREDENTIALS_KEY" not in services["web"]["environment"]
+    assert "CREDENTIALS_KEY" not in services["beat"]["environment"]
+    assert "CREDENTIALS_KEY" in services["worker"]["environment"]
+    for name in ("web", "worker", "beat"):
+        assert services[name]["environment"]["TWOKEY_SERVICE"] == name
+
+
+def test_procfile_starts_the_web_without_the_credentials_key():
+    for name, command in procfile_raw().items():
+        if name not in ("web", "worker", "beat"):
+            continue
+        _, unset, assigned = without_env(command)
+        assert assigned.get("TWOKEY_SERVICE") == name, name
+        assert ("CREDENTIALS_KEY" in unset) == (name != "worker"), name
 
 
 def test_exactly_one_beat():

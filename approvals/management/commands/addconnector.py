@@ -2,13 +2,17 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from approvals.services.configuration import connector_register
+from approvals.services.connectors import connector_register
+from connectors import credentials
 from connectors.base import ConnectorError
 from connectors.models import Connector
 
 
 class Command(BaseCommand):
-    help = "Register a hypervisor connection after checking that it logs in. The password is read from stdin."
+    help = (
+        "Register a hypervisor connection, pinned to the vCenter that answers (instance UUID and TLS "
+        "certificate), after checking that it logs in. The password is read from stdin."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("name")
@@ -27,10 +31,11 @@ class Command(BaseCommand):
         try:
             connector_register(
                 actor=None,
+                actor_name="addconnector",
                 name=name,
                 url=url,
                 username=username,
-                password=password,
+                sealed_password=credentials.seal(password),
                 verify_tls=not no_verify_tls,
                 kind=kind,
             )

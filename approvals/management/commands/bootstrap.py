@@ -8,8 +8,9 @@ from accounts.services import mark_password_generated
 from approvals.choices import Role
 from approvals.lab import label_lab
 from approvals.roles import create_user, ensure_roles
-from approvals.services.configuration import connector_register
+from approvals.services.connectors import connector_register
 from audit.writer import record
+from connectors import credentials
 from connectors.base import ConnectorError
 from connectors.models import Connector
 
@@ -60,7 +61,12 @@ class Command(BaseCommand):
                 raise CommandError("--demo needs VCSIM_URL, VCSIM_USERNAME and VCSIM_PASSWORD for the lab connector.")
             try:
                 connector = connector_register(
-                    actor=None, name="lab", url=url, username=username, password=password, verify_tls=False
+                    actor_name="bootstrap",
+                    name="lab",
+                    url=url,
+                    username=username,
+                    sealed_password=credentials.seal(password),
+                    verify_tls=False,
                 )
             except ConnectorError as exc:
                 raise CommandError(f"Cannot log in to the vcsim lab at {url}: {exc}") from exc
