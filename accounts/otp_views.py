@@ -12,21 +12,61 @@ def _next(request, default="/"):
     return target if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}) else default
 
 
+PENDING_KEY = "twokey_otp_pending_device"
+TEMPLATE = "accounts/otp_enrol.html"
+
+
+def _source_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _show_qr(request, device):
+    request.session[PENDING_KEY] = device.pk
+    # Safe: the SVG is drawn by qrcode from the device's own otpauth URL, never from user input.
+    qr = mark_safe(otp.qr_svg(device))  # nosec  # noqa: S308
+    return render(request, TEMPLATE, {"qr": qr, "next": _next(request)})
+
+
+def _ask_current_code(request):
+    return render(request, TEMPLATE, {"ask_current": True, "next": _next(request)})
+
+
 @login_required
 def enrol(request):
-    """Show the QR code of a new authenticator, then confirm it with a code."""
+    """Set up an authenticator: show a new one's QR code, then confirm it
+    with a code. Someone who has one already first gives a code from it."""
+    user = request.user
     if request.method == "POST" and "token" in request.POST:
-        if otp.enrolment_confirm(user=request.user, token=request.POST["token"]):
+        device_id = request.session.get(PENDING_KEY)
+        if otp.enrolment_confirm(
+            user=user, device_id=device_id, token=request.POST["token"], source_ip=_source_ip(request)
+        ):
+            request.session.pop(PENDING_KEY, None)
             otp.mark_session_confirmed(request)
             messages.success(request, "Your authenticator is set up.")
             return redirect(_next(request))
+        device = otp.pending_device(user, device_id=device_id)
+        if device is None:
+            messages.error(request, "That set-up has expired. Start again.")
+            return (
+                _ask_current_code(request)
+                if otp.is_enrolled(user)
+                else _show_qr(request, otp.enrolment_start(user=user))
+            )
         messages.error(request, "That code did not match. Scan the code again and enter the six digits it shows.")
-    device = None if request.method == "GET" else otp.pending_device(request.user)
-    device = device or otp.enrolment_start(user=request.user)
-    # Safe: the SVG is drawn by qrcode from the device's own otpauth URL, never from user input.
-    qr = mark_safe(otp.qr_svg(device))  # nosec  # noqa: S308
-    context = {"qr": qr, "enrolled": otp.is_enrolled(request.user), "next": _next(request)}
-    return render(request, "accounts/otp_enrol.html", context)
+        return _show_qr(request, device)
+    if request.method == "POST" and "current_token" in request.POST:
+        try:
+            device = otp.enrolment_start(
+                user=user, current_token=request.POST["current_token"], source_ip=_source_ip(request)
+            )
+        except otp.CurrentCodeRequired:
+            messages.error(request, "That code from your current authenticator did not match, or was used already.")
+            return _ask_current_code(request)
+        return _show_qr(request, device)
+    if otp.is_enrolled(user):
+        return _ask_current_code(request)
+    return _show_qr(request, otp.enrolment_start(user=user))
 
 
 @login_required
