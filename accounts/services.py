@@ -1,5 +1,5 @@
-"""Issuing and revoking API tokens, marking generated passwords, ending
-sessions. Each audited."""
+"""Issuing and revoking API tokens, marking generated passwords, changed
+passwords, ending sessions. Each audited."""
 
 import secrets
 
@@ -51,6 +51,26 @@ def mark_password_generated(user) -> None:
 
 def password_changed(user) -> None:
     AccountState.objects.update_or_create(user=user, defaults={"must_change_password": False})
+
+
+def own_password_set(*, user, action: str = "auth.password_changed", source_ip: str | None = None) -> None:
+    """Audit a password the user set themselves (changed while signed in, or
+    through a reset link), with the generated-password mark before and
+    after; the mark is cleared. Call in the transaction that saved the
+    password. No password or hash reaches the log."""
+    with transaction.atomic():
+        state, _ = AccountState.objects.get_or_create(user=user)
+        before = state.must_change_password
+        if before:
+            state.must_change_password = False
+            state.save(update_fields=["must_change_password"])
+        record(
+            action,
+            actor=user,
+            obj=user,
+            source_ip=source_ip,
+            details={"changed": ["password"], "must_change_password": {"from": before, "to": False}},
+        )
 
 
 def must_change_password(user) -> bool:

@@ -262,6 +262,11 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "twokey@localhost")
+# Password reset by e-mail exists only with a backend that delivers (not
+# console, locmem, dummy or filebased). Requests per hour, per address and
+# per client address; beyond, nothing is sent and the answer stays the same.
+PASSWORD_RESET_LIMIT_PER_HOUR = env_int("PASSWORD_RESET_LIMIT_PER_HOUR", 3)
+PASSWORD_RESET_IP_LIMIT_PER_HOUR = env_int("PASSWORD_RESET_IP_LIMIT_PER_HOUR", 10)
 PORTAL_URL = os.environ.get("PORTAL_URL", "http://127.0.0.1:8000")
 
 # Celery. These choices make a delivery survive a worker that dies mid-task:

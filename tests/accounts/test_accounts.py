@@ -59,7 +59,10 @@ def test_generated_password_must_be_changed_first(client, requester):
     )
     assert changed.status_code == 302
     assert client.get("/api/tickets/").status_code == 200
-    assert AuditEntry.objects.filter(action="auth.password_changed", actor_name="alice").exists()
+    entry = AuditEntry.objects.get(action="auth.password_changed", actor_name="alice")
+    assert entry.details == {"changed": ["password"], "must_change_password": {"from": True, "to": False}}
+    requester.refresh_from_db()
+    assert new not in str(entry.details) and requester.password not in str(entry.details)
 
 
 def test_sessions_expire_after_inactivity():
