@@ -1,84 +1,47 @@
-from django import forms
+"""Connectors, zones, catalogue, policies and tickets in the Django admin,
+read-only for everyone: configuration changes are requests a second portal
+admin approves, and tickets change only through their services."""
+
 from django.contrib import admin
 
+from accounts.readonly_admin import ReadOnlyAdmin
 from approvals.models import CatalogueTemplate, Policy, Ticket, Zone
-from approvals.services.configuration import config_save
 from connectors.models import Connector
 
 
-class AuditedAdmin(admin.ModelAdmin):
-    """Configuration saved through the admin is audited like any other change."""
-
-    def save_model(self, request, obj, form, change):
-        config_save(actor=request.user, instance=obj, data={f: form.cleaned_data[f] for f in form.changed_data})
-
-
-class ConnectorForm(forms.ModelForm):
-    password = forms.CharField(
-        widget=forms.PasswordInput(render_value=False),
-        required=False,
-        help_text="Write-only. Leave empty to keep the stored password.",
-    )
-
-    class Meta:
-        model = Connector
-        fields = ["name", "kind", "url", "username", "verify_tls"]
-
-    def clean(self):
-        cleaned = super().clean()
-        if not self.instance.pk and not cleaned.get("password"):
-            self.add_error("password", "Required for a new connector.")
-        return cleaned
-
-
 @admin.register(Connector)
-class ConnectorAdmin(AuditedAdmin):
-    form = ConnectorForm
-    list_display = ["name", "kind", "url", "username", "verify_tls"]
+class ConnectorAdmin(ReadOnlyAdmin):
+    """The stored password is never shown, not even encrypted."""
 
-    def save_model(self, request, obj, form, change):
-        from approvals.services.configuration import connector_register, connector_update
-
-        data = {f: form.cleaned_data[f] for f in form.changed_data if f != "password"}
-        password = form.cleaned_data.get("password") or None
-        if change:
-            connector_update(actor=request.user, connector=obj, data=data, password=password)
-        else:
-            saved = connector_register(
-                actor=request.user,
-                password=password,
-                **{f: form.cleaned_data[f] for f in ["name", "kind", "url", "username", "verify_tls"]},
-            )
-            obj.pk = saved.pk
+    list_display = ["name", "kind", "url", "username", "verify_tls", "updated_at"]
+    list_filter = ["kind", "verify_tls"]
+    search_fields = ["name", "url", "username"]
+    fields = ["name", "kind", "url", "username", "verify_tls", "baseline_taken_at", "created_at", "updated_at"]
 
 
 @admin.register(Zone)
-class ZoneAdmin(AuditedAdmin):
+class ZoneAdmin(ReadOnlyAdmin):
     list_display = ["name", "connector", "trust_level"]
+    list_filter = ["connector"]
+    search_fields = ["name"]
 
 
 @admin.register(CatalogueTemplate)
-class CatalogueTemplateAdmin(AuditedAdmin):
+class CatalogueTemplateAdmin(ReadOnlyAdmin):
     list_display = ["name", "connector", "description"]
+    list_filter = ["connector"]
+    search_fields = ["name", "description"]
 
 
 @admin.register(Policy)
-class PolicyAdmin(AuditedAdmin):
+class PolicyAdmin(ReadOnlyAdmin):
     list_display = ["kind", "zone", "required_approvals", "approver_group", "require_otp"]
+    list_filter = ["kind", "require_otp", "approver_group"]
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
-    """Read-only: tickets change only through their services."""
-
+class TicketAdmin(ReadOnlyAdmin):
     list_display = ["ref", "kind", "state", "requester", "created_at"]
     list_filter = ["state", "kind"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    search_fields = ["requester__username", "justification"]
+    date_hierarchy = "created_at"
