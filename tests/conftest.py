@@ -85,6 +85,12 @@ def portal_admin(roles):
 
 
 @pytest.fixture
+def portal_admin2(roles):
+    """A second portal admin, to approve the first one's configuration requests."""
+    return _make(["portal_admin"], username="quinn", is_staff=True)
+
+
+@pytest.fixture
 def api():
     """A client factory: api(user) gives a client authenticated by token."""
     keys = {}

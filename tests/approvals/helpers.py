@@ -34,3 +34,20 @@ def migrate_within_zone(client, connector, vm_name="dev-app-01"):
     cluster_hosts = {"dev": ["dev-esx-01", "dev-esx-02"], "prod": ["prod-esx-01", "prod-esx-02"]}
     hosts = cluster_hosts[host.split("-")[0]]
     return {"vm": vm_name, "target_host": next(h for h in hosts if h != host)}
+
+
+def configure(client, approver_client, path: str, changes: dict, *, method: str = "patch"):
+    """A configuration change as the portal makes it: one portal admin files
+    the request (202), a second approves it, the worker applies it (here in
+    the test process, which holds the worker's keys). Returns the request's
+    final state."""
+    from approvals.models import Ticket
+    from approvals.services.execution import ticket_execute
+
+    response = getattr(client, method)(path, {**changes, "justification": "test setup"}, format="json")
+    assert response.status_code == 202, response.content
+    request_id = response.json()["id"]
+    approved = approver_client.post(f"/api/tickets/{request_id}/approve/", {}, format="json")
+    assert approved.status_code == 200, approved.content
+    ticket_execute(ticket_id=request_id, worker="test-worker")
+    return Ticket.objects.get(pk=request_id)

@@ -2,10 +2,11 @@
 a row here fails test_every_api_route_is_in_the_matrix."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.urls import get_resolver
 from django.utils import timezone
 
-from approvals.models import Policy, Ticket
+from approvals.models import Policy, Ticket, Zone
 from audit.models import Finding
 from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, body, file_ticket
 from tests.factories import UserFactory
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 ROLES = ["anonymous", "requester", "approver", "auditor", "portal_admin"]
 R, A, U, P = "requester", "approver", "auditor", "portal_admin"
+J = {"justification": "j"}
 
 
 def statuses(anonymous=401, **by_role):
@@ -24,27 +26,69 @@ def statuses(anonymous=401, **by_role):
 
 # (route name, method, path template, body, expected statuses). {t} is a ticket
 # filed by the requester (an admin_access one for revoke), {c} the connector,
-# {z} a zone, {m} a catalogue entry, {p} a policy, {f} an open finding.
+# {z} a zone, {m} a catalogue entry, {p} a policy, {f} an open finding, {u}
+# the approver2 account (someone other than the caller). Configuration writes
+# answer 202: they file a request and change nothing yet.
 MATRIX = [
     ("api-root", "get", "/api/", None, statuses(default=200)),
     ("schema", "get", "/api/schema/", None, statuses(anonymous=200, default=200)),
     ("connector-list", "get", "/api/connectors/", None, statuses(default=200)),
     ("connector-list", "post", "/api/connectors/", {}, statuses(default=403, portal_admin=400)),
     ("connector-detail", "get", "/api/connectors/{c}/", None, statuses(default=200)),
-    ("connector-detail", "patch", "/api/connectors/{c}/", {}, statuses(default=403, portal_admin=200)),
+    ("connector-detail", "patch", "/api/connectors/{c}/", {}, statuses(default=403, portal_admin=400)),
+    (
+        "connector-detail",
+        "patch",
+        "/api/connectors/{c}/",
+        {"username": "other", "justification": "j"},
+        statuses(default=403, portal_admin=400),  # a new username needs the password again
+    ),
+    ("connector-detail", "delete", "/api/connectors/{c}/", J, statuses(default=403, portal_admin=400)),
     ("connector-inventory", "get", "/api/connectors/{c}/inventory/", None, statuses(default=200)),
     ("zone-list", "get", "/api/zones/", None, statuses(default=200)),
     ("zone-list", "post", "/api/zones/", {}, statuses(default=403, portal_admin=400)),
     ("zone-detail", "get", "/api/zones/{z}/", None, statuses(default=200)),
-    ("zone-detail", "patch", "/api/zones/{z}/", {}, statuses(default=403, portal_admin=200)),
+    ("zone-detail", "patch", "/api/zones/{z}/", {}, statuses(default=403, portal_admin=400)),
+    ("zone-detail", "patch", "/api/zones/{z}/", {"trust_level": 31, **J}, statuses(default=403, portal_admin=202)),
+    ("zone-detail", "delete", "/api/zones/{z}/", J, statuses(default=403, portal_admin=202)),
     ("cataloguetemplate-list", "get", "/api/templates/", None, statuses(default=200)),
     ("cataloguetemplate-list", "post", "/api/templates/", {}, statuses(default=403, portal_admin=400)),
     ("cataloguetemplate-detail", "get", "/api/templates/{m}/", None, statuses(default=200)),
-    ("cataloguetemplate-detail", "patch", "/api/templates/{m}/", {}, statuses(default=403, portal_admin=200)),
+    ("cataloguetemplate-detail", "patch", "/api/templates/{m}/", {}, statuses(default=403, portal_admin=400)),
+    (
+        "cataloguetemplate-detail",
+        "patch",
+        "/api/templates/{m}/",
+        {"description": "new words", **J},
+        statuses(default=403, portal_admin=202),
+    ),
+    ("cataloguetemplate-detail", "delete", "/api/templates/{m}/", J, statuses(default=403, portal_admin=202)),
     ("policy-list", "get", "/api/policies/", None, statuses(default=200)),
     ("policy-list", "post", "/api/policies/", {}, statuses(default=403, portal_admin=400)),
     ("policy-detail", "get", "/api/policies/{p}/", None, statuses(default=200)),
-    ("policy-detail", "patch", "/api/policies/{p}/", {}, statuses(default=403, portal_admin=200)),
+    ("policy-detail", "patch", "/api/policies/{p}/", {}, statuses(default=403, portal_admin=400)),
+    (
+        "policy-detail",
+        "patch",
+        "/api/policies/{p}/",
+        {"required_approvals": 3, **J},
+        statuses(default=403, portal_admin=202),
+    ),
+    ("policy-detail", "delete", "/api/policies/{p}/", J, statuses(default=403, portal_admin=202)),
+    ("user-list", "get", "/api/users/", None, statuses(default=403, auditor=200, portal_admin=200)),
+    ("user-list", "post", "/api/users/", {}, statuses(default=403, portal_admin=400)),
+    (
+        "user-list",
+        "post",
+        "/api/users/",
+        {"username": "newbie", "roles": ["requester"], **J},
+        statuses(default=403, portal_admin=202),
+    ),
+    ("user-detail", "get", "/api/users/{u}/", None, statuses(default=403, auditor=200, portal_admin=200)),
+    ("user-detail", "patch", "/api/users/{u}/", {"first_name": "A", **J}, statuses(default=403, portal_admin=202)),
+    ("user-deactivate", "post", "/api/users/{u}/deactivate/", J, statuses(default=403, portal_admin=202)),
+    ("user-reactivate", "post", "/api/users/{u}/reactivate/", J, statuses(default=403, portal_admin=400)),
+    ("user-otp-reset", "post", "/api/users/{u}/otp-reset/", J, statuses(default=403, portal_admin=400)),
     ("ticket-list", "get", "/api/tickets/", None, statuses(default=200)),
     ("ticket-list", "post", "/api/tickets/", {}, statuses(default=403, requester=400)),
     ("ticket-detail", "get", "/api/tickets/{t}/", None, statuses(default=200, portal_admin=404)),
@@ -128,7 +172,13 @@ def test_permission_matrix(api, lab, role, requester, approver2):
         )
         ticket = file_ticket(api(requester), lab, kind, params) if "{t}" in path else None
         url = path.format(
-            t=ticket["id"] if ticket else 0, c=lab.pk, z=zone.pk, m=template.pk, p=policy.pk, f=finding.pk
+            t=ticket["id"] if ticket else 0,
+            c=lab.pk,
+            z=zone.pk,
+            m=template.pk,
+            p=policy.pk,
+            f=finding.pk,
+            u=approver2.pk,
         )
         call = getattr(client, method)
         response = call(url, data, format="json") if data is not None else call(url)
@@ -137,6 +187,11 @@ def test_permission_matrix(api, lab, role, requester, approver2):
         )
         if ticket and expected[role] in (401, 403, 404):
             assert Ticket.objects.get(pk=ticket["id"]).state == "pending", f"{role} {method} {url} changed the ticket"
+    # Nothing any role did through these routes changed the configuration itself.
+    assert Zone.objects.get(pk=zone.pk).trust_level == zone.trust_level
+    assert Policy.objects.get(pk=policy.pk).required_approvals == policy.required_approvals
+    assert not get_user_model().objects.filter(username="newbie").exists()
+    assert get_user_model().objects.get(pk=approver2.pk).is_active
 
 
 def test_anonymous_cannot_file(api, lab):

@@ -54,8 +54,8 @@ def test_bootstrap_creates_roles_idempotently():
 def test_bootstrap_demo_prints_random_passwords_once_and_keeps_them(vcsim):
     first = run("bootstrap", "--demo", env=lab_env(vcsim))
     passwords = dict(re.findall(r"^\s+(\w+)\s+password: (\S+)", first, re.M))
-    assert set(passwords) == {"requester", "approver1", "approver2", "auditor", "portaladmin"}
-    assert len(set(passwords.values())) == 5 and all(len(p) >= 16 for p in passwords.values())
+    assert set(passwords) == {"requester", "approver1", "approver2", "auditor", "portaladmin", "portaladmin2"}
+    assert len(set(passwords.values())) == 6 and all(len(p) >= 16 for p in passwords.values())
     User = get_user_model()
     assert User.objects.get(username="approver1").check_password(passwords["approver1"])
     second = run("bootstrap", "--demo", env=lab_env(vcsim))
@@ -64,7 +64,7 @@ def test_bootstrap_demo_prints_random_passwords_once_and_keeps_them(vcsim):
     lab = Connector.objects.get(name="lab")
     assert Zone.objects.filter(connector=lab).count() == 3
     assert CatalogueTemplate.objects.filter(connector=lab).count() == 3
-    assert Policy.objects.count() == 3
+    assert Policy.objects.count() == 4  # three ticket kinds and configuration changes
     assert not any(p in e.details.__repr__() for e in AuditEntry.objects.all() for p in passwords.values())
 
 

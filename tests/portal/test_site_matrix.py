@@ -24,7 +24,7 @@ def row(anonymous=LOGIN, **by_role):
 
 # (route name, method, path, data, expected statuses, who changes what). {t}:
 # a pending vm_create ticket of the requester's, {a}: a pending admin_access
-# one, {f}: an open finding. Page actions answer a refusal with a redirect and
+# one, {f}: an open finding, {u}: another person's account. Page actions answer a refusal with a redirect and
 # a message, so the last column says which role's POST takes effect: the
 # ticket's resulting state, or "acknowledged" for the finding. Everyone else
 # must leave it unchanged.
@@ -86,6 +86,14 @@ MATRIX = [
     ("password_reset_confirm", "get", "/accounts/reset/x/y/", None, row(anonymous=404, default=404), None),
     ("password_reset_complete", "get", "/accounts/reset/done/", None, row(anonymous=404, default=404), None),
     ("admin", "get", "/admin/", None, row(default=302, portal_admin=200), None),
+    # An activation link with a bad token says so on a page of its own.
+    ("account-activate", "get", "/accounts/activate/x/y/", None, row(anonymous=200, default=200), None),
+    ("config", "get", "/config/", None, row(default=200), None),
+    ("config-new", "get", "/config/user/new/", None, row(default=403, portal_admin=200), None),
+    # A form without a justification files nothing: 400 with the form again.
+    ("config-new", "post", "/config/user/new/", {"username": "x"}, row(default=403, portal_admin=400), None),
+    ("config-request", "get", "/config/user/{u}/update/", None, row(default=403, portal_admin=200), None),
+    ("config-request", "get", "/config/user/{u}/deactivate/", None, row(default=403, portal_admin=200), None),
 ]
 
 
@@ -132,7 +140,8 @@ def test_site_permission_matrix(client, api, lab, role, requester, approver2):
             target = Finding.objects.create(
                 connector=lab, kind="vm_unexplained", object_ref=f"vm-{next(names)}", first_seen=now, last_seen=now
             )
-        url = path.format(t=getattr(target, "pk", 0), a=getattr(target, "pk", 0), f=getattr(target, "pk", 0))
+        pk = getattr(target, "pk", 0)
+        url = path.format(t=pk, a=pk, f=pk, u=approver2.pk)
         response = client.post(url, data) if method == "post" else client.get(url)
         assert response.status_code == expected[role], f"{role} {method.upper()} {url}: {response.status_code}"
         if effect is not None:
