@@ -29,8 +29,9 @@ CREDENTIALS_PUBLIC_KEY=$(python manage.py credentials_public_key)
 export CREDENTIALS_PUBLIC_KEY
 
 # The lab connector is registered (and its login checked) against a short-lived
-# vcsim; honcho then starts the long-running one on the same port.
-.cache/bin/twokey-vcsim -listen "127.0.0.1:$VCSIM_PORT" > "$DATA/vcsim-bootstrap.log" 2>&1 &
+# vcsim; honcho then starts the long-running one on the same port and with the
+# same data folder, so it is the same vCenter (instance UUID) it was pinned to.
+.cache/bin/twokey-vcsim -listen "127.0.0.1:$VCSIM_PORT" -data-dir "$DATA/vcsim" > "$DATA/vcsim-bootstrap.log" 2>&1 &
 vcsim_pid=$!
 trap 'kill $vcsim_pid 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do grep -q VCSIM_URL "$DATA/vcsim-bootstrap.log" && break; sleep 0.1; done

@@ -17,6 +17,10 @@
 //	VMs (powered on): prod-web-01 (prod-esx-01), prod-db-01 (prod-esx-02),
 //	  dev-app-01 (dev-esx-01), dev-app-02 (dev-esx-02), dmz-proxy-01 (dmz-esx-01)
 //	extra roles: VirtualMachineUser, VirtualMachinePowerUser
+//
+// Each lab is its own vCenter: it gets a random about.instanceUuid (kept in
+// -data-dir, so a restart is the same vCenter again), or the one -instance-uuid
+// names.
 package main
 
 import (
@@ -39,6 +43,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/google/uuid"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
@@ -481,6 +486,35 @@ func (l *lab) check() error {
 	return nil
 }
 
+// labInstanceUUID is the vCenter identity of this lab: the flag's value, else
+// the one kept in dataDir, else a new random one (kept there when dataDir is set).
+func labInstanceUUID(flagValue, dataDir string) (string, error) {
+	if flagValue != "" {
+		parsed, err := uuid.Parse(flagValue)
+		if err != nil {
+			return "", fmt.Errorf("-instance-uuid %q: %v", flagValue, err)
+		}
+		return parsed.String(), nil
+	}
+	if dataDir == "" {
+		return uuid.New().String(), nil
+	}
+	file := filepath.Join(dataDir, "instance-uuid")
+	if raw, err := os.ReadFile(file); err == nil {
+		if parsed, err := uuid.Parse(strings.TrimSpace(string(raw))); err == nil {
+			return parsed.String(), nil
+		}
+	}
+	id := uuid.New().String()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(file, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
 func main() {
 	log.SetPrefix("twokey-vcsim: ")
 	log.SetFlags(log.LstdFlags)
@@ -492,6 +526,7 @@ func main() {
 	dataDir := flag.String("data-dir", "", "directory for datastore contents (default: fresh temp dirs); reuse it across restarts to keep datastore ids stable")
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "also shut down when stdin is closed (ties the lab to its parent process)")
 	trace := flag.Bool("trace", false, "write SOAP traffic to stderr")
+	instanceUUID := flag.String("instance-uuid", "", "the vCenter's about.instanceUuid (default: random, kept in -data-dir across restarts)")
 	flag.Parse()
 
 	if *username == "" {
@@ -539,6 +574,14 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	id, err := labInstanceUUID(*instanceUUID, *dataDir)
+	if err != nil {
+		model.Remove()
+		log.Fatal(err)
+	}
+	// The simulator's own random instance uuid never reaches the service
+	// content (it sets a copy), so every lab would claim the same one.
+	simulator.Map.Get(vim25.ServiceInstance).(*simulator.ServiceInstance).Content.About.InstanceUuid = id
 	l := &lab{ctx: ctx, c: client, dataDir: *dataDir}
 	cleanup := func() {
 		model.Remove()

@@ -1,0 +1,115 @@
+"""Which process holds which key: the web never loads CREDENTIALS_KEY (not
+from the environment, not from the local key file) and refuses to start
+with it; it needs CREDENTIALS_PUBLIC_KEY instead. Real start-ups of the
+settings in a subprocess."""
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from portal.keys import credentials_public_key
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {"SECRET_KEY", "CREDENTIALS_KEY", "CREDENTIALS_PUBLIC_KEY", "AUDIT_HMAC_KEY", "TWOKEY_LOCAL_KEYS", "DEBUG"}
+SHOW = (
+    "import django; django.setup(); from django.conf import settings; "
+    "from connectors import credentials; "
+    "print('started', repr(settings.CREDENTIALS_KEY), settings.CREDENTIALS_PUBLIC_KEY, credentials.can_unseal())"
+)
+
+
+def start(tmp_path, code=SHOW, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in KEYS and k != "TWOKEY_SERVICE"}
+    clean.update({"TWOKEY_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "portal.settings", **env})
+    return subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
+def private_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def strong(**extra):
+    return {"SECRET_KEY": secrets.token_urlsafe(50), "AUDIT_HMAC_KEY": secrets.token_urlsafe(50), **extra}
+
+
+def test_the_web_refuses_to_start_with_the_credentials_key(tmp_path):
+    key = private_key()
+    result = start(
+        tmp_path,
+        **strong(TWOKEY_SERVICE="web", CREDENTIALS_KEY=key, CREDENTIALS_PUBLIC_KEY=credentials_public_key(key)),
+    )
+    assert result.returncode != 0
+    assert "CREDENTIALS_KEY must not be in the environment of the web process" in result.stderr
+    assert key not in result.stderr and "started" not in result.stdout
+
+
+def test_beat_refuses_the_credentials_key_too(tmp_path):
+    result = start(tmp_path, **strong(TWOKEY_SERVICE="beat", CREDENTIALS_KEY=private_key()))
+    assert result.returncode != 0
+    assert "must not be in the environment of the beat process" in result.stderr
+
+
+def test_the_web_needs_the_public_key(tmp_path):
+    result = start(tmp_path, **strong(TWOKEY_SERVICE="web"))
+    assert result.returncode != 0
+    assert "CREDENTIALS_PUBLIC_KEY is not set" in result.stderr
+    assert "credentials_public_key" in result.stderr
+
+
+def test_the_web_never_reads_the_local_private_key_file(tmp_path):
+    # A local run: the key files exist in the data folder.
+    first = start(tmp_path, TWOKEY_LOCAL_KEYS="1")
+    assert first.returncode == 0, first.stderr
+    private = (tmp_path / "credentials_key.key").read_text().strip()
+    public = credentials_public_key(private)
+    web = start(tmp_path, TWOKEY_LOCAL_KEYS="1", TWOKEY_SERVICE="web", CREDENTIALS_PUBLIC_KEY=public)
+    assert web.returncode == 0, web.stderr
+    assert web.stdout.split() == ["started", "''", public, "False"]
+    assert private not in web.stdout + web.stderr
+
+
+def test_the_worker_holds_the_key_and_derives_the_public_key(tmp_path):
+    key = private_key()
+    result = start(tmp_path, **strong(TWOKEY_SERVICE="worker", CREDENTIALS_KEY=key))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["started", repr(key), credentials_public_key(key), "True"]
+
+
+def test_a_public_key_that_does_not_belong_to_the_private_key_is_refused(tmp_path):
+    result = start(
+        tmp_path, **strong(CREDENTIALS_KEY=private_key(), CREDENTIALS_PUBLIC_KEY=credentials_public_key(private_key()))
+    )
+    assert result.returncode != 0
+    assert "does not belong to CREDENTIALS_KEY" in result.stderr
+
+
+def test_an_unknown_service_is_refused(tmp_path):
+    result = start(tmp_path, **strong(TWOKEY_SERVICE="webb", CREDENTIALS_KEY=private_key()))
+    assert result.returncode != 0
+    assert "TWOKEY_SERVICE must be web, worker or beat" in result.stderr
+
+
+def test_the_command_prints_the_public_key(tmp_path):
+    key = private_key()
+    env = {k: v for k, v in os.environ.items() if k not in KEYS and k != "TWOKEY_SERVICE"}
+    env.update(strong(TWOKEY_DATA_DIR=str(tmp_path), CREDENTIALS_KEY=key))
+    printed = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "manage.py", "credentials_public_key"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.strip() == credentials_public_key(key)
+    other = private_key()
+    piped = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "manage.py", "credentials_public_key", "--stdin"],
+        cwd=ROOT,
+        env=env,
+        input=other + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert piped.stdout.strip() == credentials_public_key(other)
