@@ -14,22 +14,13 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import ApiToken, UserSession
+from accounts.password_reset import password_reset_enabled
 from audit.writer import record
-
-# Backends that deliver nothing to a person: with these, links go by shell.
-UNDELIVERING_BACKENDS = frozenset(
-    {
-        "django.core.mail.backends.console.EmailBackend",
-        "django.core.mail.backends.locmem.EmailBackend",
-        "django.core.mail.backends.dummy.EmailBackend",
-        "django.core.mail.backends.filebased.EmailBackend",
-    }
-)
 
 
 def mail_delivers() -> bool:
     """Whether e-mail reaches people (a real mail backend is configured)."""
-    return settings.EMAIL_BACKEND not in UNDELIVERING_BACKENDS
+    return password_reset_enabled()
 
 
 class ActivationTokenGenerator(PasswordResetTokenGenerator):

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import otp
 from approvals import permissions, selectors, services
-from approvals.choices import FINAL_STATES, Decision, Role, TicketKind, TicketState
+from approvals.choices import FINAL_STATES, HYPERVISOR_KINDS, Decision, Role, TicketKind, TicketState
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
 from approvals.forms import FORMS_BY_KIND, AuditLogFilter, DecisionForm, RejectForm, TicketListFilter
 from approvals.inventory import InventoryIndex
@@ -128,7 +128,8 @@ def ticket_new(request, kind: str | None = None):
     if not permissions.can_file_tickets(user):
         raise PermissionDenied("Only requesters file tickets.")
     connectors = list(Connector.objects.all())
-    context = {"kinds": TicketKind.choices, "kind": kind, "connectors": connectors}
+    kinds = [(k, TicketKind(k).label) for k in HYPERVISOR_KINDS]
+    context = {"kinds": kinds, "kind": kind, "connectors": connectors}
     if not connectors:
         return render(request, "approvals/ticket_new.html", context)
     wanted = request.POST.get("connector") or request.GET.get("connector")

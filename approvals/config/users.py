@@ -143,9 +143,9 @@ class UserTarget(ConfigTarget):
             user = self.model(username=after["username"])
             user.set_unusable_password()  # the person sets it through their activation link
         if action == OTP_RESET:
-            from django_otp.plugins.otp_totp.models import TOTPDevice
+            from accounts.otp import otp_reset
 
-            TOTPDevice.objects.filter(user=user).delete()
+            otp_reset(user=user, actor_name=actor_name)
             return user
         for field in ("email", "first_name", "last_name", "is_active"):
             setattr(user, field, after[field])

@@ -61,7 +61,16 @@ def config_request_file(
     if not isinstance(changes, dict):
         raise InvalidInput({"changes": ["Must be an object."]})
     instance = None if action == CREATE else config.get(object_id)
-    refuse_self(requester, _subject_user(config, instance))
+    try:
+        refuse_self(requester, _subject_user(config, instance))
+    except PermissionDenied as exc:
+        record(
+            "config.request_refused",
+            actor=requester,
+            obj=instance,
+            details={"target": config.name, "action": action, "reason": str(exc)},
+        )
+        raise
     before = config.snapshot(instance) if instance is not None else {}
     after = config.after(action=action, instance=instance, before=before, changes=changes, requester=requester)
     if action != "delete" and after == before:

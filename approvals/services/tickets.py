@@ -3,6 +3,7 @@ enqueues inside one transaction."""
 
 import hashlib
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
@@ -184,12 +185,31 @@ def _check_decider(ticket: Ticket, user) -> None:
         raise StateConflict(f"You already decided on {ticket.ref}.")
 
 
+@contextmanager
+def _refusal_audited(ticket_id: int, user, decision: str):
+    """A decision refused for who is asking is itself audited (after the
+    refused transaction rolled back), so the log shows every attempt."""
+    try:
+        yield
+    except PermissionDenied as exc:
+        ticket = Ticket.objects.filter(pk=ticket_id).first()
+        if ticket is not None:
+            record(
+                "ticket.decision_refused",
+                actor=user,
+                ticket=ticket,
+                obj=ticket,
+                details={"decision": decision, "reason": str(exc)},
+            )
+        raise
+
+
 def ticket_approve(*, ticket_id: int, approver, comment: str = "", otp_confirmed: bool = False) -> Ticket:
     """Record one approval; the approval that reaches the required count moves
     the ticket to approved and queues its execution, exactly once (the row
     lock serialises approvers acting at the same moment). Where the policy
     asks for it, the caller must have confirmed a recent one-time password."""
-    with transaction.atomic():
+    with _refusal_audited(ticket_id, approver, Decision.APPROVE), transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         _check_decider(ticket, approver)
         if ticket.require_otp and not otp_confirmed:
@@ -223,7 +243,7 @@ def ticket_reject(*, ticket_id: int, approver, comment: str) -> Ticket:
     comment = (comment or "").strip()
     if not comment:
         raise InvalidInput({"comment": ["Say why you reject this ticket."]})
-    with transaction.atomic():
+    with _refusal_audited(ticket_id, approver, Decision.REJECT), transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         _check_decider(ticket, approver)
         Approval.objects.create(
