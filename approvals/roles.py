@@ -18,7 +18,7 @@ def ensure_roles() -> dict[str, Group]:
     groups = {role.value: Group.objects.get_or_create(name=role.value)[0] for role in Role}
     admin_perms = Permission.objects.filter(
         content_type__app_label__in=ADMIN_MODELS,
-        codename__regex=r"^(view|add|change)_",
+        codename__regex=r"^view_",
     )
     wanted = [p for p in admin_perms if p.content_type.model in ADMIN_MODELS[p.content_type.app_label]]
     groups[Role.PORTAL_ADMIN].permissions.set(wanted)
