@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.services import mark_password_generated
 from approvals.choices import Role
 from approvals.lab import label_lab
-from approvals.roles import create_user, ensure_roles
+from approvals.roles import create_user, ensure_config_policy, ensure_roles
 from approvals.services.connectors import connector_register
 from audit.writer import record
 from connectors import credentials
@@ -20,6 +20,8 @@ DEMO_USERS = [
     ("approver2", [Role.APPROVER]),
     ("auditor", [Role.AUDITOR]),
     ("portaladmin", [Role.PORTAL_ADMIN]),
+    # A second portal admin: configuration requests need someone else to approve them.
+    ("portaladmin2", [Role.PORTAL_ADMIN]),
 ]
 
 
@@ -33,6 +35,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         groups = ensure_roles()
+        ensure_config_policy()
         self.stdout.write(f"Roles: {', '.join(groups)}")
         if options["demo"]:
             self._demo()
