@@ -71,8 +71,9 @@ def main():
     from approvals.lab import label_lab
     from approvals.models import Policy, Ticket
     from approvals.roles import create_user
-    from approvals.services.configuration import connector_register
+    from approvals.services.connectors import connector_register
     from audit.models import AuditEntry
+    from connectors import credentials
     from tests.fixtures.vcsim import start_vcsim
     from tests.fixtures.workers import Worker
 
@@ -91,7 +92,11 @@ def main():
             clients[name] = APIClient()
             clients[name].credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=user, actor_name='bench')}")
         connector = connector_register(
-            actor=None, name="lab", url=lab.url, username=lab.username, password=lab.password, verify_tls=False
+            name="lab",
+            url=lab.url,
+            username=lab.username,
+            sealed_password=credentials.seal(lab.password),
+            verify_tls=False,
         )
         label_lab(connector)
         Policy.objects.filter(kind="vm_migrate").update(required_approvals=2)
