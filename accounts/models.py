@@ -35,7 +35,9 @@ class AccountState(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_state")
     must_change_password = models.BooleanField(default=False)
     hypervisor_principal = models.CharField(
-        max_length=200, blank=True, help_text="This person's own account on the hypervisor (DOMAIN\\name or name@domain)."
+        max_length=200,
+        blank=True,
+        help_text="This person's own account on the hypervisor (DOMAIN\\name or name@domain).",
     )
 
     class Meta:

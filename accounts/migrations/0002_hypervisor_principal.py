@@ -6,20 +6,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='accountstate',
-            name='hypervisor_principal',
-            field=models.CharField(blank=True, help_text="This person's own account on the hypervisor (DOMAIN\\name or name@domain).", max_length=200),
+            model_name="accountstate",
+            name="hypervisor_principal",
+            field=models.CharField(
+                blank=True,
+                help_text="This person's own account on the hypervisor (DOMAIN\\name or name@domain).",
+                max_length=200,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='accountstate',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('hypervisor_principal'), condition=models.Q(('hypervisor_principal', ''), _negated=True), name='account_principal_unique'),
+            model_name="accountstate",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("hypervisor_principal"),
+                condition=models.Q(("hypervisor_principal", ""), _negated=True),
+                name="account_principal_unique",
+            ),
         ),
     ]

@@ -6,40 +6,67 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0001_initial'),
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('connectors', '0001_initial'),
+        ("approvals", "0001_initial"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("connectors", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='ticket',
-            name='ticket_kind_valid',
+            model_name="ticket",
+            name="ticket_kind_valid",
         ),
         migrations.AlterField(
-            model_name='policy',
-            name='kind',
-            field=models.CharField(choices=[('vm_create', 'Create VM'), ('vm_migrate', 'Migrate VM'), ('admin_access', 'Temporary admin access'), ('config_change', 'Configuration change')], max_length=20),
+            model_name="policy",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("vm_create", "Create VM"),
+                    ("vm_migrate", "Migrate VM"),
+                    ("admin_access", "Temporary admin access"),
+                    ("config_change", "Configuration change"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='ticket',
-            name='connector',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='tickets', to='connectors.connector'),
+            model_name="ticket",
+            name="connector",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="tickets",
+                to="connectors.connector",
+            ),
         ),
         migrations.AlterField(
-            model_name='ticket',
-            name='kind',
-            field=models.CharField(choices=[('vm_create', 'Create VM'), ('vm_migrate', 'Migrate VM'), ('admin_access', 'Temporary admin access'), ('config_change', 'Configuration change')], max_length=20),
+            model_name="ticket",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("vm_create", "Create VM"),
+                    ("vm_migrate", "Migrate VM"),
+                    ("admin_access", "Temporary admin access"),
+                    ("config_change", "Configuration change"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ticket',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['vm_create', 'vm_migrate', 'admin_access', 'config_change'])), name='ticket_kind_valid'),
+            model_name="ticket",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["vm_create", "vm_migrate", "admin_access", "config_change"])),
+                name="ticket_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ticket',
-            constraint=models.CheckConstraint(condition=models.Q(('kind', 'config_change'), ('connector__isnull', False), _connector='OR'), name='ticket_hypervisor_kinds_have_connector'),
+            model_name="ticket",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind", "config_change"), ("connector__isnull", False), _connector="OR"),
+                name="ticket_hypervisor_kinds_have_connector",
+            ),
         ),
     ]
