@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import http.server
 import ipaddress
+import select
 import socket
 import ssl
 import tempfile
@@ -44,19 +45,39 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path, bytes]:
     return cert_path, key_path, cert.public_bytes(serialization.Encoding.DER)
 
 
-def _pipe(source, sink, record: bytearray | None, lock: threading.Lock) -> None:
+def _shuttle(client: socket.socket, upstream: socket.socket, record: bytearray | None, lock: threading.Lock) -> None:
+    """Copy bytes both ways in one thread (an SSL socket must not be read and
+    written from two threads at once) until either side closes."""
+    peer = {client: upstream, upstream: client}
+    for sock in peer:
+        sock.setblocking(False)
     try:
-        while chunk := source.recv(65536):
-            if record is not None:
-                with lock:
-                    record.extend(chunk)
-            sink.sendall(chunk)
+        while True:
+            ready = [s for s in peer if isinstance(s, ssl.SSLSocket) and s.pending()]
+            if not ready:
+                ready, _, _ = select.select(list(peer), [], [], 60)
+                if not ready:
+                    return
+            for sock in ready:
+                try:
+                    chunk = sock.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    continue  # a TLS record without data (a session ticket, say)
+                if not chunk:
+                    return
+                if record is not None and sock is client:
+                    with lock:
+                        record.extend(chunk)
+                other = peer[sock]
+                other.setblocking(True)
+                other.sendall(chunk)
+                other.setblocking(False)
     except OSError:
-        pass
+        return
     finally:
-        for sock in (sink, source):
+        for sock in peer:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
             except OSError:
                 pass
 
@@ -118,9 +139,7 @@ class Relay:
         except (OSError, ssl.SSLError):
             client.close()
             return
-        record = self.plaintext if intercept else None
-        threading.Thread(target=_pipe, args=(upstream, client, None, self._lock), daemon=True).start()
-        _pipe(client, upstream, record, self._lock)
+        _shuttle(client, upstream, self.plaintext if intercept else None, self._lock)
 
     def close(self) -> None:
         self._closed = True
