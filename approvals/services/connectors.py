@@ -106,23 +106,26 @@ def connector_update(
     connector: Connector,
     data: dict,
     sealed_password: str | None = None,
+    repin: bool = False,
 ) -> Connector:
     """Change a connector. A new URL, user name or TLS setting needs a new
     password (InvalidInput on "password" otherwise): the stored one is never
     sent to another endpoint. After a URL change the pin is taken anew from
     the new endpoint; otherwise the existing pin must hold for the login.
+    `repin` takes the pin anew at the same URL (a renewed vCenter
+    certificate, a rebuilt vCenter) and also needs the password given.
     Worker or shell only when credentials are checked. Nothing is stored
     when a check fails."""
     unknown = sorted(set(data) - set(UPDATABLE))
     if unknown:
         raise InvalidInput({name: ["This field cannot be changed here."] for name in unknown})
     moved = {k: v for k, v in data.items() if getattr(connector, k) != v}
-    if sealed_password is None and set(moved) & set(NEEDS_NEW_PASSWORD):
+    if sealed_password is None and (repin or set(moved) & set(NEEDS_NEW_PASSWORD)):
         raise InvalidInput(
             {
                 "password": [
-                    "A new password is needed when the URL, user name or TLS verification changes; "
-                    "the stored password is never sent to another endpoint."
+                    "A new password is needed when the URL, user name or TLS verification changes, or the "
+                    "pin is taken anew; the stored password is never sent to another endpoint."
                 ]
             }
         )
@@ -137,8 +140,8 @@ def connector_update(
             password=credentials.unseal(sealed_password),
             verify_tls=moved.get("verify_tls", connector.verify_tls),
         )
-        if "url" in moved or not (pin.instance_uuid or pin.tls_fingerprint):
-            # A new endpoint, or a connector registered before pinning.
+        if repin or "url" in moved or not (pin.instance_uuid or pin.tls_fingerprint):
+            # A new endpoint, a new identity accepted, or a connector registered before pinning.
             pin = connector_pin_and_login(kind=connector.kind, config=config)
         else:
             connector_for(connector.kind, _pinned(config, pin)).check_login()
@@ -172,7 +175,7 @@ def connector_update(
                 obj=locked,
                 details={"name": locked.name, "changes": changes},
             )
-        if "url" in moved:
+        if "url" in moved or before["instance_uuid"] != after["instance_uuid"]:
             from approvals.inventory import forget_inventory
 
             transaction.on_commit(lambda: forget_inventory(locked.pk))

@@ -13,6 +13,7 @@ from audit.models import AuditEntry
 from connectors import credentials, vsphere
 from connectors.base import AuthenticationFailed, ConnectorError, IdentityMismatch
 from connectors.models import Connector
+from connectors.vsphere import VSphereConnector
 from tests.conftest import register_lab
 from tests.connectors.relay import RecordingHTTPServer, Relay
 from tests.fixtures.vcsim import VcsimProcess
@@ -172,3 +173,35 @@ def test_fields_outside_the_connector_settings_are_refused(roles, fresh_vcsim):
     with pytest.raises(InvalidInput) as refused:
         connector_update(actor_name="test", connector=connector, data={"instance_uuid": "0" * 32})
     assert list(refused.value.errors) == ["instance_uuid"]
+
+
+def test_a_new_certificate_is_accepted_only_by_repinning_with_the_password(roles, fresh_vcsim, relay):
+    relay.point_at(fresh_vcsim)
+    connector = register_lab(
+        type("Via", (), {"url": relay.url, "username": fresh_vcsim.username, "password": fresh_vcsim.password})
+    )
+    relay.point_at(fresh_vcsim, intercept=True)  # the vCenter's certificate "renewed"
+    vsphere.drop_sessions()  # as a worker started after the renewal
+    with pytest.raises(InvalidInput) as refused:
+        connector_update(actor_name="test", connector=connector, data={}, repin=True)
+    assert list(refused.value.errors) == ["password"]
+    assert bytes(relay.plaintext) == b""
+    with pytest.raises(IdentityMismatch):
+        connector_update(
+            actor_name="test", connector=connector, data={}, sealed_password=credentials.seal(fresh_vcsim.password)
+        )
+
+    connector_update(
+        actor_name="test",
+        connector=connector,
+        data={},
+        sealed_password=credentials.seal(fresh_vcsim.password),
+        repin=True,
+    )
+    row = Connector.objects.get(pk=connector.pk)
+    assert row.tls_fingerprint == hashlib.sha256(relay.certificate_der).hexdigest()
+    entry = AuditEntry.objects.filter(action="config.connector.updated", object_id=str(connector.pk)).latest("seq")
+    assert set(entry.details["changes"]) == {"tls_fingerprint"}
+    vsphere.drop_sessions()
+    assert row.connection_config().tls_fingerprint == row.tls_fingerprint
+    VSphereConnector(row.connection_config()).check_login()
