@@ -28,12 +28,13 @@ class AuthenticationFailed(ConnectorError):
 
 
 class ObjectNotFound(ConnectorError):
-    """A named object does not exist in the inventory."""
+    """No object of this kind carries this id (an id of another kind's object
+    counts as not found)."""
 
-    def __init__(self, kind: str, name: str):
+    def __init__(self, kind: str, id: str):  # noqa: A002 - the object's id
         self.kind = kind
-        self.name = name
-        super().__init__(f"{kind} {name!r} not found")
+        self.id = id
+        super().__init__(f"{kind} {id!r} not found")
 
 
 class OperationRejected(ConnectorError):
@@ -79,45 +80,108 @@ class ConnectionConfig:
 
 
 @dataclass(frozen=True)
-class Cluster:
-    id: str
-    name: str
+class Nic:
+    """One network card of a VM or template."""
+
+    key: int  # the virtual device key
+    label: str  # "Network adapter 1"
+    # Managed object id of the backing network or distributed port group;
+    # None when the card has no backing.
+    network_id: str | None
+
+
+# Every inventory object carries its managed object id, its name, the id of
+# its parent in vCenter's inventory tree (None for the root folder) and its
+# inventory path ("/" for the root folder, "/lab/vm/prod-vms/prod-web-01";
+# names escaped as vCenter does, "/" as %2f). Names are for people; callers
+# match objects by id.
 
 
 @dataclass(frozen=True)
-class Host:
+class Datacenter:
     id: str
     name: str
-    cluster: str | None  # cluster name, None for a standalone host
-
-
-@dataclass(frozen=True)
-class Datastore:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Network:
-    id: str
-    name: str
+    parent_id: str | None
+    path: str
 
 
 @dataclass(frozen=True)
 class Folder:
     id: str
     name: str
+    parent_id: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class Cluster:
+    id: str
+    name: str
+    parent_id: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class Host:
+    id: str
+    name: str
+    parent_id: str | None
+    path: str
+    cluster_id: str | None  # None for a standalone host
+
+
+@dataclass(frozen=True)
+class ResourcePool:
+    id: str
+    name: str
+    parent_id: str | None
+    path: str
+    cluster_id: str | None  # None for a standalone host's pools
+    host_ids: tuple[str, ...]  # hosts of the owning compute resource
+
+
+@dataclass(frozen=True)
+class DatastoreCluster:
+    """A storage pod."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class Datastore:
+    id: str
+    name: str
+    parent_id: str | None
+    path: str
+    datastore_cluster_id: str | None
+
+
+@dataclass(frozen=True)
+class Network:
+    """A standard network or a distributed port group (not the switch)."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    path: str
 
 
 @dataclass(frozen=True)
 class VirtualMachine:
     id: str
     name: str
-    host: str | None
-    datastores: tuple[str, ...]
+    parent_id: str | None
+    path: str
+    host_id: str | None
+    datastore_ids: tuple[str, ...]
+    nics: tuple[Nic, ...]
     power_state: str
     instance_uuid: str
     is_template: bool = False
+    resource_pool_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,19 +194,25 @@ class Role:
 class Permission:
     principal: str
     role: str
-    entity: str  # entity name
     entity_id: str  # managed object id
+    entity_name: str  # for people; match by entity_id
     propagate: bool = True
     is_group: bool = False
 
 
 @dataclass(frozen=True)
 class Inventory:
+    """Everything the connector sees; templates are in `vms`, flagged."""
+
+    root_folder_id: str = ""
+    datacenters: tuple[Datacenter, ...] = ()
+    folders: tuple[Folder, ...] = ()
     clusters: tuple[Cluster, ...] = ()
     hosts: tuple[Host, ...] = ()
+    resource_pools: tuple[ResourcePool, ...] = ()
+    datastore_clusters: tuple[DatastoreCluster, ...] = ()
     datastores: tuple[Datastore, ...] = ()
     networks: tuple[Network, ...] = ()
-    folders: tuple[Folder, ...] = ()
     vms: tuple[VirtualMachine, ...] = ()
     roles: tuple[Role, ...] = ()
 
@@ -159,8 +229,9 @@ class OperationResult:
 
 
 class Connector(abc.ABC):
-    """One hypervisor. Objects are named as the inventory shows them: by name or
-    by managed object id."""
+    """One hypervisor. Objects are given by managed object id, never by name:
+    an id that does not exist, or names an object of another type, raises
+    ObjectNotFound."""
 
     def __init__(self, config: ConnectionConfig):
         self.config = config
@@ -179,40 +250,57 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def inventory(self) -> Inventory:
-        """Clusters, hosts, datastores, networks, folders, VMs (templates
-        included, flagged) and roles."""
+        """Datacenters, folders, clusters, hosts, resource pools, datastore
+        clusters, datastores, networks, VMs (templates included, flagged) and
+        roles, each with its id, parent and inventory path."""
 
     @abc.abstractmethod
     def find_vm_by_uuid(self, instance_uuid: str) -> VirtualMachine | None:
         """The VM with this instance uuid, or None."""
 
     @abc.abstractmethod
+    def read_vm(self, vm_id: str) -> VirtualMachine | None:
+        """The VM with this managed object id, or None when there is none."""
+
+    @abc.abstractmethod
     def clone_vm(
         self,
         *,
-        template: str,
+        template_id: str,
         name: str,
-        datastore: str,
-        network: str,
+        datastore_id: str,
+        networks: tuple[str, ...],
         cpus: int,
         memory_mb: int,
         instance_uuid: str,
-        host: str | None = None,
-        cluster: str | None = None,
+        host_id: str | None = None,
+        cluster_id: str | None = None,
+        folder_id: str | None = None,
         on_task: TaskCallback | None = None,
     ) -> OperationResult:
-        """Clone `template` into a new VM. Idempotent on `instance_uuid`: a VM
-        that already carries it counts as done."""
+        """Clone the template into a new VM named `name`. `networks` holds one
+        network id per network card of the template, in the template's card
+        order; another count is refused before any task. The new VM lands in
+        `folder_id`, or the template's folder when None. Idempotent on
+        `instance_uuid`: a VM that already carries it counts as done."""
 
     @abc.abstractmethod
     def relocate_vm(
-        self, *, vm: str, host: str, datastore: str | None = None, on_task: TaskCallback | None = None
+        self,
+        *,
+        vm_id: str,
+        host_id: str,
+        datastore_id: str | None = None,
+        network_map: dict[str, str] | None = None,
+        on_task: TaskCallback | None = None,
     ) -> OperationResult:
-        """Move `vm` to `host` (and `datastore`). Already there counts as done."""
+        """Move the VM to the host (and datastore), moving every card on a
+        network in `network_map` ({current network id: new network id}) in the
+        same task. Already there counts as done."""
 
     @abc.abstractmethod
-    def permissions(self, entity: str | None = None) -> tuple[Permission, ...]:
-        """Permissions set on `entity`, or every permission when None."""
+    def permissions(self, entity_id: str | None = None) -> tuple[Permission, ...]:
+        """Permissions set on the entity, or every permission when None."""
 
     @abc.abstractmethod
     def add_permission(
@@ -220,16 +308,17 @@ class Connector(abc.ABC):
         *,
         principal: str,
         role: str,
-        entity: str,
+        entity_id: str,
         propagate: bool = True,
         on_task: TaskCallback | None = None,
     ) -> OperationResult:
-        """Give `principal` `role` on `entity`. Already granted counts as done."""
+        """Give `principal` the role (by name) on the entity. Already granted
+        counts as done."""
 
     @abc.abstractmethod
-    def remove_permission(self, *, principal: str, entity: str) -> OperationResult:
-        """Take `principal`'s permission on `entity` away. Already absent counts
-        as done."""
+    def remove_permission(self, *, principal: str, entity_id: str) -> OperationResult:
+        """Take `principal`'s permission on the entity away. Already absent
+        counts as done."""
 
     @abc.abstractmethod
     def task_state(self, task_id: str) -> tuple[str, str]:
