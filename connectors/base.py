@@ -281,8 +281,9 @@ class Connector(abc.ABC):
         """Clone the template into a new VM named `name`. `networks` holds one
         network id per network card of the template, in the template's card
         order; another count is refused before any task. The new VM lands in
-        `folder_id`, or the template's folder when None. Idempotent on
-        `instance_uuid`: a VM that already carries it counts as done."""
+        `folder_id`, or when None in the VM folder of the template's
+        datacenter (as before). Idempotent on `instance_uuid`: a VM that
+        already carries it counts as done."""
 
     @abc.abstractmethod
     def relocate_vm(

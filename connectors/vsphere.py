@@ -11,9 +11,11 @@ before any HTTP is sent, and the vCenter's ``about.instanceUuid`` (read
 before Login) must match; otherwise IdentityMismatch, and the credentials
 never leave the process.
 
-Objects are named as the inventory shows them, by name or by managed object
-id ("vm-42", "host-17", ...). Operations wait for their vSphere task and
-return its id. Where the desired state already holds nothing is sent and the
+Objects are given by managed object id only ("vm-42", "host-17", ...),
+never by name: names are not unique in vCenter, and a name can be moved from
+one object to another between the approval and the change. Every object is
+reported with its id, its parent's id and its inventory path. Operations wait
+for their vSphere task and return its id. Where the desired state already holds nothing is sent and the
 result says ``already_done``.
 """
 
@@ -45,16 +47,20 @@ from .base import (
     Connector,
     ConnectorError,
     ConnectorIdentity,
+    Datacenter,
     Datastore,
+    DatastoreCluster,
     Folder,
     Host,
     IdentityMismatch,
     Inventory,
     Network,
+    Nic,
     ObjectNotFound,
     OperationRejected,
     OperationResult,
     Permission,
+    ResourcePool,
     Role,
     TaskCallback,
     TransientConnectorError,
@@ -79,6 +85,7 @@ _PERMISSION_ENTITY_TYPES = (
     vim.VirtualMachine,
     vim.HostSystem,
     vim.ClusterComputeResource,
+    vim.ResourcePool,
     vim.Datacenter,
     vim.Folder,
 )
@@ -417,12 +424,125 @@ def _properties(content: Any, objs: Iterable[Any], props: list[str]) -> dict[str
 
 _VM_PROPS = [
     "name",
+    "parent",
+    "parentVApp",
     "runtime.host",
     "datastore",
     "runtime.powerState",
     "config.instanceUuid",
     "config.template",
+    "config.hardware.device",
+    "resourcePool",
 ]
+
+# What inventory() reads, per type (name and parent come for every entity).
+# Subtypes (ClusterComputeResource, StoragePod, VirtualApp, port groups) get
+# their supertype's properties too.
+_INVENTORY_PROPS: dict[type, list[str]] = {
+    vim.Datacenter: [],
+    vim.Folder: [],
+    vim.ComputeResource: ["host"],
+    vim.HostSystem: [],
+    vim.ResourcePool: ["owner"],
+    vim.Datastore: [],
+    vim.Network: [],
+    vim.dvs.DistributedVirtualPortgroup: ["key"],
+    vim.VirtualMachine: [p for p in _VM_PROPS if p not in ("name", "parent")],
+}
+
+# Managed object id prefixes, as vCenter (and vcsim) hand them out: the type
+# whose prefix matches is asked first.
+_ID_PREFIXES: dict[type, tuple[str, ...]] = {
+    vim.VirtualMachine: ("vm-",),
+    vim.HostSystem: ("host-",),
+    vim.ClusterComputeResource: ("domain-c", "clustercomputeresource-"),
+    vim.Datacenter: ("datacenter-",),
+    vim.Folder: ("group-", "folder-"),
+    vim.ResourcePool: ("resgroup-", "vapp-", "resourcepool-"),
+    vim.Datastore: ("datastore-",),
+    vim.dvs.DistributedVirtualPortgroup: ("dvportgroup-",),
+    vim.OpaqueNetwork: ("network-o",),
+    vim.Network: ("network-",),
+}
+
+# Most specific first: a server that accepts a supertype reference for a
+# subtype's object must not hide a port group behind "Network".
+_NETWORK_TYPES = (vim.dvs.DistributedVirtualPortgroup, vim.OpaqueNetwork, vim.Network)
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _escape_name(name: str) -> str:
+    """A name as one inventory path element, escaped as vCenter escapes names
+    ('%' as %25, '/' as %2f, '\\' as %5c). vCenter hands names out already
+    escaped; an escape sequence in a name is left as it is."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch == "/":
+            out.append("%2f")
+        elif ch == "\\":
+            out.append("%5c")
+        elif ch == "%" and not (len(name) > i + 2 and name[i + 1] in _HEX and name[i + 2] in _HEX):
+            out.append("%25")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class _Tree:
+    """Names and parents of inventory objects by moid; paths from them."""
+
+    def __init__(self, root_id: str):
+        self.root_id = root_id
+        self.names: dict[str, str] = {}
+        self.parents: dict[str, str | None] = {root_id: None}
+        self._paths: dict[str, str] = {root_id: "/"}
+
+    def add(self, moid: str, name: str, parent_id: str | None) -> None:
+        self.names[moid] = name
+        if moid != self.root_id:
+            self.parents[moid] = parent_id
+
+    def path(self, moid: str) -> str:
+        if moid in self._paths:
+            return self._paths[moid]
+        chain: list[str] = []
+        current: str | None = moid
+        seen: set[str] = set()
+        while current is not None and current != self.root_id and current not in seen:
+            seen.add(current)
+            chain.append(_escape_name(self.names.get(current, current)))
+            current = self.parents.get(current)
+        path = "/" + "/".join(reversed(chain))
+        self._paths[moid] = path
+        return path
+
+
+def _nic_network_id(card: Any, portgroups_by_key: dict[str, str], opaque_by_id: dict[str, str]) -> str | None:
+    backing = card.backing
+    if isinstance(backing, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
+        key = getattr(backing.port, "portgroupKey", None) if backing.port is not None else None
+        return portgroups_by_key.get(key) if key else None
+    if isinstance(backing, vim.vm.device.VirtualEthernetCard.OpaqueNetworkBackingInfo):
+        return opaque_by_id.get(backing.opaqueNetworkId)
+    network = getattr(backing, "network", None)
+    return _moid(network) if network is not None else None
+
+
+def _nics(devices: Iterable[Any], portgroups_by_key: dict[str, str], opaque_by_id: dict[str, str]) -> tuple[Nic, ...]:
+    return tuple(
+        Nic(
+            key=int(d.key),
+            label=str(getattr(d.deviceInfo, "label", "") or ""),
+            network_id=_nic_network_id(d, portgroups_by_key, opaque_by_id),
+        )
+        for d in devices or ()
+        if isinstance(d, vim.vm.device.VirtualEthernetCard)
+    )
+
+
+def _ethernet_cards(devices: Iterable[Any]) -> list[Any]:
+    return [d for d in devices or () if isinstance(d, vim.vm.device.VirtualEthernetCard)]
 
 
 def _normalize_uuid(value: str) -> str:
@@ -508,7 +628,7 @@ class VSphereConnector(Connector):
 
     # -- lookups ----------------------------------------------------------
 
-    def _find(
+    def _resolve(
         self,
         content: Any,
         vimtypes: tuple[type, ...],
@@ -516,100 +636,249 @@ class VSphereConnector(Connector):
         kind: str,
         props: list[str] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """The one object of the given types named `ident` (name or moid)."""
-        candidates: list[tuple[Any, dict[str, Any]]] = []
-        for vimtype in vimtypes:
-            candidates.extend(_retrieve(content, vimtype, ["name"]))
-        match = [c for c in candidates if _moid(c[0]) == ident]
-        if not match:
-            # A ClusterComputeResource is also a ComputeResource: de-duplicate.
-            unique = {_moid(c[0]): c for c in candidates if c[1].get("name") == ident}
-            if not unique:
-                raise ObjectNotFound(kind, ident)
-            if len(unique) > 1:
-                ids = ", ".join(sorted(unique))
-                raise OperationRejected(f"{kind} name {ident!r} is ambiguous ({ids}); name it by managed object id")
-            match = list(unique.values())
-        obj, values = match[0]
-        extra = [p for p in (props or []) if p != "name"]
-        if extra:
-            values = {**values, **_properties(content, [obj], extra).get(_moid(obj), {})}
-        return obj, values
+        """The object of one of `vimtypes` whose managed object id is `ident`,
+        with `props` (and its name). Ids only: an object of another type, or
+        no object at all, is ObjectNotFound."""
+        if not isinstance(ident, str) or not ident:
+            raise ObjectNotFound(kind, str(ident))
+        stub = content.propertyCollector._stub
+        hinted = sorted(vimtypes, key=lambda t: not any(ident.startswith(p) for p in _ID_PREFIXES.get(t, ())))
+        pathset = ["name", *[p for p in props or () if p != "name"]]
+        for vimtype in hinted:
+            ref = vimtype(ident, stub=stub)
+            spec = vmodl.query.PropertyCollector.FilterSpec(
+                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=ref)],
+                propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vimtype, pathSet=pathset, all=False)],
+            )
+            try:
+                found = _collect(content, spec)
+            except vmodl.fault.ManagedObjectNotFound:
+                continue
+            for obj, values in found:
+                # The server names the object's own type; never trust ours.
+                if _moid(obj) == ident and isinstance(obj, vimtypes):
+                    return obj, values
+        raise ObjectNotFound(kind, ident)
 
     def _find_vm_by_uuid(self, content: Any, instance_uuid: str) -> Any | None:
         return content.searchIndex.FindByUuid(None, _normalize_uuid(instance_uuid), True, True)
 
+    def _network_keys(self, content: Any, devices: Iterable[Any]) -> tuple[dict[str, str], dict[str, str]]:
+        """Port group key -> moid and opaque network id -> moid, read only when
+        one of `devices` needs them."""
+        cards = _ethernet_cards(devices)
+        dvport = vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo
+        opaque = vim.vm.device.VirtualEthernetCard.OpaqueNetworkBackingInfo
+        portgroups: dict[str, str] = {}
+        opaques: dict[str, str] = {}
+        if any(isinstance(c.backing, dvport) for c in cards):
+            for obj, v in _retrieve(content, vim.dvs.DistributedVirtualPortgroup, ["key"]):
+                if v.get("key"):
+                    portgroups[v["key"]] = _moid(obj)
+        if any(isinstance(c.backing, opaque) for c in cards):
+            for obj, v in _retrieve(content, vim.OpaqueNetwork, ["summary"]):
+                summary = v.get("summary")
+                if getattr(summary, "opaqueNetworkId", None):
+                    opaques[summary.opaqueNetworkId] = _moid(obj)
+        return portgroups, opaques
+
+    def _ancestry(self, content: Any, obj: Any) -> _Tree:
+        """Names and parents of `obj` and every ancestor, in one round trip."""
+        up = vmodl.query.PropertyCollector.TraversalSpec(
+            name="up",
+            type=vim.ManagedEntity,
+            path="parent",
+            skip=False,
+            selectSet=[vmodl.query.PropertyCollector.SelectionSpec(name="up")],
+        )
+        vapp = vmodl.query.PropertyCollector.TraversalSpec(
+            name="vapp",
+            type=vim.VirtualMachine,
+            path="parentVApp",
+            skip=False,
+            selectSet=[vmodl.query.PropertyCollector.SelectionSpec(name="up")],
+        )
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=False, selectSet=[up, vapp])],
+            propSet=[
+                vmodl.query.PropertyCollector.PropertySpec(type=vim.ManagedEntity, pathSet=["name", "parent"]),
+                vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=["parentVApp"]),
+            ],
+        )
+        tree = _Tree(_moid(content.rootFolder))
+        for item, values in _collect(content, spec):
+            parent = values.get("parent") or values.get("parentVApp")
+            tree.add(_moid(item), values.get("name", ""), _moid(parent) if parent is not None else None)
+        return tree
+
     def _vm_record(self, content: Any, vm: Any, values: dict[str, Any] | None = None) -> VirtualMachine:
+        """The VM as the interface describes it; ManagedObjectNotFound when it
+        is gone."""
         if values is None:
             values = _properties(content, [vm], _VM_PROPS).get(_moid(vm), {})
+        tree = self._ancestry(content, vm)
+        devices = values.get("config.hardware.device") or ()
+        portgroups, opaques = self._network_keys(content, devices)
+        return self._vm_from(vm, values, tree, portgroups, opaques)
+
+    @staticmethod
+    def _vm_from(
+        vm: Any, values: dict[str, Any], tree: _Tree, portgroups: dict[str, str], opaques: dict[str, str]
+    ) -> VirtualMachine:
+        moid = _moid(vm)
         host = values.get("runtime.host")
-        refs = [host] if host is not None else []
-        datastores = list(values.get("datastore") or ())
-        names = _properties(content, refs + datastores, ["name"])
+        pool = values.get("resourcePool")
         return VirtualMachine(
-            id=_moid(vm),
+            id=moid,
             name=values.get("name", ""),
-            host=names.get(_moid(host), {}).get("name") if host is not None else None,
-            datastores=tuple(names.get(_moid(d), {}).get("name", _moid(d)) for d in datastores),
+            parent_id=tree.parents.get(moid),
+            path=tree.path(moid),
+            host_id=_moid(host) if host is not None else None,
+            datastore_ids=tuple(_moid(d) for d in values.get("datastore") or ()),
+            nics=_nics(values.get("config.hardware.device") or (), portgroups, opaques),
             power_state=str(values.get("runtime.powerState") or ""),
             instance_uuid=values.get("config.instanceUuid") or "",
             is_template=bool(values.get("config.template")),
+            resource_pool_id=_moid(pool) if pool is not None else None,
         )
 
     # -- read -------------------------------------------------------------
 
     def inventory(self) -> Inventory:
         def read(content: Any) -> Inventory:
-            clusters = _retrieve(content, vim.ClusterComputeResource, ["name"])
-            cluster_names = {_moid(o): v.get("name", "") for o, v in clusters}
-            hosts = _retrieve(content, vim.HostSystem, ["name", "parent"])
-            host_names = {_moid(o): v.get("name", "") for o, v in hosts}
-            datastores = _retrieve(content, vim.Datastore, ["name"])
-            ds_names = {_moid(o): v.get("name", "") for o, v in datastores}
-            networks = _retrieve(content, vim.Network, ["name"])
-            folders = _retrieve(content, vim.Folder, ["name"])
-            vms = _retrieve(content, vim.VirtualMachine, _VM_PROPS)
-            roles = content.authorizationManager.roleList or []
-
-            root = content.rootFolder
-            folder_items = [(root, {"name": root.name})] if all(_moid(o) != _moid(root) for o, _ in folders) else []
-            folder_items += folders
-
-            def host_cluster(values: dict[str, Any]) -> str | None:
-                parent = values.get("parent")
-                if parent is None:
-                    return None
-                return cluster_names.get(_moid(parent))
-
-            vm_records = []
-            for obj, v in vms:
-                host = v.get("runtime.host")
-                vm_records.append(
-                    VirtualMachine(
-                        id=_moid(obj),
-                        name=v.get("name", ""),
-                        host=host_names.get(_moid(host)) if host is not None else None,
-                        datastores=tuple(ds_names.get(_moid(d), _moid(d)) for d in v.get("datastore") or ()),
-                        power_state=str(v.get("runtime.powerState") or ""),
-                        instance_uuid=v.get("config.instanceUuid") or "",
-                        is_template=bool(v.get("config.template")),
-                    )
-                )
-
-            def by_name(items: Iterable[Any]) -> tuple[Any, ...]:
-                return tuple(sorted(items, key=lambda x: (x.name, x.id)))
-
-            return Inventory(
-                clusters=by_name(Cluster(id=_moid(o), name=v.get("name", "")) for o, v in clusters),
-                hosts=by_name(Host(id=_moid(o), name=v.get("name", ""), cluster=host_cluster(v)) for o, v in hosts),
-                datastores=by_name(Datastore(id=_moid(o), name=v.get("name", "")) for o, v in datastores),
-                networks=by_name(Network(id=_moid(o), name=v.get("name", "")) for o, v in networks),
-                folders=by_name(Folder(id=_moid(o), name=v.get("name", "")) for o, v in folder_items),
-                vms=by_name(vm_records),
-                roles=tuple(sorted((Role(id=r.roleId, name=r.name) for r in roles), key=lambda r: r.id)),
-            )
+            return self._inventory(content)
 
         return self._call(read)
+
+    def _inventory(self, content: Any) -> Inventory:
+        """Every object in one property-collector retrieve (plus its
+        continuation pages): a container view over the types we report, and
+        the root folder itself."""
+        pc = vmodl.query.PropertyCollector
+        root = content.rootFolder
+        view = content.viewManager.CreateContainerView(root, list(_INVENTORY_PROPS), True)
+        try:
+            spec = pc.FilterSpec(
+                objectSet=[
+                    pc.ObjectSpec(
+                        obj=view,
+                        skip=True,
+                        selectSet=[
+                            pc.TraversalSpec(
+                                name="view",
+                                type=vim.view.ContainerView,
+                                path="view",
+                                skip=False,
+                                # Datastores inside a datastore cluster, for
+                                # servers whose view does not descend into
+                                # storage pods (vcsim).
+                                selectSet=[pc.TraversalSpec(type=vim.Datacenter, path="datastore", skip=False)],
+                            )
+                        ],
+                    ),
+                    pc.ObjectSpec(obj=root, skip=False),
+                ],
+                propSet=[pc.PropertySpec(type=vim.ManagedEntity, pathSet=["name", "parent"], all=False)]
+                + [pc.PropertySpec(type=t, pathSet=props, all=False) for t, props in _INVENTORY_PROPS.items() if props]
+                + [pc.PropertySpec(type=vim.OpaqueNetwork, pathSet=["summary"], all=False)],
+            )
+            objects = _collect(content, spec)
+        finally:
+            try:
+                view.DestroyView()
+            except Exception as exc:  # views die with the session anyway
+                log.debug("DestroyView failed: %s", type(exc).__name__)
+
+        root_id = _moid(root)
+        tree = _Tree(root_id)
+        seen: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for obj, values in objects:
+            moid = _moid(obj)
+            if moid in seen:
+                continue
+            seen[moid] = (obj, values)
+            parent = values.get("parent") or values.get("parentVApp")
+            tree.add(moid, values.get("name", ""), _moid(parent) if parent is not None else None)
+
+        portgroups = {
+            v["key"]: moid
+            for moid, (obj, v) in seen.items()
+            if isinstance(obj, vim.dvs.DistributedVirtualPortgroup) and v.get("key")
+        }
+        opaques = {
+            v["summary"].opaqueNetworkId: moid
+            for moid, (obj, v) in seen.items()
+            if isinstance(obj, vim.OpaqueNetwork) and getattr(v.get("summary"), "opaqueNetworkId", None)
+        }
+        # Compute resource -> its hosts; a cluster's id for its hosts and pools.
+        members: dict[str, tuple[str, ...]] = {
+            moid: tuple(_moid(h) for h in v.get("host") or ())
+            for moid, (obj, v) in seen.items()
+            if isinstance(obj, vim.ComputeResource)
+        }
+        clusters = {moid for moid, (obj, _) in seen.items() if isinstance(obj, vim.ClusterComputeResource)}
+
+        def base(moid: str) -> dict[str, Any]:
+            return {
+                "id": moid,
+                "name": tree.names.get(moid, ""),
+                "parent_id": tree.parents.get(moid),
+                "path": tree.path(moid),
+            }
+
+        kinds: dict[str, list[Any]] = {
+            k: [] for k in ("dc", "folder", "cluster", "host", "pool", "pod", "ds", "net", "vm")
+        }
+        for moid, (obj, v) in seen.items():
+            if isinstance(obj, vim.Datacenter):
+                kinds["dc"].append(Datacenter(**base(moid)))
+            elif isinstance(obj, vim.StoragePod):
+                kinds["pod"].append(DatastoreCluster(**base(moid)))
+            elif isinstance(obj, vim.Folder):
+                kinds["folder"].append(Folder(**base(moid)))
+            elif isinstance(obj, vim.ClusterComputeResource):
+                kinds["cluster"].append(Cluster(**base(moid)))
+            elif isinstance(obj, vim.HostSystem):
+                parent = tree.parents.get(moid)
+                kinds["host"].append(Host(**base(moid), cluster_id=parent if parent in clusters else None))
+            elif isinstance(obj, vim.ResourcePool):
+                owner = v.get("owner")
+                owner_id = _moid(owner) if owner is not None else None
+                kinds["pool"].append(
+                    ResourcePool(
+                        **base(moid),
+                        cluster_id=owner_id if owner_id in clusters else None,
+                        host_ids=members.get(owner_id, ()) if owner_id else (),
+                    )
+                )
+            elif isinstance(obj, vim.Datastore):
+                parent = tree.parents.get(moid)
+                pod = (
+                    parent if parent is not None and isinstance(seen.get(parent, (None,))[0], vim.StoragePod) else None
+                )
+                kinds["ds"].append(Datastore(**base(moid), datastore_cluster_id=pod))
+            elif isinstance(obj, vim.Network):
+                kinds["net"].append(Network(**base(moid)))
+            elif isinstance(obj, vim.VirtualMachine):
+                kinds["vm"].append(self._vm_from(obj, v, tree, portgroups, opaques))
+
+        def ordered(items: Iterable[Any]) -> tuple[Any, ...]:
+            return tuple(sorted(items, key=lambda x: (x.path, x.id)))
+
+        roles = content.authorizationManager.roleList or []
+        return Inventory(
+            root_folder_id=root_id,
+            datacenters=ordered(kinds["dc"]),
+            folders=ordered(kinds["folder"]),
+            clusters=ordered(kinds["cluster"]),
+            hosts=ordered(kinds["host"]),
+            resource_pools=ordered(kinds["pool"]),
+            datastore_clusters=ordered(kinds["pod"]),
+            datastores=ordered(kinds["ds"]),
+            networks=ordered(kinds["net"]),
+            vms=ordered(kinds["vm"]),
+            roles=tuple(sorted((Role(id=r.roleId, name=r.name) for r in roles), key=lambda r: r.id)),
+        )
 
     def find_vm_by_uuid(self, instance_uuid: str) -> VirtualMachine | None:
         def find(content: Any) -> VirtualMachine | None:
@@ -617,6 +886,16 @@ class VSphereConnector(Connector):
             return None if vm is None else self._vm_record(content, vm)
 
         return self._call(find)
+
+    def read_vm(self, vm_id: str) -> VirtualMachine | None:
+        def read(content: Any) -> VirtualMachine | None:
+            try:
+                vm, values = self._resolve(content, (vim.VirtualMachine,), vm_id, "VM", _VM_PROPS)
+                return self._vm_record(content, vm, values)
+            except (ObjectNotFound, vmodl.fault.ManagedObjectNotFound):
+                return None
+
+        return self._call(read)
 
     # -- tasks ------------------------------------------------------------
 
@@ -671,14 +950,14 @@ class VSphereConnector(Connector):
 
     # -- clone ------------------------------------------------------------
 
-    @staticmethod
-    def _nic_backing(content: Any, network: Any) -> Any:
+    def _nic_backing(self, content: Any, network: Any, values: dict[str, Any]) -> Any:
+        """The backing that connects a card to `network` (resolved by id)."""
         if isinstance(network, vim.dvs.DistributedVirtualPortgroup):
-            values = _properties(content, [network], ["key", "config.distributedVirtualSwitch"])[_moid(network)]
-            dvs = values["config.distributedVirtualSwitch"]
+            pg = _properties(content, [network], ["key", "config.distributedVirtualSwitch"])[_moid(network)]
+            dvs = pg["config.distributedVirtualSwitch"]
             switch_uuid = _properties(content, [dvs], ["uuid"])[_moid(dvs)]["uuid"]
             return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
-                port=vim.dvs.PortConnection(switchUuid=switch_uuid, portgroupKey=values["key"])
+                port=vim.dvs.PortConnection(switchUuid=switch_uuid, portgroupKey=pg["key"])
             )
         if isinstance(network, vim.OpaqueNetwork):
             summary = _properties(content, [network], ["summary"])[_moid(network)]["summary"]
@@ -686,26 +965,40 @@ class VSphereConnector(Connector):
                 opaqueNetworkId=summary.opaqueNetworkId,
                 opaqueNetworkType=summary.opaqueNetworkType,
             )
-        name = _properties(content, [network], ["name"])[_moid(network)]["name"]
-        return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=name, network=network)
+        return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=values.get("name", ""), network=network)
+
+    def _networks(self, content: Any, ids: Iterable[str]) -> dict[str, tuple[Any, dict[str, Any]]]:
+        out: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for network_id in ids:
+            if network_id not in out:
+                out[network_id] = self._resolve(content, _NETWORK_TYPES, network_id, "network")
+        return out
+
+    @staticmethod
+    def _reconnect(card: Any, backing: Any) -> Any:
+        """An edit of `card` that puts it on `backing`."""
+        card.backing = backing
+        return vim.vm.device.VirtualDeviceSpec(operation=vim.vm.device.VirtualDeviceSpec.Operation.edit, device=card)
 
     def clone_vm(
         self,
         *,
-        template: str,
+        template_id: str,
         name: str,
-        datastore: str,
-        network: str,
+        datastore_id: str,
+        networks: tuple[str, ...],
         cpus: int,
         memory_mb: int,
         instance_uuid: str,
-        host: str | None = None,
-        cluster: str | None = None,
+        host_id: str | None = None,
+        cluster_id: str | None = None,
+        folder_id: str | None = None,
         on_task: TaskCallback | None = None,
     ) -> OperationResult:
         wanted_uuid = _normalize_uuid(instance_uuid)
-        if (host is None) == (cluster is None):
-            raise OperationRejected("clone_vm needs exactly one of host or cluster")
+        if (host_id is None) == (cluster_id is None):
+            raise OperationRejected("clone_vm needs exactly one of host_id or cluster_id")
+        networks = tuple(networks)
 
         def clone(content: Any) -> OperationResult:
             existing = self._find_vm_by_uuid(content, wanted_uuid)
@@ -713,63 +1006,41 @@ class VSphereConnector(Connector):
                 record = self._vm_record(content, existing)
                 return OperationResult(
                     task_id=None,
-                    result=f"VM {record.name!r} ({record.id}) already has instance uuid {wanted_uuid}",
+                    result=f"VM {record.path} ({record.id}) already has instance uuid {wanted_uuid}",
                     already_done=True,
                     object_id=record.id,
                 )
 
-            tpl, tpl_values = self._find(
-                content, (vim.VirtualMachine,), template, "template", ["config.hardware.device", "parent"]
+            tpl, tpl_values = self._resolve(
+                content, (vim.VirtualMachine,), template_id, "template", ["config.hardware.device", "parent"]
             )
-            clash = [
-                (o, v)
-                for o, v in _retrieve(content, vim.VirtualMachine, ["name", "config.instanceUuid"])
-                if v.get("name") == name
-            ]
-            if clash:
-                other, values = clash[0]
-                raise OperationRejected(
-                    f"a VM named {name!r} already exists ({_moid(other)}) with instance uuid "
-                    f"{values.get('config.instanceUuid')}, not {wanted_uuid}"
-                )
-            ds, _ = self._find(content, (vim.Datastore,), datastore, "datastore")
-            net, _ = self._find(content, (vim.Network,), network, "network")
+            cards = _ethernet_cards(tpl_values.get("config.hardware.device"))
+            if len(cards) != len(networks):
+                raise OperationRejected(f"the template has {len(cards)} network cards; {len(networks)} networks given")
+            ds, _ = self._resolve(content, (vim.Datastore,), datastore_id, "datastore")
+            nets = self._networks(content, networks)
 
             relocate = vim.vm.RelocateSpec(datastore=ds)
             target_host = None
             target_cluster = None
-            if host is not None:
-                target_host, hv = self._find(content, (vim.HostSystem,), host, "host", ["parent"])
+            if host_id is not None:
+                target_host, hv = self._resolve(content, (vim.HostSystem,), host_id, "host", ["parent"])
                 parent = hv["parent"]
                 relocate.pool = _properties(content, [parent], ["resourcePool"])[_moid(parent)]["resourcePool"]
                 relocate.host = target_host
             else:
-                target_cluster, cv = self._find(
-                    content, (vim.ClusterComputeResource,), cluster, "cluster", ["resourcePool", "host"]
+                target_cluster, cv = self._resolve(
+                    content, (vim.ClusterComputeResource,), cluster_id, "cluster", ["resourcePool"]
                 )
                 relocate.pool = cv["resourcePool"]
 
-            devices = tpl_values.get("config.hardware.device") or []
-            nics = [d for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)]
-            backing = self._nic_backing(content, net)
-            if nics:
-                nic = nics[0]
-                nic.backing = backing
-                nic_change = vim.vm.device.VirtualDeviceSpec(
-                    operation=vim.vm.device.VirtualDeviceSpec.Operation.edit, device=nic
-                )
+            if folder_id is not None:
+                folder, _ = self._resolve(content, (vim.Folder,), folder_id, "folder")
             else:
-                nic = vim.vm.device.VirtualVmxnet3(
-                    key=-100,
-                    backing=backing,
-                    connectable=vim.vm.device.VirtualDevice.ConnectInfo(
-                        startConnected=True, allowGuestControl=True, connected=False
-                    ),
-                )
-                nic_change = vim.vm.device.VirtualDeviceSpec(
-                    operation=vim.vm.device.VirtualDeviceSpec.Operation.add, device=nic
-                )
+                folder = self._vm_folder(content, tpl_values["parent"])
+            self._refuse_name_clash(content, folder, name, wanted_uuid)
 
+            backings = [self._nic_backing(content, *nets[n]) for n in networks]
             spec = vim.vm.CloneSpec(
                 location=relocate,
                 template=False,
@@ -778,24 +1049,47 @@ class VSphereConnector(Connector):
                     numCPUs=int(cpus),
                     memoryMB=int(memory_mb),
                     instanceUuid=wanted_uuid,
-                    deviceChange=[nic_change],
+                    deviceChange=[self._reconnect(card, b) for card, b in zip(cards, backings, strict=True)],
                 ),
             )
-            folder = self._vm_folder(content, tpl_values["parent"])
             task = tpl.CloneVM_Task(folder=folder, name=name, spec=spec)
             new_vm = self._wait(content, task, on_task)
 
             notes = self._converge_clone(
                 content, new_vm, target_host, target_cluster, relocate.pool, int(cpus), int(memory_mb)
             )
+            notes += self._converge_networks(content, new_vm, networks, nets)
             record = self._vm_record(content, new_vm)
-            where = f"host {record.host}" if record.host else "no host"
-            result = f"cloned {template!r} to {record.name!r} ({record.id}) on {where}"
+            wrong = [
+                f"{nic.label} on {nic.network_id or 'nothing'}, not {want}"
+                for nic, want in zip(record.nics, networks, strict=False)
+                if nic.network_id != want
+            ]
+            if len(record.nics) != len(networks) or wrong:
+                raise ConnectorError(
+                    f"clone {record.id} is not connected as asked: "
+                    + ("; ".join(wrong) or f"{len(record.nics)} network cards, {len(networks)} networks asked for")
+                )
+            where = f"host {record.host_id}" if record.host_id else "no host"
+            result = f"cloned {template_id} to {record.path} ({record.id}) on {where}"
             if notes:
                 result += " (" + "; ".join(notes) + ")"
             return OperationResult(task_id=_moid(task), result=result, object_id=record.id)
 
         return self._call(clone)
+
+    @staticmethod
+    def _refuse_name_clash(content: Any, folder: Any, name: str, wanted_uuid: str) -> None:
+        """A VM of this name already in the destination folder carries another
+        instance uuid: say so before vCenter fails the task."""
+        children = _properties(content, [folder], ["childEntity"]).get(_moid(folder), {}).get("childEntity") or []
+        vms = [c for c in children if isinstance(c, vim.VirtualMachine)]
+        for other, values in _properties(content, vms, ["name", "config.instanceUuid"]).items():
+            if values.get("name") == name:
+                raise OperationRejected(
+                    f"a VM named {name!r} already exists in folder {_moid(folder)} ({other}) with instance uuid "
+                    f"{values.get('config.instanceUuid')}, not {wanted_uuid}"
+                )
 
     @staticmethod
     def _vm_folder(content: Any, start: Any) -> Any:
@@ -842,32 +1136,72 @@ class VSphereConnector(Connector):
             notes.append("size corrected")
         return notes
 
+    def _converge_networks(
+        self, content: Any, vm: Any, networks: tuple[str, ...], nets: dict[str, tuple[Any, dict[str, Any]]]
+    ) -> list[str]:
+        """Reconnect any card of the clone that is not on its network."""
+        devices = _properties(content, [vm], ["config.hardware.device"])[_moid(vm)].get("config.hardware.device")
+        cards = _ethernet_cards(devices)
+        portgroups, opaques = self._network_keys(content, cards)
+        changes = [
+            self._reconnect(card, self._nic_backing(content, *nets[want]))
+            for card, want in zip(cards, networks, strict=False)
+            if _nic_network_id(card, portgroups, opaques) != want
+        ]
+        if not changes:
+            return []
+        self._wait(content, vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=changes)))
+        return ["networks corrected"]
+
     # -- relocate ---------------------------------------------------------
 
     def relocate_vm(
-        self, *, vm: str, host: str, datastore: str | None = None, on_task: TaskCallback | None = None
+        self,
+        *,
+        vm_id: str,
+        host_id: str,
+        datastore_id: str | None = None,
+        network_map: dict[str, str] | None = None,
+        on_task: TaskCallback | None = None,
     ) -> OperationResult:
+        wanted_map = dict(network_map or {})
+
         def relocate(content: Any) -> OperationResult:
-            obj, values = self._find(
-                content, (vim.VirtualMachine,), vm, "VM", ["runtime.host", "datastore", "resourcePool"]
+            obj, values = self._resolve(
+                content,
+                (vim.VirtualMachine,),
+                vm_id,
+                "VM",
+                ["runtime.host", "datastore", "resourcePool", "config.hardware.device"],
             )
-            target, target_values = self._find(content, (vim.HostSystem,), host, "host", ["parent"])
+            target, target_values = self._resolve(content, (vim.HostSystem,), host_id, "host", ["parent"])
             ds = None
-            if datastore is not None:
-                ds, _ = self._find(content, (vim.Datastore,), datastore, "datastore")
+            if datastore_id is not None:
+                ds, _ = self._resolve(content, (vim.Datastore,), datastore_id, "datastore")
+            nets = self._networks(content, wanted_map.values())
+
+            cards = _ethernet_cards(values.get("config.hardware.device"))
+            portgroups, opaques = self._network_keys(content, cards)
+            moves = []  # (card, new network id)
+            for card in cards:
+                current_net = _nic_network_id(card, portgroups, opaques)
+                if current_net in wanted_map and wanted_map[current_net] != current_net:
+                    moves.append((card, wanted_map[current_net]))
+
             current = values.get("runtime.host")
             on_host = current is not None and _moid(current) == _moid(target)
             on_ds = ds is None or {_moid(d) for d in values.get("datastore") or ()} == {_moid(ds)}
-            vm_name = values.get("name", vm)
-            host_name = target_values.get("name", host)
-            if on_host and on_ds:
-                where = f"{host_name!r}" + (f" and datastore {datastore!r}" if ds is not None else "")
+            where = host_id + (f" and datastore {datastore_id}" if ds is not None else "")
+            if moves:
+                where += ", " + ", ".join(f"{card.deviceInfo.label} to {net}" for card, net in moves)
+            if on_host and on_ds and not moves:
                 return OperationResult(
                     task_id=None,
-                    result=f"VM {vm_name!r} is already on {where}",
+                    result=f"VM {vm_id} is already on {where}",
                     already_done=True,
-                    object_id=_moid(obj),
+                    object_id=vm_id,
                 )
+
             spec = vim.vm.RelocateSpec(host=target)
             if ds is not None:
                 spec.datastore = ds
@@ -880,12 +1214,39 @@ class VSphereConnector(Connector):
                 spec.pool = _properties(content, [target_parent], ["resourcePool"])[_moid(target_parent)][
                     "resourcePool"
                 ]
+            if moves:
+                spec.deviceChange = [self._reconnect(card, self._nic_backing(content, *nets[n])) for card, n in moves]
             task = obj.RelocateVM_Task(spec=spec)
             self._wait(content, task, on_task)
-            where = f"{host_name!r}" + (f" and datastore {datastore!r}" if ds is not None else "")
-            return OperationResult(task_id=_moid(task), result=f"moved VM {vm_name!r} to {where}", object_id=_moid(obj))
+
+            self._check_relocated(content, obj, host_id, datastore_id, {card.key: n for card, n in moves})
+            return OperationResult(task_id=_moid(task), result=f"moved VM {vm_id} to {where}", object_id=vm_id)
 
         return self._call(relocate)
+
+    def _check_relocated(
+        self, content: Any, vm: Any, host_id: str, datastore_id: str | None, cards: dict[int, str]
+    ) -> None:
+        """Read the VM back: on the host (and datastore), every moved card on
+        its new network; ConnectorError otherwise."""
+        values = _properties(content, [vm], ["runtime.host", "datastore", "config.hardware.device"])[_moid(vm)]
+        problems = []
+        host = values.get("runtime.host")
+        if host is None or _moid(host) != host_id:
+            problems.append(f"it is on host {_moid(host) if host is not None else 'none'}, not {host_id}")
+        if datastore_id is not None and {_moid(d) for d in values.get("datastore") or ()} != {datastore_id}:
+            problems.append(f"its disks are not on datastore {datastore_id} only")
+        devices = _ethernet_cards(values.get("config.hardware.device"))
+        portgroups, opaques = self._network_keys(content, devices)
+        by_key = {int(d.key): d for d in devices}
+        for key, want in cards.items():
+            card = by_key.get(key)
+            seen = _nic_network_id(card, portgroups, opaques) if card is not None else None
+            if seen != want:
+                label = card.deviceInfo.label if card is not None else f"card {key}"
+                problems.append(f"{label} is on {seen or 'nothing'}, not {want}")
+        if problems:
+            raise ConnectorError(f"VM {_moid(vm)} was relocated but " + "; ".join(problems))
 
     # -- permissions ------------------------------------------------------
 
@@ -911,24 +1272,24 @@ class VSphereConnector(Connector):
                 Permission(
                     principal=p.principal,
                     role=roles.get(p.roleId, str(p.roleId)),
-                    entity=names.get(entity_id, {}).get("name", entity_id),
                     entity_id=entity_id,
+                    entity_name=names.get(entity_id, {}).get("name", ""),
                     propagate=bool(p.propagate),
                     is_group=bool(p.group),
                 )
             )
         return tuple(sorted(out, key=lambda x: (x.entity_id, x.principal.lower(), x.is_group)))
 
-    def _entity(self, content: Any, entity: str) -> tuple[Any, str]:
-        obj, values = self._find(content, _PERMISSION_ENTITY_TYPES, entity, "entity")
-        return obj, values.get("name", entity)
+    def _entity(self, content: Any, entity_id: str) -> Any:
+        obj, _ = self._resolve(content, _PERMISSION_ENTITY_TYPES, entity_id, "entity")
+        return obj
 
-    def permissions(self, entity: str | None = None) -> tuple[Permission, ...]:
+    def permissions(self, entity_id: str | None = None) -> tuple[Permission, ...]:
         def read(content: Any) -> tuple[Permission, ...]:
             am = content.authorizationManager
-            if entity is None:
+            if entity_id is None:
                 return self._permission_records(content, am.RetrieveAllPermissions())
-            obj, _ = self._entity(content, entity)
+            obj = self._entity(content, entity_id)
             return self._permission_records(content, am.RetrieveEntityPermissions(entity=obj, inherited=False), obj)
 
         return self._call(read)
@@ -942,7 +1303,7 @@ class VSphereConnector(Connector):
         *,
         principal: str,
         role: str,
-        entity: str,
+        entity_id: str,
         propagate: bool = True,
         on_task: TaskCallback | None = None,  # permissions change without a vSphere task
     ) -> OperationResult:
@@ -952,15 +1313,15 @@ class VSphereConnector(Connector):
             if not role_ids:
                 raise ObjectNotFound("role", role)
             role_id = role_ids[0]
-            obj, entity_name = self._entity(content, entity)
+            obj = self._entity(content, entity_id)
             existing = list(am.RetrieveEntityPermissions(entity=obj, inherited=False) or [])
             mine = [p for p in existing if not p.group and self._same_principal(p.principal, principal)]
             if mine and mine[0].roleId == role_id and bool(mine[0].propagate) == bool(propagate):
                 return OperationResult(
                     task_id=None,
-                    result=f"{principal!r} already has role {role!r} on {entity_name!r}",
+                    result=f"{principal!r} already has role {role!r} on {entity_id}",
                     already_done=True,
-                    object_id=_moid(obj),
+                    object_id=entity_id,
                 )
             # vCenter merges the given rules into the entity's; some
             # implementations (vcsim) replace them all, so send the others too.
@@ -981,34 +1342,34 @@ class VSphereConnector(Connector):
             verb = "changed" if mine else "granted"
             return OperationResult(
                 task_id=None,
-                result=f"{verb} role {role!r} for {principal!r} on {entity_name!r}",
-                object_id=_moid(obj),
+                result=f"{verb} role {role!r} for {principal!r} on {entity_id}",
+                object_id=entity_id,
             )
 
         return self._call(add)
 
-    def remove_permission(self, *, principal: str, entity: str) -> OperationResult:
+    def remove_permission(self, *, principal: str, entity_id: str) -> OperationResult:
         def remove(content: Any) -> OperationResult:
             am = content.authorizationManager
-            obj, entity_name = self._entity(content, entity)
+            obj = self._entity(content, entity_id)
             existing = am.RetrieveEntityPermissions(entity=obj, inherited=False) or []
             mine = [p for p in existing if self._same_principal(p.principal, principal)]
             if not mine:
                 return OperationResult(
                     task_id=None,
-                    result=f"{principal!r} has no permission on {entity_name!r}",
+                    result=f"{principal!r} has no permission on {entity_id}",
                     already_done=True,
-                    object_id=_moid(obj),
+                    object_id=entity_id,
                 )
             for p in mine:
                 try:
                     am.RemoveEntityPermission(entity=obj, user=p.principal, isGroup=p.group)
                 except vim.fault.NotFound:
-                    log.debug("permission of %r on %s was already gone", p.principal, _moid(obj))
+                    log.debug("permission of %r on %s was already gone", p.principal, entity_id)
             return OperationResult(
                 task_id=None,
-                result=f"removed {principal!r}'s permission on {entity_name!r}",
-                object_id=_moid(obj),
+                result=f"removed {principal!r}'s permission on {entity_id}",
+                object_id=entity_id,
             )
 
         return self._call(remove)

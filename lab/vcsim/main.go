@@ -10,13 +10,22 @@
 //	cluster prod:  prod-esx-01, prod-esx-02   network pg-prod
 //	cluster dev:   dev-esx-01, dev-esx-02     network pg-dev
 //	standalone:    dmz-esx-01                 network pg-dmz
-//	datastores ds-prod, ds-dev, ds-dmz, ds-templates, mounted on every host.
+//	datastores ds-prod, ds-dev, ds-dmz, ds-templates, mounted on every host;
+//	  ds-prod sits in the datastore cluster (storage pod) dsc-prod.
 //	VM folders: templates, prod-vms, dev-vms, dmz-vms
 //	templates (powered off, on dev-esx-01 / ds-templates):
-//	  tpl-debian12, tpl-rhel9 (one NIC on pg-dev), tpl-win2022 (no NIC)
+//	  tpl-debian12 (one NIC on pg-dev), tpl-rhel9 (two NICs, both on pg-dev),
+//	  tpl-win2022 (no NIC)
 //	VMs (powered on): prod-web-01 (prod-esx-01), prod-db-01 (prod-esx-02),
 //	  dev-app-01 (dev-esx-01), dev-app-02 (dev-esx-02), dmz-proxy-01 (dmz-esx-01)
 //	extra roles: VirtualMachineUser, VirtualMachinePowerUser
+//
+// With -default-model the lab inventory is not built: the simulator's own
+// default vCenter inventory (DC0, DC0_C0, DC0_H0, LocalDS_0, "VM Network",
+// DC0_DVPG0, ...) is served instead, as VMware's vcsim serves it.
+//
+// Unlike the plain simulator, RelocateVM_Task honours spec.deviceChange edits
+// of network cards (as vCenter does), in the same task.
 //
 // Each lab is its own vCenter: it gets a random about.instanceUuid (kept in
 // -data-dir, so a restart is the same vCenter again), or the one -instance-uuid
@@ -68,6 +77,7 @@ var zones = []zone{
 
 const (
 	sharedDatastore = "ds-templates"
+	prodPod         = "dsc-prod" // datastore cluster holding ds-prod
 	templateFolder  = "templates"
 	templateHost    = "dev-esx-01"
 )
@@ -76,7 +86,7 @@ type vmSpec struct {
 	name      string
 	host      string
 	datastore string
-	network   string // empty: no NIC
+	networks  []string // one NIC per entry, in order; none: no NIC
 	folder    string
 	guestID   string
 	cpus      int32
@@ -85,14 +95,14 @@ type vmSpec struct {
 }
 
 var vms = []vmSpec{
-	{name: "tpl-debian12", host: templateHost, datastore: sharedDatastore, network: "pg-dev", folder: templateFolder, guestID: "debian10_64Guest", cpus: 1, memoryMB: 1024, template: true},
-	{name: "tpl-rhel9", host: templateHost, datastore: sharedDatastore, network: "pg-dev", folder: templateFolder, guestID: "rhel7_64Guest", cpus: 2, memoryMB: 2048, template: true},
+	{name: "tpl-debian12", host: templateHost, datastore: sharedDatastore, networks: []string{"pg-dev"}, folder: templateFolder, guestID: "debian10_64Guest", cpus: 1, memoryMB: 1024, template: true},
+	{name: "tpl-rhel9", host: templateHost, datastore: sharedDatastore, networks: []string{"pg-dev", "pg-dev"}, folder: templateFolder, guestID: "rhel7_64Guest", cpus: 2, memoryMB: 2048, template: true},
 	{name: "tpl-win2022", host: templateHost, datastore: sharedDatastore, folder: templateFolder, guestID: "windows9Server64Guest", cpus: 2, memoryMB: 4096, template: true},
-	{name: "prod-web-01", host: "prod-esx-01", datastore: "ds-prod", network: "pg-prod", folder: "prod-vms", guestID: "debian10_64Guest", cpus: 2, memoryMB: 4096},
-	{name: "prod-db-01", host: "prod-esx-02", datastore: "ds-prod", network: "pg-prod", folder: "prod-vms", guestID: "rhel7_64Guest", cpus: 4, memoryMB: 8192},
-	{name: "dev-app-01", host: "dev-esx-01", datastore: "ds-dev", network: "pg-dev", folder: "dev-vms", guestID: "debian10_64Guest", cpus: 1, memoryMB: 2048},
-	{name: "dev-app-02", host: "dev-esx-02", datastore: "ds-dev", network: "pg-dev", folder: "dev-vms", guestID: "debian10_64Guest", cpus: 1, memoryMB: 2048},
-	{name: "dmz-proxy-01", host: "dmz-esx-01", datastore: "ds-dmz", network: "pg-dmz", folder: "dmz-vms", guestID: "debian10_64Guest", cpus: 1, memoryMB: 1024},
+	{name: "prod-web-01", host: "prod-esx-01", datastore: "ds-prod", networks: []string{"pg-prod"}, folder: "prod-vms", guestID: "debian10_64Guest", cpus: 2, memoryMB: 4096},
+	{name: "prod-db-01", host: "prod-esx-02", datastore: "ds-prod", networks: []string{"pg-prod"}, folder: "prod-vms", guestID: "rhel7_64Guest", cpus: 4, memoryMB: 8192},
+	{name: "dev-app-01", host: "dev-esx-01", datastore: "ds-dev", networks: []string{"pg-dev"}, folder: "dev-vms", guestID: "debian10_64Guest", cpus: 1, memoryMB: 2048},
+	{name: "dev-app-02", host: "dev-esx-02", datastore: "ds-dev", networks: []string{"pg-dev"}, folder: "dev-vms", guestID: "debian10_64Guest", cpus: 1, memoryMB: 2048},
+	{name: "dmz-proxy-01", host: "dmz-esx-01", datastore: "ds-dmz", networks: []string{"pg-dmz"}, folder: "dmz-vms", guestID: "debian10_64Guest", cpus: 1, memoryMB: 1024},
 }
 
 var extraRoles = []struct {
@@ -238,6 +248,11 @@ func (l *lab) build() error {
 		return err
 	}
 
+	// A datastore cluster holding the prod datastore.
+	if err := l.storagePod(prodPod, zones[0].datastore); err != nil {
+		return err
+	}
+
 	// Networks: one standard port group per zone.
 	if err := l.networks(); err != nil {
 		return err
@@ -329,6 +344,22 @@ func (l *lab) datastore(name string, hosts []string) error {
 		if p, ok := simulator.Map.Get(*host.Parent).(*mo.ComputeResource); ok {
 			p.Datastore = dedupe(p.Datastore)
 		}
+	}
+	return nil
+}
+
+// storagePod creates a datastore cluster and moves the datastore into it.
+func (l *lab) storagePod(name, datastore string) error {
+	pod, err := l.folders.DatastoreFolder.CreateStoragePod(l.ctx, name)
+	if err != nil {
+		return fmt.Errorf("create datastore cluster %s: %v", name, err)
+	}
+	ds, err := object.NewSearchIndex(l.c).FindChild(l.ctx, l.folders.DatastoreFolder, datastore)
+	if err != nil || ds == nil {
+		return fmt.Errorf("datastore %s not found", datastore)
+	}
+	if _, err := l.wait(pod.MoveInto(l.ctx, []types.ManagedObjectReference{ds.Reference()})); err != nil {
+		return fmt.Errorf("move %s into %s: %v", datastore, name, err)
 	}
 	return nil
 }
@@ -425,10 +456,10 @@ func (l *lab) vm(spec vmSpec, folder *object.Folder) error {
 		config.Files.VmPathName+" "+path.Join(spec.name, "disk1.vmdk"))
 	disk.CapacityInKB = 1024 * 1024
 	devices = append(devices, disk)
-	if spec.network != "" {
-		net, err := object.NewSearchIndex(l.c).FindChild(ctx, l.folders.NetworkFolder, spec.network)
+	for i, network := range spec.networks {
+		net, err := object.NewSearchIndex(l.c).FindChild(ctx, l.folders.NetworkFolder, network)
 		if err != nil || net == nil {
-			return fmt.Errorf("network %s not found", spec.network)
+			return fmt.Errorf("network %s not found", network)
 		}
 		backing, err := net.(object.NetworkReference).EthernetCardBackingInfo(ctx)
 		if err != nil {
@@ -438,6 +469,8 @@ func (l *lab) vm(spec vmSpec, folder *object.Folder) error {
 		if err != nil {
 			return err
 		}
+		// vCenter's labels; the simulator would make up "ethernet-N".
+		nic.GetVirtualDevice().DeviceInfo = &types.Description{Label: fmt.Sprintf("Network adapter %d", i+1), Summary: network}
 		devices = append(devices, nic)
 	}
 	if config.DeviceChange, err = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd); err != nil {
@@ -527,6 +560,7 @@ func main() {
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "also shut down when stdin is closed (ties the lab to its parent process)")
 	trace := flag.Bool("trace", false, "write SOAP traffic to stderr")
 	instanceUUID := flag.String("instance-uuid", "", "the vCenter's about.instanceUuid (default: random, kept in -data-dir across restarts)")
+	defaultModel := flag.Bool("default-model", false, "serve the simulator's default vCenter inventory (DC0, DC0_C0, DC0_H0, ...) instead of the lab's")
 	flag.Parse()
 
 	if *username == "" {
@@ -551,15 +585,17 @@ func main() {
 	simulator.Trace = *trace
 
 	model := simulator.VPX()
-	// Start from an empty vCenter; the lab builds its own named inventory.
-	model.Datacenter = 0
-	model.Portgroup = 0
-	model.Host = 0
-	model.Cluster = 0
-	model.ClusterHost = 0
-	model.Datastore = 0
-	model.Machine = 0
-	model.Autostart = false
+	if !*defaultModel {
+		// Start from an empty vCenter; the lab builds its own named inventory.
+		model.Datacenter = 0
+		model.Portgroup = 0
+		model.Host = 0
+		model.Cluster = 0
+		model.ClusterHost = 0
+		model.Datastore = 0
+		model.Machine = 0
+		model.Autostart = false
+	}
 	if err := model.Create(); err != nil {
 		log.Fatalf("create model: %v", err)
 	}
@@ -589,13 +625,15 @@ func main() {
 			_ = os.RemoveAll(d)
 		}
 	}
-	if err := l.build(); err != nil {
-		cleanup()
-		log.Fatalf("build inventory: %v", err)
-	}
-	if err := l.check(); err != nil {
-		cleanup()
-		log.Fatal(err)
+	if !*defaultModel {
+		if err := l.build(); err != nil {
+			cleanup()
+			log.Fatalf("build inventory: %v", err)
+		}
+		if err := l.check(); err != nil {
+			cleanup()
+			log.Fatal(err)
+		}
 	}
 
 	// Only now, so building the inventory is not slowed down.
@@ -604,6 +642,8 @@ func main() {
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
 	model.Service.TLS = new(tls.Config)
 	server := model.Service.NewServer()
+	// No client knows the URL yet, so the handler can still be swapped.
+	server.Config.Handler = relocateDevices(server.Config.Handler)
 
 	u := url.URL{Scheme: "https", Host: server.URL.Host, Path: server.URL.Path}
 	out := bufio.NewWriter(os.Stdout)
