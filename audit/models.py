@@ -66,6 +66,26 @@ class AuditEntry(models.Model):
         return ticket_ref(self.ticket_id)
 
 
+class Checkpoint(models.Model):
+    """The chain as of one entry, signed with the portal's Ed25519 key
+    (AUDIT_SIGNING_KEY) by the worker, for the witness to countersign. A
+    database user can delete these rows but cannot forge one; the witness
+    keeps its own copies (see audit.witness)."""
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    # ISO 8601 text, as signed (audit.signing.checkpoint_message).
+    signed_at = models.CharField(max_length=40)
+    public_key = models.CharField(max_length=64)
+    signature = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self):
+        return f"checkpoint at #{self.seq}"
+
+
 class FindingKind(models.TextChoices):
     VM_UNEXPLAINED = "vm_unexplained", "VM that no ticket created"
     VM_MOVED = "vm_moved", "VM on a host no ticket moved it to"

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from audit import drift
+from audit import checkpoints, drift
 
 
 @shared_task
@@ -11,3 +11,10 @@ def detect_drift() -> list[dict]:
         {"connector": r.connector, "raised": len(r.raised), "present": r.present, "error": r.error}
         for r in drift.detect_drift_everywhere()
     ]
+
+
+@shared_task
+def sign_checkpoint() -> int | None:
+    """Sign a checkpoint of the audit chain; the seq signed, or None."""
+    checkpoint = checkpoints.sign_checkpoint()
+    return checkpoint.seq if checkpoint is not None else None

@@ -1,12 +1,13 @@
 """Checking the audit chain: every entry's HMAC, its link to the entry before
-and its sequence number, streamed in constant memory."""
+and its sequence number, streamed in constant memory; then, where a witness
+is configured (WITNESS_URL), that the log still holds what the witness saw."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.db import connection, transaction
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainWalker, Signer, canonical_entry
 from audit.models import AuditEntry, ChainHead
+from audit.witnessed import WitnessClient, WitnessDisowned, WitnessUnavailable, compare_with_witness
 
 CHUNK_SIZE = 5000
 
@@ -28,16 +30,36 @@ class ChainReport:
     checked: int
     first_broken: int | None  # seq of the first entry whose hash, link or sequence is wrong
     reason: str
+    # "checked", "not configured", or why the witness could not be asked.
+    witness: str = "not configured"
+    witnessed_seq: int | None = None  # the newest witnessed checkpoint
+    witnessed_at: str | None = None
 
 
-def verify_chain(queryset=None, *, chunk_size: int = CHUNK_SIZE) -> ChainReport:
+_FROM_SETTINGS = object()
+
+
+def configured_witness() -> WitnessClient | None:
+    """The witness named by WITNESS_URL and WITNESS_PUBLIC_KEY, or None."""
+    if not settings.WITNESS_URL:
+        return None
+    return WitnessClient(
+        settings.WITNESS_URL, witness_key=settings.WITNESS_PUBLIC_KEY, portal_key=settings.AUDIT_SIGNING_PUBLIC_KEY
+    )
+
+
+def verify_chain(queryset=None, *, chunk_size: int = CHUNK_SIZE, witness=_FROM_SETTINGS) -> ChainReport:
     """Verify the whole log (queryset None), or a contiguous run of entries
     such as ``AuditEntry.objects.filter(seq__gte=n)``, whose first entry is
     then taken as the anchor.
 
     The whole log must start at seq 1 with an empty prev_hash and end at the
     chain head, so deleting the newest entries or appending outside the
-    writer is caught too."""
+    writer is caught too. And it must hold what the witness (`witness`, by
+    default the configured one) cosigned: every witnessed entry, unchanged,
+    so that a table owner who deletes the newest entries and moves the head
+    back, or rewrites entries with the key, or restores an older copy, is
+    caught at the first entry that differs."""
     whole_log = queryset is None
     entries = (AuditEntry.objects.all() if whole_log else queryset).order_by("seq").values_list(*COLUMNS)
     # One snapshot for the entries and the head: appends made while this runs
@@ -52,7 +74,38 @@ def verify_chain(queryset=None, *, chunk_size: int = CHUNK_SIZE) -> ChainReport:
         details_as_text = connection.vendor == "postgresql"
         # closing(): a walk that stops at a break closes the cursor in this transaction.
         with closing(read_chunks(entries, chunk_size)) as chunks:
-            return _walk(chunks, head=head if whole_log else None, details_as_text=details_as_text)
+            report = _walk(chunks, head=head if whole_log else None, details_as_text=details_as_text)
+        if whole_log:
+            report = _against_witness(report, configured_witness() if witness is _FROM_SETTINGS else witness)
+        return report
+
+
+def _against_witness(report: ChainReport, witness: WitnessClient | None) -> ChainReport:
+    """`report` with what the witness says added (called inside the walk's
+    snapshot, so the entries compared are the entries walked)."""
+    if witness is None:
+        return report
+    try:
+        newest = witness.newest()
+        if newest is None:
+            return replace(report, witness="checked: nothing witnessed yet")
+        found = None
+        if report.ok:
+
+            def hash_at(seq: int) -> str | None:
+                return AuditEntry.objects.filter(seq=seq).values_list("hash", flat=True).first()
+
+            found = compare_with_witness(
+                last_seq=report.checked, hash_at=hash_at, newest=newest, witnessed_at=witness.witnessed_at
+            )
+    except WitnessUnavailable as exc:
+        return replace(report, witness=f"unavailable: {exc}")
+    except WitnessDisowned as exc:
+        return replace(report, ok=False, first_broken=None, reason=f"witness: {exc}", witness=f"refused: {exc}")
+    report = replace(report, witness="checked", witnessed_seq=newest["seq"], witnessed_at=newest["witnessed_at"])
+    if found is not None:
+        report = replace(report, ok=False, first_broken=found[0], reason=found[1])
+    return report
 
 
 def read_chunks(entries, chunk_size: int = CHUNK_SIZE):

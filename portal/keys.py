@@ -23,10 +23,16 @@ def _generate_credentials_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
+def _generate_signing_key() -> str:
+    # 32 random bytes: an Ed25519 private key (audit checkpoints).
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
 GENERATORS = {
     "SECRET_KEY": _generate_secret_key,
     "CREDENTIALS_KEY": _generate_credentials_key,
     "AUDIT_HMAC_KEY": _generate_secret_key,
+    "AUDIT_SIGNING_KEY": _generate_signing_key,
 }
 
 
@@ -56,6 +62,8 @@ def load_key(name: str, *, data_dir: Path, generate_locally: bool) -> str:
 HINTS = {
     "CREDENTIALS_KEY": 'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"',
     "CREDENTIALS_PUBLIC_KEY": "python manage.py credentials_public_key (run where CREDENTIALS_KEY is set)",
+    "AUDIT_SIGNING_KEY": 'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"',
+    "WITNESS_PUBLIC_KEY": "python -m audit.witness public-key (run where the witness keeps its data)",
 }
 
 
@@ -63,7 +71,7 @@ def weakness(name: str, value: str) -> str | None:
     """Why `value` is not good enough for `name`, or None."""
     if not value:
         return "is not set"
-    if name in ("CREDENTIALS_KEY", "CREDENTIALS_PUBLIC_KEY"):
+    if name in ("CREDENTIALS_KEY", "CREDENTIALS_PUBLIC_KEY", "AUDIT_SIGNING_KEY", "WITNESS_PUBLIC_KEY"):
         try:
             raw = base64.urlsafe_b64decode(value.encode())
         except (binascii.Error, ValueError):

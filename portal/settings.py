@@ -64,6 +64,36 @@ if not DEBUG:
     if SERVICE == "web":
         require_strong("CREDENTIALS_PUBLIC_KEY", CREDENTIALS_PUBLIC_KEY)
 
+# Signed checkpoints of the audit chain and their witness (audit/signing.py,
+# audit/checkpoints.py, audit/witness.py). AUDIT_SIGNING_KEY (Ed25519) signs
+# checkpoints: only the worker, which runs the signing task, and the shell
+# hold it; the web and beat refuse it. Others may be given the public key.
+HOLDS_AUDIT_SIGNING_KEY = SERVICE in ("", "worker")
+if HOLDS_AUDIT_SIGNING_KEY:
+    # The shell and the tests generate the local key file only when they sign
+    # (audit.checkpoints.signing_key); a local worker makes it at start.
+    AUDIT_SIGNING_KEY = load_key(
+        "AUDIT_SIGNING_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS and SERVICE == "worker"
+    )
+elif "AUDIT_SIGNING_KEY" in os.environ:
+    raise ImproperlyConfigured(
+        f"AUDIT_SIGNING_KEY must not be in the environment of the {SERVICE} process: only the worker signs "
+        "checkpoints. Give this process AUDIT_SIGNING_PUBLIC_KEY (python manage.py audit_public_key) if anything."
+    )
+else:
+    AUDIT_SIGNING_KEY = ""
+AUDIT_SIGNING_KEY_LOCAL = _GENERATE_KEYS
+if not DEBUG and (SERVICE == "worker" or AUDIT_SIGNING_KEY):
+    require_strong("AUDIT_SIGNING_KEY", AUDIT_SIGNING_KEY)
+AUDIT_SIGNING_PUBLIC_KEY = os.environ.get("AUDIT_SIGNING_PUBLIC_KEY", "").strip()
+AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 60)
+# Where verification reads the newest witnessed checkpoint (the witness's own
+# HTTP interface, not this database) and the key its cosignatures must carry.
+WITNESS_URL = os.environ.get("WITNESS_URL", "").strip()
+WITNESS_PUBLIC_KEY = os.environ.get("WITNESS_PUBLIC_KEY", "").strip()
+if WITNESS_URL and not DEBUG:
+    require_strong("WITNESS_PUBLIC_KEY", WITNESS_PUBLIC_KEY)
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -298,6 +328,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": INVENTORY_REFRESH_SECONDS,
     },
     "detect-drift": {"task": "audit.tasks.detect_drift", "schedule": DRIFT_INTERVAL_SECONDS},
+    "audit-checkpoint": {"task": "audit.tasks.sign_checkpoint", "schedule": AUDIT_CHECKPOINT_SECONDS},
 }
 
 # Execution

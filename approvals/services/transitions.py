@@ -3,9 +3,10 @@
 from django.db import transaction
 from django.utils import timezone
 
-from approvals.choices import ALLOWED_TRANSITIONS
+from approvals.choices import ALLOWED_TRANSITIONS, FINAL_STATES, TicketState
 from approvals.errors import StateConflict
 from approvals.models import Ticket
+from audit.checkpoints import checkpoint_soon
 from audit.writer import record
 
 
@@ -41,6 +42,9 @@ def transition(
             obj=ticket,
             details={"from": source, "to": to, **(details or {})},
         )
+        if to in FINAL_STATES or to == TicketState.SUCCEEDED:
+            # The ticket's story is told: have it signed and witnessed now, not at the next minute.
+            transaction.on_commit(checkpoint_soon, robust=True)
     ticket.state = to
     ticket.updated_at = now
     for name, value in fields.items():

@@ -55,6 +55,37 @@ class ChainReportSerializer(serializers.Serializer):
     checked = serializers.IntegerField()
     first_broken = serializers.IntegerField(allow_null=True)
     reason = serializers.CharField(allow_blank=True)
+    witness = serializers.CharField(help_text='"checked", "not configured", or why the witness could not be asked')
+    witnessed_seq = serializers.IntegerField(allow_null=True, help_text="the newest checkpoint the witness cosigned")
+    witnessed_at = serializers.CharField(allow_null=True)
+
+
+class AfterQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, max_value=2**62, default=0)
+
+
+class LinksQuerySerializer(AfterQuerySerializer):
+    upto = serializers.IntegerField(min_value=0, max_value=2**62, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=5000, default=5000)
+
+
+class CheckpointSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    hash = serializers.CharField()
+    signed_at = serializers.CharField(help_text="ISO 8601, as signed")
+    public_key = serializers.CharField(help_text="the portal's Ed25519 public key, url-safe base64")
+    signature = serializers.CharField(help_text="Ed25519 over audit.signing.checkpoint_message, url-safe base64")
+
+
+class CheckpointListSerializer(serializers.Serializer):
+    public_key = serializers.CharField(allow_blank=True)
+    checkpoints = CheckpointSerializer(many=True)
+
+
+class LinksSerializer(serializers.Serializer):
+    links = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="[seq, prev_hash, hash], oldest first"
+    )
 
 
 class FindingSerializer(serializers.ModelSerializer):

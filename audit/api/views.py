@@ -11,8 +11,10 @@ from rest_framework.response import Response
 
 from audit import rules, selectors, services
 from audit.api import serializers as s
+from audit.checkpoints import public_key as checkpoint_public_key
 from audit.export import stream_csv, stream_json
 from audit.filters import AuditEntryFilter, FindingFilter
+from audit.models import AuditEntry, Checkpoint
 from audit.verify import verify_chain
 from audit.writer import record
 
@@ -59,6 +61,33 @@ class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         """Recompute every entry's hash and link; name the first broken entry."""
         report = verify_chain()
         return Response(s.ChainReportSerializer(report).data)
+
+    @extend_schema(parameters=[s.AfterQuerySerializer], responses={200: s.CheckpointListSerializer}, filters=False)
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def checkpoints(self, request):
+        """Signed checkpoints after seq `after`, oldest first (at most 1,000),
+        with the portal's public key: what the witness countersigns."""
+        query = s.AfterQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = (
+            Checkpoint.objects.filter(seq__gt=query.validated_data["after"])
+            .order_by("seq")
+            .values("seq", "hash", "signed_at", "public_key", "signature")[:1000]
+        )
+        return Response({"public_key": checkpoint_public_key(), "checkpoints": list(rows)})
+
+    @extend_schema(parameters=[s.LinksQuerySerializer], responses={200: s.LinksSerializer}, filters=False)
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def links(self, request):
+        """[seq, prev_hash, hash] of the entries after seq `after` (up to
+        `upto`), oldest first: the chain's links without the entries' contents."""
+        query = s.LinksQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        entries = AuditEntry.objects.filter(seq__gt=query.validated_data["after"])
+        if "upto" in query.validated_data:
+            entries = entries.filter(seq__lte=query.validated_data["upto"])
+        rows = entries.order_by("seq").values_list("seq", "prev_hash", "hash")[: query.validated_data["limit"]]
+        return Response({"links": [list(row) for row in rows]})
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=list(EXPORTS), default="csv")],

@@ -34,7 +34,10 @@ def private_key() -> str:
 
 
 def strong(**extra):
-    return {"SECRET_KEY": secrets.token_urlsafe(50), "AUDIT_HMAC_KEY": secrets.token_urlsafe(50), **extra}
+    keys = {"SECRET_KEY": secrets.token_urlsafe(50), "AUDIT_HMAC_KEY": secrets.token_urlsafe(50)}
+    if extra.get("TWOKEY_SERVICE") == "worker":
+        keys["AUDIT_SIGNING_KEY"] = private_key()  # the worker signs the audit checkpoints
+    return {**keys, **extra}
 
 
 def test_the_web_refuses_to_start_with_the_credentials_key(tmp_path):
@@ -113,3 +116,19 @@ def test_the_command_prints_the_public_key(tmp_path):
         text=True,
     )
     assert piped.stdout.strip() == credentials_public_key(other)
+
+
+def test_only_the_worker_holds_the_audit_signing_key(tmp_path):
+    code = (
+        "import django; django.setup(); from django.conf import settings; print('started', settings.AUDIT_SIGNING_KEY)"
+    )
+    key = private_key()
+    worker = start(tmp_path, code, **strong(TWOKEY_SERVICE="worker", CREDENTIALS_KEY=private_key()))
+    assert worker.returncode == 0, worker.stderr
+    missing = start(tmp_path, code, **{**strong(CREDENTIALS_KEY=private_key()), "TWOKEY_SERVICE": "worker"})
+    assert missing.returncode != 0 and "AUDIT_SIGNING_KEY is not set" in missing.stderr
+    for service in ("web", "beat"):
+        refused = start(tmp_path, code, **strong(TWOKEY_SERVICE=service, AUDIT_SIGNING_KEY=key, DEBUG="1"))
+        assert refused.returncode != 0
+        assert f"AUDIT_SIGNING_KEY must not be in the environment of the {service} process" in refused.stderr
+        assert key not in refused.stderr
