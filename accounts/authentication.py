@@ -3,6 +3,8 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from accounts.directory import directory_configured
+from accounts.directory.local import token_with_directory
 from accounts.models import ApiToken, token_digest
 from audit.writer import record
 
@@ -26,6 +28,8 @@ class HashedTokenAuthentication(authentication.TokenAuthentication):
             raise exceptions.AuthenticationFailed("This token was revoked.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        if directory_configured():
+            token_with_directory(token=token, source_ip=getattr(self, "_source_ip", None))
         now = timezone.now()
         # Remember use, but write at most once a minute per token.
         if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):

@@ -39,6 +39,17 @@ class AccountState(models.Model):
         blank=True,
         help_text="This person's own account on the hypervisor (DOMAIN\\name or name@domain).",
     )
+    # With a directory configured: the directory this account comes from
+    # ("ldap" or "oidc") and its identity there (the entry's DN, or the
+    # provider's subject); empty for local accounts.
+    directory = models.CharField(max_length=8, blank=True, default="")
+    directory_id = models.CharField(max_length=512, blank=True, default="")
+    # Deactivated because the directory disabled or dropped the person; the
+    # directory may then reactivate it (never one the portal deactivated).
+    directory_disabled = models.BooleanField(default=False)
+    # A local account made on the server's shell to get in while the
+    # directory is down; every page warns while it is used.
+    break_glass = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -46,7 +57,16 @@ class AccountState(models.Model):
                 Lower("hypervisor_principal"),
                 condition=~models.Q(hypervisor_principal=""),
                 name="account_principal_unique",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["directory", "directory_id"],
+                condition=~models.Q(directory=""),
+                name="account_directory_identity_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(directory="") | models.Q(break_glass=False),
+                name="account_break_glass_is_local",
+            ),
         ]
 
     def __str__(self):

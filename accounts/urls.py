@@ -2,10 +2,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import otp_views, views
+from accounts.directory import oidc
 
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # OpenID Connect sign-in (404 unless OIDC_ISSUER is set).
+    path("oidc/start/", oidc.OIDCStartView.as_view(), name="oidc_start"),
+    path("oidc/callback/", oidc.OIDCCallbackView.as_view(), name="oidc_callback"),
     path("password_change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("logout-everywhere/", views.logout_everywhere, name="logout_everywhere"),

@@ -9,6 +9,7 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
 
 from accounts import password_reset
+from accounts.directory import pages as directory_pages
 from accounts.services import own_password_set, sign_out_everywhere
 
 
@@ -18,7 +19,16 @@ def _source_ip(request) -> str | None:
 
 class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "password_reset_enabled": password_reset.password_reset_enabled()}
+        return {
+            **super().get_context_data(**kwargs),
+            "password_reset_enabled": password_reset.password_reset_enabled(),
+            **directory_pages.sign_in_context(self.request),
+        }
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        directory_pages.after_local_sign_in(self.request)
+        return response
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

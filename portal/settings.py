@@ -135,7 +135,11 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Local passwords; with a directory configured, break-glass accounts only.
+    "accounts.directory.local.LocalBackend",
+    # Each does nothing unless its directory is configured (below).
+    "accounts.directory.ldap_backend.DirectoryLDAPBackend",
+    "accounts.directory.oidc.DirectoryOIDCBackend",
 ]
 # Sign-in throttling: a few failures per user and address, then a cool-off.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
@@ -350,3 +354,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"pyVmomi": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# Directory sign-in: LDAP / Active Directory (LDAP_SERVER_URI, ...) and
+# OpenID Connect (OIDC_ISSUER, ...); accounts/directory/config.py reads and
+# checks them, and refuses to start on a setting that cannot work. With a
+# directory configured, people and their roles come from it, re-synced every
+# DIRECTORY_SYNC_SECONDS by beat.
+from accounts.directory.config import directory_settings  # noqa: E402
+
+globals().update(directory_settings(os.environ))
+if TWOKEY_DIRECTORY:  # noqa: F821 - set just above
+    CELERY_BEAT_SCHEDULE["sync-directory"] = {
+        "task": "accounts.tasks.sync_directory",
+        "schedule": DIRECTORY_SYNC_SECONDS,  # noqa: F821
+    }

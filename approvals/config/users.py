@@ -33,6 +33,32 @@ def principal_of(user) -> str:
     return state or ""
 
 
+def directory_rules(*, action, instance, before, after) -> None:
+    """With a directory configured, people and their roles come from it: no
+    request creates an account or changes anyone's roles, and the
+    directory's own fields of its accounts (names, e-mail) are its to change.
+    The hypervisor account, deactivation and authenticator resets remain
+    requests."""
+    from accounts.directory import directory_configured
+    from accounts.directory.services import directory_user
+
+    if not directory_configured():
+        return
+    if action == CREATE:
+        raise InvalidInput(
+            {"username": ["People come from the directory: they sign in through it and their account follows."]}
+        )
+    errors = {}
+    if sorted(after.get("roles", [])) != sorted(before.get("roles", [])):
+        errors["roles"] = ["Roles come from the directory's groups; ask its owners to change the groups."]
+    if instance is not None and directory_user(instance):
+        for field in ("email", "first_name", "last_name"):
+            if after.get(field) != before.get(field):
+                errors[field] = ["Comes from the directory; it changes there."]
+    if errors:
+        raise InvalidInput(errors)
+
+
 class UserShape(serializers.Serializer):
     username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
     email = serializers.EmailField(max_length=254, allow_blank=True, required=False)
@@ -112,6 +138,7 @@ class UserTarget(ConfigTarget):
         return {**before, "otp_enrolled": False}
 
     def rules(self, *, action, instance, before, after, requester):
+        directory_rules(action=action, instance=instance, before=before, after=after)
         errors: dict[str, list[str]] = {}
         users = self.model.objects.all()
         if instance is not None:
