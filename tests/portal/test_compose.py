@@ -52,7 +52,7 @@ def words(command):
 
 
 def test_compose_has_the_deployment_services():
-    assert {"postgres", "redis", "vcsim", "web", "worker", "beat"} <= set(compose())
+    assert {"postgres", "redis", "vcsim", "web", "worker", "beat", "witness"} <= set(compose())
     assert compose()["vcsim"]["image"] == "vmware/vcsim"
 
 
@@ -69,7 +69,7 @@ def test_compose_sets_no_default_secrets():
     services = compose()
     for service, names in (
         ("web", ("SECRET_KEY", "AUDIT_HMAC_KEY")),
-        ("worker", ("SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY")),
+        ("worker", ("SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY", "AUDIT_SIGNING_KEY")),
         ("migrate", ("CREDENTIALS_KEY",)),
     ):
         env = services[service]["environment"]
@@ -99,3 +99,32 @@ def test_procfile_starts_the_web_without_the_credentials_key():
 
 def test_exactly_one_beat():
     assert "deploy" not in compose()["beat"] and "scale" not in compose()["beat"]
+
+
+def test_the_witness_runs_apart_like_the_local_run():
+    """Its own service and volume, the same command as the Procfile's, and
+    nothing of the portal's: no database, no keys."""
+    witness, local = compose()["witness"], procfile_raw()["witness"]
+    command, unset, _ = without_env(local)
+    assert words(witness["command"])[:4] == command[:4] == ["python", "-m", "audit.witness", "run"]
+    assert {"SECRET_KEY", "AUDIT_HMAC_KEY", "CREDENTIALS_KEY", "AUDIT_SIGNING_KEY", "DATABASE_URL"} <= unset
+    assert not {"SECRET_KEY", "AUDIT_HMAC_KEY", "CREDENTIALS_KEY", "AUDIT_SIGNING_KEY", "DATABASE_URL"} & set(
+        witness["environment"]
+    )
+    assert "depends_on" not in witness or "postgres" not in witness["depends_on"]
+    (volume,) = witness["volumes"]
+    name, mount = volume.split(":")
+    assert name in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["volumes"]
+    assert witness["environment"]["WITNESS_DATA_DIR"] == mount
+    assert all(name not in str(compose()[other].get("volumes", "")) for other in compose() if other != "witness")
+    assert witness["environment"]["WITNESS_API_TOKEN"].startswith("${WITNESS_API_TOKEN:?")
+
+
+def test_only_the_worker_holds_the_audit_signing_key_and_both_verify_with_the_witness():
+    services = compose()
+    assert "AUDIT_SIGNING_KEY" in services["worker"]["environment"]
+    for name in ("web", "beat", "migrate"):
+        assert "AUDIT_SIGNING_KEY" not in services[name]["environment"], name
+    for name in ("web", "worker"):
+        assert services[name]["environment"]["WITNESS_URL"] == "http://witness:8010"
+        assert services[name]["environment"]["WITNESS_PUBLIC_KEY"].startswith("${WITNESS_PUBLIC_KEY:?")
