@@ -132,6 +132,9 @@ def test_verify_endpoint(api, approver, auditor, entries):
             "checked": AuditEntry.objects.count(),
             "first_broken": None,
             "reason": "",
+            "witness": "not configured",
+            "witnessed_seq": None,
+            "witnessed_at": None,
         }
     tamper("DELETE FROM audit_auditentry WHERE seq = 3")
     report = api(auditor).get("/api/audit/verify/").json()
