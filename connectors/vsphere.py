@@ -1071,7 +1071,7 @@ class VSphereConnector(Connector):
                     + ("; ".join(wrong) or f"{len(record.nics)} network cards, {len(networks)} networks asked for")
                 )
             where = f"host {record.host_id}" if record.host_id else "no host"
-            result = f"cloned {template_id} to {record.path} ({record.id}) on {where}"
+            result = f"cloned {tpl_values.get('name')!r} ({template_id}) to {record.path} ({record.id}) on {where}"
             if notes:
                 result += " (" + "; ".join(notes) + ")"
             return OperationResult(task_id=_moid(task), result=result, object_id=record.id)
@@ -1177,7 +1177,7 @@ class VSphereConnector(Connector):
             target, target_values = self._resolve(content, (vim.HostSystem,), host_id, "host", ["parent"])
             ds = None
             if datastore_id is not None:
-                ds, _ = self._resolve(content, (vim.Datastore,), datastore_id, "datastore")
+                ds, ds_values = self._resolve(content, (vim.Datastore,), datastore_id, "datastore")
             nets = self._networks(content, wanted_map.values())
 
             cards = _ethernet_cards(values.get("config.hardware.device"))
@@ -1191,13 +1191,19 @@ class VSphereConnector(Connector):
             current = values.get("runtime.host")
             on_host = current is not None and _moid(current) == _moid(target)
             on_ds = ds is None or {_moid(d) for d in values.get("datastore") or ()} == {_moid(ds)}
-            where = host_id + (f" and datastore {datastore_id}" if ds is not None else "")
+            # Names for people, ids for the record.
+            where = f"host {target_values.get('name')!r} ({host_id})"
+            if ds is not None:
+                where += f" and datastore {ds_values.get('name')!r} ({datastore_id})"
             if moves:
-                where += ", " + ", ".join(f"{card.deviceInfo.label} to {net}" for card, net in moves)
+                where += ", " + ", ".join(
+                    f"{card.deviceInfo.label} to {nets[n][1].get('name')!r} ({n})" for card, n in moves
+                )
+            vm_label = f"{values.get('name')!r} ({vm_id})"
             if on_host and on_ds and not moves:
                 return OperationResult(
                     task_id=None,
-                    result=f"VM {vm_id} is already on {where}",
+                    result=f"VM {vm_label} is already on {where}",
                     already_done=True,
                     object_id=vm_id,
                 )
@@ -1220,7 +1226,7 @@ class VSphereConnector(Connector):
             self._wait(content, task, on_task)
 
             self._check_relocated(content, obj, host_id, datastore_id, {card.key: n for card, n in moves})
-            return OperationResult(task_id=_moid(task), result=f"moved VM {vm_id} to {where}", object_id=vm_id)
+            return OperationResult(task_id=_moid(task), result=f"moved VM {vm_label} to {where}", object_id=vm_id)
 
         return self._call(relocate)
 

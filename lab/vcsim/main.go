@@ -25,7 +25,8 @@
 // DC0_DVPG0, ...) is served instead, as VMware's vcsim serves it.
 //
 // Unlike the plain simulator, RelocateVM_Task honours spec.deviceChange edits
-// of network cards (as vCenter does), in the same task.
+// of network cards (as vCenter does), in the same task; -plain-relocate turns
+// that off.
 //
 // Each lab is its own vCenter: it gets a random about.instanceUuid (kept in
 // -data-dir, so a restart is the same vCenter again), or the one -instance-uuid
@@ -361,6 +362,11 @@ func (l *lab) storagePod(name, datastore string) error {
 	if _, err := l.wait(pod.MoveInto(l.ctx, []types.ManagedObjectReference{ds.Reference()})); err != nil {
 		return fmt.Errorf("move %s into %s: %v", datastore, name, err)
 	}
+	// The simulator's container views do not descend into storage pods
+	// (vCenter's do), so a view over the inventory would miss the datastore.
+	// Keep it listed in the datastore folder too; its parent stays the pod.
+	folder := simulator.Map.Get(l.folders.DatastoreFolder.Reference()).(*simulator.Folder)
+	folder.ChildEntity = dedupe(append(folder.ChildEntity, ds.Reference()))
 	return nil
 }
 
@@ -560,6 +566,7 @@ func main() {
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "also shut down when stdin is closed (ties the lab to its parent process)")
 	trace := flag.Bool("trace", false, "write SOAP traffic to stderr")
 	instanceUUID := flag.String("instance-uuid", "", "the vCenter's about.instanceUuid (default: random, kept in -data-dir across restarts)")
+	plainRelocate := flag.Bool("plain-relocate", false, "serve RelocateVM_Task as the plain simulator does, ignoring spec.deviceChange (to test that clients read the result back)")
 	defaultModel := flag.Bool("default-model", false, "serve the simulator's default vCenter inventory (DC0, DC0_C0, DC0_H0, ...) instead of the lab's")
 	flag.Parse()
 
@@ -643,7 +650,9 @@ func main() {
 	model.Service.TLS = new(tls.Config)
 	server := model.Service.NewServer()
 	// No client knows the URL yet, so the handler can still be swapped.
-	server.Config.Handler = relocateDevices(server.Config.Handler)
+	if !*plainRelocate {
+		server.Config.Handler = relocateDevices(server.Config.Handler)
+	}
 
 	u := url.URL{Scheme: "https", Host: server.URL.Host, Path: server.URL.Path}
 	out := bufio.NewWriter(os.Stdout)
