@@ -19,8 +19,9 @@ from connectors.models import Connector
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 
 
-def _choices(objects, label=lambda obj: obj.name, blank="Choose…"):
-    return [("", blank)] + [(obj.name, label(obj)) for obj in sorted(objects, key=lambda o: o.name)]
+def _choices(objects, label=lambda obj: obj.name, blank="Choose…", value=lambda obj: obj.id):
+    """Choices by managed-object id (what the ticket binds), sorted by name."""
+    return [("", blank)] + [(value(obj), label(obj)) for obj in sorted(objects, key=lambda o: (o.name, o.id))]
 
 
 class TicketForm(forms.Form):
@@ -86,35 +87,46 @@ def _words(name: str, messages, known: bool) -> list[str]:
     return messages if known else [f"{name.replace('_', ' ')}: {m}" for m in messages]
 
 
+def _where(obj) -> str:
+    """An object as the forms show it: its name, and its path where that says more."""
+    return f"{obj.name} — {obj.path}" if obj.path and obj.path != obj.name else obj.name
+
+
 class VmCreateForm(TicketForm):
     kind = TicketKind.VM_CREATE
-    param_field_aliases = {"cluster": "placement", "host": "placement"}
+    param_field_aliases = {"cluster": "placement", "host": "placement", "networks": "network"}
 
     name = forms.CharField(max_length=80, label="VM name")
     template = forms.ChoiceField(help_text="Only templates from the approved catalogue.")
-    placement = forms.ChoiceField(help_text="A cluster or a standalone host; its zone decides the network.")
-    datastore = forms.ChoiceField()
-    network = forms.ChoiceField(help_text="Must be in the placement's zone.")
+    placement = forms.ChoiceField(help_text="A cluster or a standalone host; its zone decides storage and network.")
+    datastore = forms.ChoiceField(help_text="Must be in the placement's zone.")
+    network = forms.ChoiceField(
+        help_text="Every network card of the template is connected to it; in the placement's zone."
+    )
     cpus = forms.IntegerField(min_value=1, initial=2, label="CPUs")
     memory_mb = forms.IntegerField(min_value=128, initial=2048, label="Memory (MB)")
 
     def fill_choices(self):
         inv, index = self.index.inventory, self.index
-        templates = [vm for vm in inv.vms if vm.is_template and vm.name in self.catalogue]
-        self.fields["template"].choices = _choices(templates)
-        clusters = [(f"cluster:{c.name}", f"{c.name} (zone {index.cluster_zone(c.name).label})") for c in inv.clusters]
+        templates = [vm for vm in index.objects("template") if vm.name in self.catalogue]
+        self.fields["template"].choices = _choices(
+            templates, lambda t: f"{_where(t)} ({len(t.nics)} network card(s))", value=lambda t: t.id
+        )
+        clusters = [(f"cluster:{c.id}", f"{_where(c)} (zone {index.cluster_zone(c.id).label})") for c in inv.clusters]
         hosts = [
-            (f"host:{h.name}", f"{h.name} (zone {index.host_zone(h.name).label})")
+            (f"host:{h.id}", f"{_where(h)} (zone {index.host_zone(h.id).label})")
             for h in sorted(inv.hosts, key=lambda h: h.name)
         ]
         self.fields["placement"].choices = [
             ("", "Choose…"),
-            ("Clusters", sorted(clusters)),
+            ("Clusters", sorted(clusters, key=lambda c: c[1])),
             ("Hosts", hosts),
         ]
-        self.fields["datastore"].choices = _choices(inv.datastores)
+        self.fields["datastore"].choices = _choices(
+            inv.datastores, lambda d: f"{_where(d)} (zone {index.datastore_zone(d.id).label})", value=lambda d: d.id
+        )
         self.fields["network"].choices = _choices(
-            inv.networks, lambda n: f"{n.name} (zone {index.network_zone(n.name).label})"
+            inv.networks, lambda n: f"{_where(n)} (zone {index.network_zone(n.id).label})", value=lambda n: n.id
         )
 
     def params(self):
@@ -125,7 +137,7 @@ class VmCreateForm(TicketForm):
             "template": data["template"],
             placement_kind: placement,
             "datastore": data["datastore"],
-            "network": data["network"],
+            "networks": [data["network"]],
             "cpus": data["cpus"],
             "memory_mb": data["memory_mb"],
         }
@@ -133,29 +145,57 @@ class VmCreateForm(TicketForm):
 
 class VmMigrateForm(TicketForm):
     kind = TicketKind.VM_MIGRATE
+    param_field_aliases = {"network_map": "target_network"}
 
     vm = forms.ChoiceField(label="VM")
     target_host = forms.ChoiceField(
         label="Target host", help_text="Moving into another zone needs a policy that allows it."
     )
-    target_datastore = forms.ChoiceField(required=False, label="Target datastore")
+    target_datastore = forms.ChoiceField(
+        required=False, label="Target datastore", help_text="Needed when the VM's disks are outside the target zone."
+    )
+    target_network = forms.ChoiceField(
+        required=False,
+        label="Network after the move",
+        help_text="Every network card moves to it; needed when the cards' networks are outside the target zone.",
+    )
 
     def fill_choices(self):
         inv, index = self.index.inventory, self.index
-        vms = [vm for vm in inv.vms if not vm.is_template]
+        hosts = {h.id: h.name for h in inv.hosts}
         self.fields["vm"].choices = _choices(
-            vms, lambda vm: f"{vm.name} (on {vm.host or 'no host'}, zone {index.vm_zone(vm).label})"
+            index.objects("vm"),
+            lambda vm: f"{_where(vm)} (on {hosts.get(vm.host_id, 'no host')}, zone {index.vm_zone(vm).label})",
+            value=lambda vm: vm.id,
         )
         self.fields["target_host"].choices = _choices(
-            inv.hosts, lambda h: f"{h.name} (zone {index.host_zone(h.name).label})"
+            inv.hosts, lambda h: f"{_where(h)} (zone {index.host_zone(h.id).label})", value=lambda h: h.id
         )
-        self.fields["target_datastore"].choices = _choices(inv.datastores, blank="Keep the current datastore")
+        self.fields["target_datastore"].choices = _choices(
+            inv.datastores,
+            lambda d: f"{_where(d)} (zone {index.datastore_zone(d.id).label})",
+            value=lambda d: d.id,
+            blank="Keep the current datastore",
+        )
+        self.fields["target_network"].choices = _choices(
+            inv.networks,
+            lambda n: f"{_where(n)} (zone {index.network_zone(n.id).label})",
+            value=lambda n: n.id,
+            blank="Keep the current networks",
+        )
 
     def params(self):
         data = self.cleaned_data
         params = {"vm": data["vm"], "target_host": data["target_host"]}
         if data.get("target_datastore"):
             params["target_datastore"] = data["target_datastore"]
+        vm = self.index.get(data["vm"], ("vm",))
+        if data.get("target_network") and vm is not None:
+            params["network_map"] = {
+                nic.network_id: data["target_network"]
+                for nic in vm.nics
+                if nic.network_id and nic.network_id != data["target_network"]
+            }
         return params
 
 
@@ -165,25 +205,29 @@ class AdminAccessForm(TicketForm):
     principal = forms.CharField(
         max_length=120, help_text="The user or group to receive the role, like DOMAIN\\name or name@domain."
     )
-    role = forms.ChoiceField()
-    entity = forms.ChoiceField(help_text="The VM, host, cluster or folder the role applies to.")
+    role = forms.ChoiceField(help_text="Only roles the policy grants are accepted.")
+    entity = forms.ChoiceField(
+        help_text="The VM, host, cluster, resource pool or folder the role applies to; a container counts as the "
+        "most trusted zone beneath it."
+    )
     duration_minutes = forms.IntegerField(min_value=1, initial=60, label="Duration (minutes)")
 
     def fill_choices(self):
-        inv, index = self.index.inventory, self.index
-        roles = sorted(role.name for role in inv.roles)
+        index = self.index
+        roles = sorted(index.roles)
         self.fields["role"].choices = [("", "Choose…")] + [(name, name) for name in roles]
 
-        def group(title, kind, objects):
-            ordered = sorted(objects, key=lambda o: o.name)
-            return (title, [(o.name, f"{o.name} (zone {index.entity_zone(kind, o).label})") for o in ordered])
+        def group(title, kind):
+            ordered = sorted(index.objects(kind), key=lambda o: o.path)
+            return (title, [(o.id, f"{_where(o)} (zone {index.entity_zone(kind, o).label})") for o in ordered])
 
         self.fields["entity"].choices = [
             ("", "Choose…"),
-            group("VMs", "vm", [vm for vm in inv.vms if not vm.is_template]),
-            group("Hosts", "host", inv.hosts),
-            group("Clusters", "cluster", inv.clusters),
-            ("Folders", [(f.name, f.name) for f in sorted(inv.folders, key=lambda f: f.name)]),
+            group("VMs", "vm"),
+            group("Hosts", "host"),
+            group("Clusters", "cluster"),
+            group("Resource pools", "resource_pool"),
+            group("Folders", "folder"),
         ]
 
     def params(self):

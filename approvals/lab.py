@@ -8,10 +8,13 @@ from approvals.models import CatalogueTemplate, Policy, Zone
 from approvals.roles import ensure_config_policy, ensure_roles
 
 LAB_ZONES = [
-    ("prod", 30, ["prod"], [], ["pg-prod"]),
-    ("dev", 20, ["dev"], [], ["pg-dev"]),
-    ("dmz", 10, [], ["dmz-esx-01"], ["pg-dmz"]),
+    # name, trust, clusters, hosts, datastores, networks (by name; stored by id)
+    ("prod", 30, ["prod"], [], ["ds-prod"], ["pg-prod"]),
+    ("dev", 20, ["dev"], [], ["ds-dev"], ["pg-dev"]),
+    ("dmz", 10, [], ["dmz-esx-01"], ["ds-dmz"], ["pg-dmz"]),
 ]
+# What admin_access may grant in the lab: working roles, never Admin.
+LAB_GRANTABLE_ROLES = ["ReadOnly", "VirtualMachineUser", "VirtualMachinePowerUser"]
 LAB_TEMPLATES = [
     ("tpl-debian12", "Debian 12, hardened baseline"),
     ("tpl-rhel9", "Red Hat Enterprise Linux 9, CIS level 1"),
@@ -20,19 +23,35 @@ LAB_TEMPLATES = [
 
 
 def label_lab(connector) -> None:
-    """Idempotent: what exists is kept as it is."""
+    """Idempotent: what exists is kept as it is. Names are resolved to
+    managed-object ids in the lab's inventory, read now."""
+    from approvals.inventory import InventoryIndex
+
     groups = ensure_roles()
+    index = InventoryIndex.for_connector(connector, refresh=True)
+
+    def ids(kinds, names):
+        return [index.resolve(kinds, name)[1].id for name in names]
+
     with transaction.atomic():
         zones = {}
-        for name, trust, clusters, hosts, networks in LAB_ZONES:
+        for name, trust, clusters, hosts, datastores, networks in LAB_ZONES:
             zones[name], _ = Zone.objects.get_or_create(
                 connector=connector,
                 name=name,
-                defaults={"trust_level": trust, "clusters": clusters, "hosts": hosts, "networks": networks},
+                defaults={
+                    "trust_level": trust,
+                    "clusters": ids(("cluster",), clusters),
+                    "hosts": ids(("host",), hosts),
+                    "datastores": ids(("datastore",), datastores),
+                    "networks": ids(("network",), networks),
+                },
             )
         for name, description in LAB_TEMPLATES:
             CatalogueTemplate.objects.get_or_create(
-                connector=connector, name=name, defaults={"description": description}
+                connector=connector,
+                name=name,
+                defaults={"description": description, "template_id": index.resolve(("template",), name)[1].id},
             )
         approver = groups[Role.APPROVER]
         defaults = {
@@ -41,7 +60,11 @@ def label_lab(connector) -> None:
                 "required_approvals": 1,
                 "allowed_zone_pairs": [{"source": "dev", "target": "prod", "required_approvals": 2}],
             },
-            TicketKind.ADMIN_ACCESS: {"required_approvals": 2, "max_duration_minutes": 480},
+            TicketKind.ADMIN_ACCESS: {
+                "required_approvals": 2,
+                "max_duration_minutes": 480,
+                "grantable_roles": LAB_GRANTABLE_ROLES,
+            },
         }
         for kind, values in defaults.items():
             Policy.objects.get_or_create(kind=kind, zone=None, defaults={"approver_group": approver, **values})

@@ -1,3 +1,5 @@
+import hashlib
+import json
 import uuid
 
 from django.conf import settings
@@ -9,8 +11,9 @@ from approvals.choices import Decision, TicketKind, TicketState
 
 
 class Zone(models.Model):
-    """A security zone on one connector: the clusters, hosts and networks
-    labelled with it. Higher trust_level = more trusted."""
+    """A security zone on one connector: the clusters, hosts, datastores
+    (and datastore clusters) and networks labelled with it, each by
+    managed-object id. Higher trust_level = more trusted."""
 
     connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="zones")
     name = models.SlugField(max_length=64)
@@ -18,6 +21,7 @@ class Zone(models.Model):
     clusters = models.JSONField(default=list, blank=True)
     hosts = models.JSONField(default=list, blank=True)
     networks = models.JSONField(default=list, blank=True)
+    datastores = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["connector", "-trust_level", "name"]
@@ -28,10 +32,12 @@ class Zone(models.Model):
 
 
 class CatalogueTemplate(models.Model):
-    """A template VM that portal admins vetted for vm_create."""
+    """A template VM that portal admins vetted for vm_create: that very VM
+    (by managed-object id), not whatever carries its name."""
 
     connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="templates")
     name = models.CharField(max_length=80)
+    template_id = models.CharField(max_length=80, blank=True, help_text="The template VM's managed-object id.")
     description = models.TextField(blank=True)
 
     class Meta:
@@ -57,6 +63,11 @@ class Policy(models.Model):
     # vm_migrate only: [{"source": zone name, "target": zone name,
     # "required_approvals": n}] — the cross-zone moves this policy allows.
     allowed_zone_pairs = models.JSONField(default=list, blank=True)
+    # admin_access only: the hypervisor roles this policy lets people ask
+    # for (none listed: none), and the top-level objects (the root folder,
+    # datacenters, by id) it lets access be granted on at all.
+    grantable_roles = models.JSONField(default=list, blank=True)
+    top_level_entities = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["kind", "zone__name"]
@@ -69,6 +80,25 @@ class Policy(models.Model):
 
     def __str__(self):
         return f"{self.kind} ({self.zone.name if self.zone else 'any zone'})"
+
+    TERMS = (
+        "kind",
+        "zone_id",
+        "required_approvals",
+        "approver_group_id",
+        "max_duration_minutes",
+        "max_cpus",
+        "max_memory_mb",
+        "require_otp",
+        "allowed_zone_pairs",
+        "grantable_roles",
+        "top_level_entities",
+    )
+
+    def digest(self) -> str:
+        """A digest of the terms a ticket is judged by."""
+        terms = {name: getattr(self, name) for name in self.TERMS}
+        return hashlib.sha256(json.dumps(terms, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def ticket_ref(ticket_id: int | None) -> str:
@@ -94,6 +124,10 @@ class Ticket(models.Model):
     approver_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
     require_otp = models.BooleanField(default=False)
     zone = models.CharField(max_length=64, blank=True)
+    # The policy the ticket was filed under and a digest of its terms then:
+    # the worker refuses to act once either differs ("needs a new ticket").
+    policy_id = models.PositiveBigIntegerField(null=True, blank=True)
+    policy_digest = models.CharField(max_length=64, blank=True)
     pending_expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

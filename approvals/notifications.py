@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 
 from approvals.models import Ticket
+from approvals.templatetags.portal import bound_objects, ticket_summary
 
 SUBJECTS = {
     "awaiting_approval": "{ref} awaits your approval",
@@ -35,9 +36,14 @@ def notify(ticket_id: int, event: str) -> int:
     if not to:
         return 0
     subject = SUBJECTS[event].format(ref=ticket.ref)
+    objects = "".join(
+        f"  {row['field']}: {row['type']} {row['name']} ({row['id']}, {row['path']})\n" for row in bound_objects(ticket)
+    )
     body = (
         f"{subject}.\n\n"
-        f"Kind: {ticket.get_kind_display()}\nRequested by: {ticket.requester.get_username()}\n"
+        f"Kind: {ticket.get_kind_display()}\nChange: {ticket_summary(ticket)}\n"
+        + (f"Objects:\n{objects}" if objects else "")
+        + f"Requested by: {ticket.requester.get_username()}\n"
         f"Justification: {ticket.justification}\nState: {ticket.state}\n"
         + (f"Error: {ticket.error}\n" if ticket.error else "")
         + f"\n{settings.PORTAL_URL.rstrip('/')}/tickets/{ticket.pk}/\n"

@@ -93,13 +93,13 @@ def baseline_take(*, connector: Connector, actor=None, actor_name: str = ACTOR_N
         baseline = DriftBaseline.objects.create(
             connector=connector,
             taken_at=now,
-            vms=[{"uuid": vm_key(vm), "id": vm.id, "name": vm.name, "host": vm.host} for vm in inventory.vms],
+            vms=[{"uuid": vm_key(vm), "id": vm.id, "name": vm.name, "host": vm.host_id} for vm in inventory.vms],
             permissions=[
                 {
                     "principal": p.principal,
                     "is_group": p.is_group,
                     "role": p.role,
-                    "entity": p.entity,
+                    "entity": p.entity_name,
                     "entity_id": p.entity_id,
                 }
                 for p in permissions
@@ -139,15 +139,23 @@ def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticke
         # Running ones last: they add their target rather than replace the host.
         key=lambda t: (t.state == TicketState.RUNNING, t.finished_at or t.started_at or t.created_at),
     )
+    # Hosts by id, clusters' hosts by the cluster's id: tickets bind ids.
+    host_names = {host.id: host.name for host in inventory.hosts}
     cluster_hosts: dict[str | None, set[str]] = {}
     for host in inventory.hosts:
-        cluster_hosts.setdefault(host.cluster, set()).add(host.name)
+        cluster_hosts.setdefault(host.cluster_id, set()).add(host.id)
     in_baseline = {vm["uuid"]: vm for vm in baseline.vms}
 
     drifts = []
     for vm in inventory.vms:
         key = vm_key(vm)
-        seen = {"name": vm.name, "id": vm.id, "host": vm.host, "instance_uuid": vm.instance_uuid}
+        seen = {
+            "name": vm.name,
+            "id": vm.id,
+            "host": vm.host_id,
+            "host_name": host_names.get(vm.host_id),
+            "instance_uuid": vm.instance_uuid,
+        }
         explained_by: Ticket | None = None
         if key in in_baseline:
             hosts, since = {in_baseline[key]["host"]}, baseline.taken_at
@@ -170,17 +178,17 @@ def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticke
             )
             continue
         for ticket in migrations:
-            if ticket.params.get("vm") not in (vm.name, vm.id) or (ticket.finished_at and ticket.finished_at < since):
+            if ticket.params.get("vm") != vm.id or (ticket.finished_at and ticket.finished_at < since):
                 continue
             target = ticket.params["target_host"]
             hosts = hosts | {target} if ticket.state == TicketState.RUNNING else {target}
             explained_by = ticket
-        if vm.host not in hosts:
+        if vm.host_id not in hosts:
             drifts.append(
                 Drift(
                     FindingKind.VM_MOVED,
                     f"vm:{key}",
-                    {"name": vm.name, "id": vm.id, "host": vm.host},
+                    {"name": vm.name, "id": vm.id, "host": vm.host_id, "host_name": host_names.get(vm.host_id)},
                     {"hosts": sorted(hosts), "according_to": explained_by.ref if explained_by else "baseline"},
                     explained_by,
                 )
@@ -210,7 +218,7 @@ def _permission_drift(
         return (
             not permission.is_group
             and params["principal"].casefold() == permission.principal.casefold()
-            and params["entity"] in (permission.entity, permission.entity_id)
+            and params["entity"] == permission.entity_id
         )
 
     drifts = []
@@ -224,7 +232,7 @@ def _permission_drift(
             "principal": permission.principal,
             "group": permission.is_group,
             "role": permission.role,
-            "entity": permission.entity,
+            "entity": permission.entity_name,
             "entity_id": permission.entity_id,
         }
         ref = f"permission:{permission.entity_id}:{'group' if permission.is_group else 'user'}:{key[0]}"

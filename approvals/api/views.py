@@ -83,34 +83,45 @@ class ConnectorViewSet(ConfigurationViewSet):
         connector = self.get_object()
         index = InventoryIndex.for_connector(connector, refresh=request.query_params.get("refresh") in ("1", "true"))
         inv = index.inventory
-        catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
+        catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("template_id", flat=True))
+
+        def base(obj, zone=None):
+            row = {"id": obj.id, "name": obj.name, "path": obj.path, "parent": obj.parent_id}
+            if zone is not None:
+                row["zone"] = zone.label
+            return row
+
         return Response(
             {
-                "clusters": [
-                    {"id": c.id, "name": c.name, "zone": index.cluster_zone(c.name).label} for c in inv.clusters
+                "root_folder": inv.root_folder_id,
+                "datacenters": [base(d) for d in inv.datacenters],
+                "folders": [base(f) for f in inv.folders],
+                "clusters": [base(c, index.entity_zone("cluster", c)) for c in inv.clusters],
+                "hosts": [{**base(h, index.host_zone(h.id)), "cluster": h.cluster_id} for h in inv.hosts],
+                "resource_pools": [base(p, index.entity_zone("resource_pool", p)) for p in inv.resource_pools],
+                "datastore_clusters": [base(d, index.label_of(d.id)) for d in inv.datastore_clusters],
+                "datastores": [
+                    {**base(d, index.datastore_zone(d.id)), "datastore_cluster": d.datastore_cluster_id}
+                    for d in inv.datastores
                 ],
-                "hosts": [
-                    {"id": h.id, "name": h.name, "cluster": h.cluster, "zone": index.host_zone(h.name).label}
-                    for h in inv.hosts
-                ],
-                "datastores": [{"id": d.id, "name": d.name} for d in inv.datastores],
-                "networks": [
-                    {"id": n.id, "name": n.name, "zone": index.network_zone(n.name).label} for n in inv.networks
-                ],
-                "folders": [{"id": f.id, "name": f.name} for f in inv.folders],
+                "networks": [base(n, index.network_zone(n.id)) for n in inv.networks],
                 "vms": [
                     {
-                        "id": v.id,
-                        "name": v.name,
-                        "host": v.host,
-                        "zone": index.vm_zone(v).label,
+                        **base(v, index.vm_zone(v)),
+                        "instance_uuid": v.instance_uuid,
+                        "host": v.host_id,
+                        "datastores": list(v.datastore_ids),
+                        "nics": [{"key": n.key, "label": n.label, "network": n.network_id} for n in v.nics],
                         "power_state": v.power_state,
                     }
-                    for v in inv.vms
-                    if not v.is_template
+                    for v in index.objects("vm")
                 ],
-                "templates": [{"id": v.id, "name": v.name} for v in inv.vms if v.is_template and v.name in catalogue],
-                "roles": [r.name for r in inv.roles],
+                "templates": [
+                    {**base(v), "nics": [{"key": n.key, "label": n.label, "network": n.network_id} for n in v.nics]}
+                    for v in index.objects("template")
+                    if v.id in catalogue
+                ],
+                "roles": sorted(index.roles),
             }
         )
 

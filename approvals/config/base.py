@@ -70,7 +70,7 @@ class ConfigTarget:
             shape = self.shape(data=changes, partial=action == UPDATE)
             if not shape.is_valid():
                 raise InvalidInput(shape_errors(shape))
-            after = {**before, **self.plain(shape.validated_data, raw=changes)}
+            after = {**before, **self.plain(shape.validated_data, raw=changes, before=before)}
         else:
             after = self.other_action(action=action, instance=instance, before=before)
         self.rules(action=action, instance=instance, before=before, after=after, requester=requester)
@@ -79,7 +79,7 @@ class ConfigTarget:
     def normalise(self, changes: dict) -> dict:
         return dict(changes)
 
-    def plain(self, validated: dict, *, raw: dict) -> dict:
+    def plain(self, validated: dict, *, raw: dict, before: dict) -> dict:
         """Validated values as JSON (objects by id or name)."""
         return {k: (v.pk if hasattr(v, "pk") else v) for k, v in validated.items()}
 

@@ -47,7 +47,7 @@ class ConnectorTarget(ConfigTarget):
             before = {"kind": Connector.Kind.VSPHERE, "verify_tls": True}
         return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
 
-    def plain(self, validated, *, raw):
+    def plain(self, validated, *, raw, before):
         from connectors import credentials
 
         plain = dict(validated)

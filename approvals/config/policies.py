@@ -10,6 +10,7 @@ from rest_framework import serializers
 from approvals.choices import Role, TicketKind
 from approvals.config.base import ConfigTarget
 from approvals.errors import InvalidInput
+from approvals.inventory.index import looks_like_moid
 from approvals.models import Policy, Zone
 
 
@@ -35,6 +36,10 @@ class PolicyShape(serializers.Serializer):
     max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024, required=False)
     require_otp = serializers.BooleanField(required=False)
     allowed_zone_pairs = ZonePairShape(many=True, required=False)
+    grantable_roles = serializers.ListField(child=serializers.CharField(max_length=80), max_length=50, required=False)
+    top_level_entities = serializers.ListField(
+        child=serializers.CharField(max_length=80), max_length=20, required=False
+    )
 
     def to_internal_value(self, data):
         group = data.get("approver_group") if isinstance(data, dict) else None
@@ -54,6 +59,8 @@ FIELDS = (
     "max_memory_mb",
     "require_otp",
     "allowed_zone_pairs",
+    "grantable_roles",
+    "top_level_entities",
 )
 
 
@@ -80,6 +87,8 @@ class PolicyTarget(ConfigTarget):
             "max_memory_mb": policy.max_memory_mb,
             "require_otp": policy.require_otp,
             "allowed_zone_pairs": list(policy.allowed_zone_pairs),
+            "grantable_roles": list(policy.grantable_roles),
+            "top_level_entities": list(policy.top_level_entities),
         }
 
     def after(self, *, action, instance, before, changes, requester):
@@ -90,13 +99,15 @@ class PolicyTarget(ConfigTarget):
                 **defaults,
                 "zone": None,
                 "allowed_zone_pairs": [],
+                "grantable_roles": [],
+                "top_level_entities": [],
                 "approver_group": approver_roles_for(kind)[0] if kind in TicketKind.values else "",
             }
         changes = {k: v for k, v in changes.items() if k in FIELDS}
         return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
 
-    def plain(self, validated, *, raw):
-        plain = super().plain(validated, raw=raw)
+    def plain(self, validated, *, raw, before):
+        plain = super().plain(validated, raw=raw, before=before)
         if "approver_group" in plain:
             plain["approver_group"] = validated["approver_group"].name
         if "allowed_zone_pairs" in plain:
@@ -112,6 +123,15 @@ class PolicyTarget(ConfigTarget):
             ]
         if after["kind"] == TicketKind.CONFIG_CHANGE and after.get("zone"):
             errors["zone"] = ["Configuration changes have no zone."]
+        if after["kind"] != TicketKind.ADMIN_ACCESS:
+            for field in ("grantable_roles", "top_level_entities"):
+                if after.get(field):
+                    errors[field] = ["Only admin_access policies grant roles."]
+        for entity in after.get("top_level_entities", []):
+            if not looks_like_moid(entity):
+                errors.setdefault("top_level_entities", []).append(
+                    f"{entity!r}: name the root folder or a datacenter by its managed-object id."
+                )
         names = set(Zone.objects.values_list("name", flat=True))
         unknown = sorted({p[k] for p in after.get("allowed_zone_pairs", []) for k in ("source", "target")} - names)
         if unknown:

@@ -118,7 +118,7 @@ class UserTarget(ConfigTarget):
             changes = {k: v for k, v in changes.items() if k in UserShape().fields}
         return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
 
-    def plain(self, validated, *, raw):
+    def plain(self, validated, *, raw, before):
         plain = dict(validated)
         if "roles" in plain:
             plain["roles"] = sorted(set(plain["roles"]))

@@ -1,5 +1,7 @@
-"""Security zones: which clusters, hosts and networks of a connector carry
-which trust level."""
+"""Security zones: which clusters, hosts, datastores (and datastore
+clusters) and networks of a connector carry which trust level. Labels are
+given by name, id or path and stored as managed-object ids, so a later
+rename or a namesake elsewhere changes nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +12,12 @@ from approvals.errors import InvalidInput
 from approvals.models import Zone
 from connectors.models import Connector
 
-LABELLED = (("clusters", "cluster"), ("hosts", "host"), ("networks", "network"))
+LABELLED = (
+    ("clusters", ("cluster",)),
+    ("hosts", ("host",)),
+    ("datastores", ("datastore", "datastore_cluster")),
+    ("networks", ("network",)),
+)
 
 
 def _names():
@@ -23,6 +30,7 @@ class ZoneShape(serializers.Serializer):
     trust_level = serializers.IntegerField(min_value=0, max_value=1000)
     clusters = _names()
     hosts = _names()
+    datastores = _names()
     networks = _names()
 
 
@@ -40,13 +48,36 @@ class ZoneTarget(ConfigTarget):
             "trust_level": zone.trust_level,
             "clusters": list(zone.clusters),
             "hosts": list(zone.hosts),
+            "datastores": list(zone.datastores),
             "networks": list(zone.networks),
         }
 
     def after(self, *, action, instance, before, changes, requester):
         if action == "create":
-            before = {"clusters": [], "hosts": [], "networks": []}
+            before = {"clusters": [], "hosts": [], "datastores": [], "networks": []}
         return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
+
+    def plain(self, validated, *, raw, before):
+        """Labels as managed-object ids (resolved by name, id or path)."""
+        from approvals.inventory import InventoryIndex
+
+        plain = super().plain(validated, raw=raw, before=before)
+        if not any(field in plain for field, _ in LABELLED):
+            return plain
+        connector = validated.get("connector") or Connector.objects.get(pk=before["connector"])
+        index = InventoryIndex.for_connector(connector, refresh=True)
+        errors: dict[str, list[str]] = {}
+        for field, kinds in LABELLED:
+            if field in plain:
+                ids = []
+                for value in plain[field]:
+                    found = index.resolve_field(errors, field, kinds, value)
+                    if found:
+                        ids.append(found[1].id)
+                plain[field] = sorted(set(ids))
+        if errors:
+            raise InvalidInput(errors)
+        return plain
 
     def rules(self, *, action, instance, before, after, requester):
         from approvals.inventory import InventoryIndex
@@ -59,8 +90,8 @@ class ZoneTarget(ConfigTarget):
         if others.filter(name=after["name"]).exists():
             errors["name"] = [f"{connector.name} has a zone named {after['name']!r} already."]
         index = InventoryIndex.for_connector(connector, refresh=True)
-        for field, kind in LABELLED:
-            missing = [name for name in after[field] if index.find(kind, name) is None]
+        for field, kinds in LABELLED:
+            missing = [value for value in after[field] if index.get(value, kinds) is None]
             if missing:
                 errors[field] = [f"Not in the inventory: {', '.join(missing)}."]
             taken = {name for zone in others for name in getattr(zone, field)}
@@ -80,7 +111,7 @@ class ZoneTarget(ConfigTarget):
             return None
         zone = instance or Zone()
         zone.connector_id = after["connector"]
-        for field in ("name", "trust_level", "clusters", "hosts", "networks"):
+        for field in ("name", "trust_level", "clusters", "hosts", "datastores", "networks"):
             setattr(zone, field, after[field])
         zone.full_clean()
         zone.save()

@@ -19,7 +19,7 @@ from approvals.models import Ticket
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
-from approvals.validation import check_submission
+from approvals.validation import DERIVED_PARAMS, check_submission
 from audit.writer import record
 from connectors.base import ConnectorError, IdentityMismatch, OperationResult, TransientConnectorError
 from connectors.registry import connector_for
@@ -76,15 +76,57 @@ def approvals_problem(ticket: Ticket) -> str | None:
     return None
 
 
+def identity_problem(ticket: Ticket, index: InventoryIndex) -> str | None:
+    """Whether every object the ticket bound is still there and the same one:
+    a VM by its instance UUID, everything else by its id."""
+    for _field, ref in _bound_objects(ticket):
+        live = index.get(ref["id"])
+        if live is None:
+            return f"The {ref['type']} {ref['name']} ({ref['id']}, {ref['path']}) is gone; needs a new ticket."
+        if ref.get("instance_uuid") and getattr(live, "instance_uuid", "") != ref["instance_uuid"]:
+            return (
+                f"The VM {ref['id']} is no longer the one approved (instance UUID {ref['instance_uuid']}); "
+                "needs a new ticket."
+            )
+    return None
+
+
+def renamed_objects(ticket: Ticket, index: InventoryIndex) -> dict:
+    """{field: {"from": name approved, "to": name now}} for bound objects
+    renamed since; a rename does not change what the ticket acts on."""
+    renames = {}
+    for field, ref in _bound_objects(ticket):
+        live = index.get(ref["id"])
+        if live is not None and live.name != ref["name"]:
+            renames[field] = {"id": ref["id"], "from": ref["name"], "to": live.name}
+    return renames
+
+
+def _bound_objects(ticket: Ticket):
+    for field, value in (ticket.params.get("objects") or {}).items():
+        refs = value if isinstance(value, list) else [value]
+        for i, ref in enumerate(refs):
+            if isinstance(ref, dict) and "from" in ref:  # a network_map pair
+                yield f"{field}[{i}].from", ref["from"]
+                yield f"{field}[{i}].to", ref["to"]
+            elif isinstance(ref, dict):
+                yield (field if len(refs) == 1 and not isinstance(value, list) else f"{field}[{i}]"), ref
+
+
 def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
     """Why the ticket must not run now, in words, or None, judged against the
-    live inventory in `index`."""
+    live inventory in `index`: approvals, window, identities, every
+    submission rule, and the zone, policy, approver group and one-time
+    password requirement it was approved under."""
     problem = approvals_problem(ticket)
     if problem:
         return problem
     if ticket.not_after and timezone.now() >= ticket.not_after:
         return "The change window closed before the work could start."
-    params = {k: v for k, v in ticket.params.items() if k not in ("source_host", "entity_type")}
+    problem = identity_problem(ticket, index)
+    if problem:
+        return problem
+    params = {k: v for k, v in ticket.params.items() if k not in DERIVED_PARAMS}
     try:
         checked = check_submission(
             kind=ticket.kind, connector=ticket.connector, params=params, index=index, recheck=True
@@ -96,22 +138,39 @@ def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
             f"The zone rules now require {checked.required_approvals} approvals; "
             f"the ticket has {ticket.required_approvals}."
         )
+    changed = []
+    if checked.zone.label != (ticket.zone or "untrusted"):
+        changed.append(f"zone {ticket.zone or 'untrusted'} → {checked.zone.label}")
+    if ticket.policy_id is not None and (
+        checked.policy.pk != ticket.policy_id or checked.policy.digest() != ticket.policy_digest
+    ):
+        changed.append("the policy")
+    if checked.policy.approver_group_id != ticket.approver_group_id:
+        changed.append("the approver group")
+    if checked.policy.require_otp != ticket.require_otp:
+        changed.append("the one-time password requirement")
+    if changed:
+        return f"Changed since approval: {', '.join(changed)}; needs a new ticket."
     return None
 
 
 def operation_done(ticket: Ticket, backend, index: InventoryIndex | None = None) -> bool:
-    """Whether the hypervisor already shows the ticket's effect (`index`: a
-    live inventory already read, saving a second read)."""
+    """Whether the hypervisor already shows the ticket's effect, judged by
+    identity: the VM this ticket creates by its instance UUID, the approved
+    VM by id and instance UUID, the permission on the entity by id."""
     params = ticket.params
     if ticket.kind == TicketKind.VM_CREATE:
         return backend.find_vm_by_uuid(str(ticket.operation_uuid)) is not None
     if ticket.kind == TicketKind.VM_MIGRATE:
-        vms = index.inventory.vms if index is not None else backend.inventory().vms
-        vm = next((v for v in vms if v.name == params["vm"]), None)
+        vm = index.get(params["vm"], ("vm",)) if index is not None else backend.read_vm(params["vm"])
+        approved = (params.get("objects") or {}).get("vm", {}).get("instance_uuid")
+        if vm is None or (approved and vm.instance_uuid != approved):
+            return False
+        network_map = params.get("network_map") or {}
         return (
-            vm is not None
-            and vm.host == params["target_host"]
-            and (not params.get("target_datastore") or params["target_datastore"] in vm.datastores)
+            vm.host_id == params["target_host"]
+            and (not params.get("target_datastore") or params["target_datastore"] in vm.datastore_ids)
+            and not any(nic.network_id in network_map for nic in vm.nics)
         )
     return any(
         p.principal == params["principal"] and p.role == params["role"] for p in backend.permissions(params["entity"])
@@ -122,24 +181,30 @@ def perform(ticket: Ticket, backend, on_task) -> OperationResult:
     params = ticket.params
     if ticket.kind == TicketKind.VM_CREATE:
         return backend.clone_vm(
-            template=params["template"],
+            template_id=params["template"],
             name=params["name"],
-            datastore=params["datastore"],
-            network=params["network"],
+            datastore_id=params["datastore"],
+            networks=tuple(params["networks"]),
             cpus=params["cpus"],
             memory_mb=params["memory_mb"],
             instance_uuid=str(ticket.operation_uuid),
-            host=params.get("host"),
-            cluster=params.get("cluster"),
+            host_id=params.get("host"),
+            cluster_id=params.get("cluster"),
             on_task=on_task,
         )
     if ticket.kind == TicketKind.VM_MIGRATE:
         return backend.relocate_vm(
-            vm=params["vm"], host=params["target_host"], datastore=params.get("target_datastore"), on_task=on_task
+            vm_id=params["vm"],
+            host_id=params["target_host"],
+            datastore_id=params.get("target_datastore"),
+            network_map=params.get("network_map") or None,
+            on_task=on_task,
         )
-    return backend.add_permission(
-        principal=params["principal"], role=params["role"], entity=params["entity"], on_task=on_task
-    )
+    if ticket.kind == TicketKind.ADMIN_ACCESS:
+        return backend.add_permission(
+            principal=params["principal"], role=params["role"], entity_id=params["entity"], on_task=on_task
+        )
+    raise KeyError(f"no hypervisor operation for {ticket.kind}")
 
 
 def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str) -> None:
@@ -253,6 +318,9 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
             if problem:
                 _fail(ticket, problem, actor_name=worker)
                 return "re-check failed"
+            renames = renamed_objects(ticket, index)
+            if renames and attempt == 1:
+                record("ticket.objects_renamed", actor_name=worker, ticket=ticket, obj=ticket, details=renames)
             if not _still_ours(ticket, worker, progress=PHASE_CALLING, lease_expires_at=_lease_until()):
                 return "lease lost"
             result = perform(ticket, backend, on_task)
@@ -392,7 +460,7 @@ def access_expire(*, ticket_id: int, actor_name: str) -> str:
         return "not yet"
     params = ticket.params
     try:
-        result = backend_for(ticket).remove_permission(principal=params["principal"], entity=params["entity"])
+        result = backend_for(ticket).remove_permission(principal=params["principal"], entity_id=params["entity"])
     except ConnectorError as exc:
         if isinstance(exc, IdentityMismatch):
             connector_identity_refused(connector=ticket.connector, error=exc, actor_name=actor_name)

@@ -85,6 +85,8 @@ def ticket_file(
         approver_group=policy.approver_group,
         require_otp=policy.require_otp,
         zone=zone,
+        policy_id=policy.pk,
+        policy_digest=policy.digest(),
         pending_expires_at=timezone.now() + timedelta(minutes=policy.pending_ttl_minutes),
     )
     record(

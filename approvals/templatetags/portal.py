@@ -40,22 +40,51 @@ def nav_links(context) -> list[dict]:
     return items
 
 
+def _name(objects: dict, field: str, fallback="?") -> str:
+    ref = objects.get(field)
+    return ref.get("name", fallback) if isinstance(ref, dict) else str(fallback)
+
+
 @register.filter
 def ticket_summary(ticket) -> str:
-    """One line saying what the ticket changes."""
+    """One line saying what the ticket changes, by the names approvers saw."""
     p = ticket.params or {}
+    o = p.get("objects") or {}
     if ticket.kind == "vm_create":
-        where = p.get("host") or p.get("cluster") or "?"
-        return f"{p.get('name')} from {p.get('template')} on {where}, {p.get('cpus')} CPU / {p.get('memory_mb')} MB"
+        where = _name(o, "host", None) or _name(o, "cluster")
+        return (
+            f"{p.get('name')} from {_name(o, 'template', p.get('template'))} on {where}, "
+            f"{p.get('cpus')} CPU / {p.get('memory_mb')} MB"
+        )
     if ticket.kind == "vm_migrate":
-        source = p.get("source_host") or "?"
-        line = f"{p.get('vm')}: {source} → {p.get('target_host')}"
-        return f"{line} ({p['target_datastore']})" if p.get("target_datastore") else line
+        line = f"{_name(o, 'vm', p.get('vm'))}: {_name(o, 'source_host')} → {_name(o, 'target_host', p.get('target_host'))}"
+        if o.get("target_datastore"):
+            line += f" ({_name(o, 'target_datastore')})"
+        return line + (", networks remapped" if p.get("network_map") else "")
     if ticket.kind == "admin_access":
-        return f"{p.get('role')} for {p.get('principal')} on {p.get('entity')}, {p.get('duration_minutes')} min"
+        return (
+            f"{p.get('role')} for {p.get('principal')} on {_name(o, 'entity', p.get('entity'))}, "
+            f"{p.get('duration_minutes')} min"
+        )
     if ticket.kind == "config_change":
         return f"{p.get('action')} {p.get('target')} {p.get('label')}"
     return ""
+
+
+@register.filter
+def bound_objects(ticket) -> list[dict]:
+    """The objects a ticket binds, each with its field, type, id and path, for
+    the detail page (a network list or map gives one row per network)."""
+    rows = []
+    for field, value in ((ticket.params or {}).get("objects") or {}).items():
+        for i, ref in enumerate(value if isinstance(value, list) else [value]):
+            label = f"{field} {i + 1}" if isinstance(value, list) else field
+            if "from" in ref:
+                rows.append({"field": f"{label}: from", **ref["from"]})
+                rows.append({"field": f"{label}: to", **ref["to"]})
+            else:
+                rows.append({"field": label, **ref})
+    return rows
 
 
 def _approvals(details: dict) -> str:
@@ -86,6 +115,8 @@ def timeline_title(entry) -> str:
         "ticket.expired": "Expired",
         "ticket.revoke_requested": f"Revocation asked by {who}",
         "ticket.revoked": "Access revoked",
+        "ticket.objects_renamed": "Renamed since approval (the same objects, by identity)",
+        "ticket.decision_refused": f"Decision refused for {who}",
     }
     if entry.action == "ticket.approved" and d.get("from") == "running":
         return "Queued again"
@@ -113,6 +144,10 @@ def timeline_detail(entry) -> str:
         return str(d.get("reason") or "")
     if entry.action == "ticket.revoked":
         return str(d.get("result") or "")
+    if entry.action == "ticket.objects_renamed":
+        return "; ".join(f"{v.get('id')}: {v.get('from')} → {v.get('to')}" for v in d.values() if isinstance(v, dict))
+    if entry.action == "ticket.decision_refused":
+        return str(d.get("reason") or "")
     return ""
 
 

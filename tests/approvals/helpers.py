@@ -10,7 +10,12 @@ VM_CREATE = {
     "cpus": 2,
     "memory_mb": 2048,
 }
-ADMIN_ACCESS = {"principal": "LAB\\alice", "role": "Admin", "entity": "prod-web-01", "duration_minutes": 30}
+ADMIN_ACCESS = {
+    "principal": "LAB\\alice",
+    "role": "VirtualMachinePowerUser",
+    "entity": "prod-web-01",
+    "duration_minutes": 30,
+}
 
 
 def body(connector, kind, params, **extra):
@@ -24,8 +29,10 @@ def file_ticket(client, connector, kind, params, **extra):
 
 
 def vm_host(client, connector, vm_name):
+    """The name of the host the VM runs on, read through the inventory API."""
     inventory = client.get(f"/api/connectors/{connector.pk}/inventory/").json()
-    return next(vm["host"] for vm in inventory["vms"] if vm["name"] == vm_name)
+    host_id = next(vm["host"] for vm in inventory["vms"] if vm["name"] == vm_name)
+    return next(h["name"] for h in inventory["hosts"] if h["id"] == host_id)
 
 
 def migrate_within_zone(client, connector, vm_name="dev-app-01"):
