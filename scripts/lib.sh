@@ -42,7 +42,9 @@ python_bin() {
 }
 
 ensure_system() {
-    ensure_packages ca-certificates redis-server golang-go golang-github-vmware-govmomi-dev "$@"
+    # libldap2-dev, libsasl2-dev, gcc, python3-dev: python-ldap (requirements.txt) builds from source.
+    ensure_packages ca-certificates redis-server golang-go golang-github-vmware-govmomi-dev \
+        libldap2-dev libsasl2-dev gcc python3-dev "$@"
     py=$(python_bin) || { ensure_packages python3 python3-venv; py=$(python_bin) || die "Python 3.11 or newer is needed"; }
     "$py" -c 'import venv, ensurepip' 2>/dev/null || ensure_packages python3-venv
 }
@@ -61,6 +63,24 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt" ||
             die "pip install -r requirements.txt failed"
+        echo "$want" > "$stamp"
+    fi
+}
+
+# ensure_oidc_provider — the npm package oidc-provider, for the OpenID
+# provider the tests run, in .cache/oidc-provider from the committed lock
+# (tests/fixtures/oidc/); npm ci runs again only when the lock changed.
+ensure_oidc_provider() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
+    src="$ROOT/tests/fixtures/oidc"
+    dir="$ROOT/.cache/oidc-provider"
+    stamp="$dir/.lock.sha256"
+    want=$(sha256sum "$src/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -d "$dir/node_modules/oidc-provider" ]; then
+        say "installing the tests' OpenID provider (npm ci)"
+        mkdir -p "$dir"
+        cp "$src/package.json" "$src/package-lock.json" "$dir/"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci for oidc-provider failed"
         echo "$want" > "$stamp"
     fi
 }

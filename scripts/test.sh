@@ -4,9 +4,11 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-ensure_system postgresql postgresql-client chromium
+# slapd and ldap-utils: the tests run an OpenLDAP of their own (never the system's slapd service).
+ensure_system postgresql postgresql-client chromium slapd ldap-utils
 ensure_venv
 build_vcsim
+ensure_oidc_provider
 
 start_postgres() {
     pg_isready -q -h 127.0.0.1 -p 5432 && return 0

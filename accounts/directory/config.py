@@ -60,7 +60,7 @@ def parse_role_groups(name: str, text: str, *, dns: bool) -> dict[str, tuple[str
     normalised). ImproperlyConfigured names the part that is wrong."""
     mapping: dict[str, list[str]] = {}
     parts = text.split(";")
-    if not text.strip():
+    if not any(part.strip() for part in parts):
         raise ImproperlyConfigured(
             f"{name} is empty: map each role to its groups, e.g. approver=cn=secops,ou=groups,dc=example,dc=org"
         )

@@ -29,6 +29,7 @@ from connectors.models import Connector
 from tests.approvals.helpers import ADMIN_ACCESS, migrate_within_zone
 from tests.conftest import register_lab
 from tests.factories import UserFactory
+from tests.fixtures import slapd as slapd_fixtures
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 User = get_user_model()
@@ -232,6 +233,8 @@ READ_ONLY = {
     "config",
     "login",
     "logout",
+    "oidc_start",
+    "oidc_callback",
     "logout_everywhere",
     "password_change",
     "password_change_done",
@@ -315,3 +318,54 @@ def test_one_person_cannot_get_a_change_onto_the_hypervisor(role_set, fresh_vcsi
         assert refused.exists(), f"no refusal logged for {ticket_id}"
     if "portal_admin" in role_set:
         assert AuditEntry.objects.filter(action="config.request_refused", actor=actor).exists()
+
+
+# The directory row: with a directory configured, people and roles come from
+# its groups, so even a portal admin the directory made has no path to a new
+# account or a role (not alone, and not with a second admin either: nothing
+# is filed for one to approve). A real OpenLDAP (tests/fixtures/slapd.py), one per module.
+slapd, ldap_directory = slapd_fixtures.slapd, slapd_fixtures.ldap_directory
+
+
+@pytest.mark.parametrize("extra", [(), ("auditor",)], ids=["portal_admin", "portal_admin+auditor"])
+def test_with_a_directory_a_portal_admin_cannot_create_a_user_or_grant_a_role(
+    extra, ldap_directory, roles, api, workers
+):
+    def sign_in(name):
+        web = Client()
+        web.post("/accounts/login/", {"username": name, "password": ldap_directory.password(name)})
+        return web
+
+    web = sign_in("adm1")
+    for name in ("adm2", "sec1", "req"):
+        sign_in(name)
+    actor = User.objects.get(username="adm1")
+    if extra:
+        actor.groups.add(*[roles[r] for r in extra])  # as if the directory also put them in audit
+    victim, other_admin = User.objects.get(username="sec1"), User.objects.get(username="adm2")
+    local = UserFactory(username="local-approver", roles=[])
+    workers(1)
+    client = api(actor)
+    people_before = set(User.objects.values_list("username", flat=True))
+    groups_before = {u.pk: sorted(u.groups.values_list("name", flat=True)) for u in User.objects.all()}
+    attempts = [
+        ("post", "/api/users/", {"username": "acc-dir", "roles": ["approver"], "email": "me@evil.invalid"}),
+        ("post", "/api/users/", {"username": "acc-dir2", "roles": []}),
+        ("patch", f"/api/users/{actor.pk}/", {"roles": ["portal_admin", "auditor", "approver"]}),
+        ("patch", f"/api/users/{victim.pk}/", {"roles": ["approver", "requester"]}),
+        ("patch", f"/api/users/{other_admin.pk}/", {"roles": ["portal_admin", "auditor"]}),
+        ("patch", f"/api/users/{local.pk}/", {"roles": ["approver"]}),
+    ]
+    for method, path, body in attempts:
+        response = getattr(client, method)(path, {**body, **J}, format="json")
+        assert response.status_code in (400, 403), (path, response.status_code, response.content[:200])
+    web.post("/config/user/new/", {"username": "acc-page", "roles": ["approver"], **J})
+    web.post(f"/config/user/{victim.pk}/update/", {"roles": ["approver", "requester"], **J})
+    web.post(f"/config/user/{local.pk}/update/", {"roles": ["approver"], **J})
+    web.post("/admin/auth/user/add/", {"username": "acc-admin", "password1": "x" * 20, "password2": "x" * 20})
+    web.post(f"/admin/auth/user/{local.pk}/change/", {"username": local.username, "groups": [roles["approver"].pk]})
+    # Nothing was filed that a second admin could approve, nobody new, no role moved.
+    assert not Ticket.objects.filter(kind="config_change").exists()
+    assert set(User.objects.values_list("username", flat=True)) == people_before
+    assert {u.pk: sorted(u.groups.values_list("name", flat=True)) for u in User.objects.all()} == groups_before
+    assert not User.objects.filter(is_superuser=True).exists()
