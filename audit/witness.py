@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS forks (
 );
 """
 CHECKPOINT_COLUMNS = ("seq", "hash", "signed_at", "signature", "witnessed_at", "cosignature")
+NEWEST_CHECKPOINT = (
+    "SELECT seq, hash, signed_at, signature, witnessed_at, cosignature FROM checkpoints ORDER BY seq DESC LIMIT 1"
+)
+CHECKPOINTS_AFTER = (
+    "SELECT seq, hash, signed_at, signature, witnessed_at, cosignature FROM checkpoints "
+    "WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+ALL_CHECKPOINTS = "SELECT seq, hash, signed_at, signature, witnessed_at, cosignature FROM checkpoints ORDER BY seq"
 
 
 def now_iso() -> str:
@@ -114,16 +122,11 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))
 
     def newest(self) -> dict[str, Any] | None:
-        row = self.db.execute(
-            f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM checkpoints ORDER BY seq DESC LIMIT 1"  # noqa: S608 - constant columns
-        ).fetchone()
+        row = self.db.execute(NEWEST_CHECKPOINT).fetchone()
         return dict(zip(CHECKPOINT_COLUMNS, row, strict=True)) if row else None
 
     def checkpoints(self, after: int, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM checkpoints WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
-            (after, limit),
-        ).fetchall()
+        rows = self.db.execute(CHECKPOINTS_AFTER, (after, limit)).fetchall()
         return [dict(zip(CHECKPOINT_COLUMNS, row, strict=True)) for row in rows]
 
     def witnessed_at(self, seq: int) -> dict[str, Any] | None:
@@ -171,9 +174,7 @@ class Store:
         # One read transaction: entries and checkpoints from the same state.
         self.db.execute("BEGIN")
         try:
-            checkpoints = self.db.execute(
-                f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM checkpoints ORDER BY seq"  # noqa: S608
-            )
+            checkpoints = self.db.execute(ALL_CHECKPOINTS)
             newest = self.newest()
             last = newest["seq"] if newest else 0
             pending = next(checkpoints, None)
@@ -215,7 +216,7 @@ class Portal:
             headers={"Authorization": f"Token {self.token}", "Accept": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310  # nosec B310 - http(s) only, checked in __init__
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise PortalError(f"{path} answered {exc.code}") from exc

@@ -1,5 +1,9 @@
 """Audit log benchmark: the filtered list, chain verification, CSV export and
-appends, on a log of 10,000 entries beside one of 1,000,000.
+appends, on a log of 10,000 entries beside one of 1,000,000; then, on the
+large log, signed checkpoints and the witness: the witness catching up with
+the whole log, verification against it (online and offline), and appends
+while checkpoints are signed every second and the witness polls, against
+appends with neither.
 
     .venv/bin/python bench/audit_bench.py --entries 1000000 [--small 10000] [--requests 60]
 
@@ -321,6 +325,35 @@ def append(n: int = 100) -> dict:
     return {"timings_ms": timings}
 
 
+def checkpoint() -> dict:
+    from audit.checkpoints import public_key, sign_checkpoint
+
+    signed = sign_checkpoint()
+    return {"seq": signed.seq if signed else None, "public_key": public_key()}
+
+
+def signer() -> None:
+    """Sign a checkpoint every second until killed (beat at a rate 60 times
+    the default)."""
+    from audit.checkpoints import sign_checkpoint
+
+    print(json.dumps({"signing": True}), flush=True)
+    while True:
+        sign_checkpoint()
+        time.sleep(1)
+
+
+def export_json() -> dict:
+    from audit.export import stream_json
+    from audit.models import AuditEntry
+
+    path = Path(os.environ["BENCH_EXPORT"])
+    with path.open("w") as handle:
+        for chunk in stream_json(AuditEntry.objects.all()):
+            handle.write(chunk)
+    return {"bytes": path.stat().st_size}
+
+
 def child(mode: str, entries: int) -> None:
     import django
 
@@ -328,12 +361,17 @@ def child(mode: str, entries: int) -> None:
     if mode == "serve":
         serve()
         return
+    if mode == "signer":
+        signer()
+        return
     result = {
         "baseline": dict,
         "prepare": lambda: prepare(entries),
         "verify": verify,
         "export": export,
         "append": append,
+        "checkpoint": checkpoint,
+        "export_json": export_json,
     }[mode]()
     print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}), flush=True)
 
@@ -346,10 +384,10 @@ def env_for(size: str) -> dict:
     return {**os.environ, **ENV, "DATABASE_URL": f"{SERVER}/{DATABASES[size]}"}
 
 
-def run_child(size: str, mode: str, entries: int = 0) -> dict:
+def run_child(size: str, mode: str, entries: int = 0, **env) -> dict:
     done = subprocess.run(  # noqa: S603 - this script
         [sys.executable, __file__, "--child", mode, "--entries", str(entries)],
-        env=env_for(size),
+        env={**env_for(size), **env},
         stdout=subprocess.PIPE,
         text=True,
         check=True,
@@ -431,6 +469,7 @@ def main():
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=60, help="timed requests per list query and size")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--append-rounds", type=int, default=5, help="alternating append batches with/without")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -461,6 +500,8 @@ def main():
             "median_ms": statistics.median(appends[size]),
             "p95_ms": percentile(appends[size], 95),
         }
+    print("witnessing the large log", flush=True)
+    figures["witness"] = measure_witness(prepared["large"]["token"], args.append_rounds)
     report(figures, baseline, args.requests)
     print(
         f"(whole run {time.perf_counter() - started:.0f}s; load average at the end "
@@ -468,6 +509,140 @@ def main():
     )
     if args.json:
         args.json.write_text(json.dumps({"baseline_rss_mb": baseline, **figures}, indent=2))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Witness:
+    """python -m audit.witness run against the bench's HTTP server."""
+
+    def __init__(self, portal_port: int, token: str, data_dir: Path):
+        self.port = free_port()
+        self.proc = subprocess.Popen(  # noqa: S603 - the witness of this repository
+            [
+                *(sys.executable, "-m", "audit.witness", "run", "--portal", f"http://127.0.0.1:{portal_port}"),
+                *("--data-dir", str(data_dir), "--listen", f"127.0.0.1:{self.port}", "--interval", "1"),
+            ],
+            cwd=ROOT,
+            env={"PATH": os.environ.get("PATH", ""), "WITNESS_API_TOKEN": token, "LOG_LEVEL": "WARNING"},
+        )
+
+    def latest(self) -> dict:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("GET", "/latest")
+        body = json.loads(conn.getresponse().read())
+        conn.close()
+        return body
+
+    def wait_for(self, seq: int, timeout: float = 1800) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the witness exited"
+            try:
+                newest = self.latest()
+                if newest["checkpoint"] and newest["checkpoint"]["seq"] >= seq:
+                    return newest
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the witness did not reach #{seq}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def measure_witness(token: str, rounds: int) -> dict:
+    """On the large log: the witness catching up from nothing, verification
+    with it (verify_chain and the offline verifier), and appends with and
+    without checkpoints being signed and witnessed."""
+    import shutil
+
+    data_dir = Path(ENV["TWOKEY_DATA_DIR"]) / "witness"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    figures: dict = {}
+    server = subprocess.Popen(  # noqa: S603 - this script
+        [sys.executable, __file__, "--child", "serve"], env=env_for("large"), stdout=subprocess.PIPE, text=True
+    )
+    port = json.loads(server.stdout.readline())["port"]
+    witness = None
+    try:
+        signed = run_child("large", "checkpoint")
+        witness = Witness(port, token, data_dir)
+        started = time.perf_counter()
+        newest = witness.wait_for(signed["seq"])
+        figures["catch_up"] = {"entries": signed["seq"], "seconds": time.perf_counter() - started}
+        figures["store_mb"] = sum(path.stat().st_size for path in data_dir.glob("witness.sqlite3*")) / 1e6
+        env = {"WITNESS_URL": f"http://127.0.0.1:{witness.port}", "WITNESS_PUBLIC_KEY": newest["witness_public_key"]}
+        figures["verify"] = run_child("large", "verify", **env)
+        figures["offline"] = measure_offline(witness, signed["public_key"], newest["witness_public_key"])
+        # Appends: batches alternate between neither running and both
+        # (checkpoints signed every second, the witness polling every second).
+        plain, loaded = [], []
+        for _ in range(rounds):
+            witness.stop()
+            witness = None
+            plain += run_child("large", "append")["timings_ms"]
+            witness = Witness(port, token, data_dir)
+            signing = subprocess.Popen(  # noqa: S603 - this script
+                [sys.executable, __file__, "--child", "signer"], env=env_for("large"), stdout=subprocess.PIPE, text=True
+            )
+            signing.stdout.readline()
+            try:
+                loaded += run_child("large", "append")["timings_ms"]
+            finally:
+                signing.terminate()
+                signing.wait(timeout=10)
+        witness.wait_for(run_child("large", "checkpoint")["seq"] or 0)
+        figures["append"] = {
+            "without": {"median_ms": statistics.median(plain), "p95_ms": percentile(plain, 95)},
+            "with": {"median_ms": statistics.median(loaded), "p95_ms": percentile(loaded, 95)},
+        }
+    finally:
+        if witness is not None:
+            witness.stop()
+        server.terminate()
+        server.wait(timeout=10)
+    return figures
+
+
+def measure_offline(witness: Witness, portal_key: str, witness_key: str) -> dict:
+    """The export and the witness's file checked with the public keys alone."""
+    export = Path(ENV["TWOKEY_DATA_DIR"]) / "bench-export.json"
+    witnessed = Path(ENV["TWOKEY_DATA_DIR"]) / "bench-witnessed.jsonl"
+    run_child("large", "export_json", BENCH_EXPORT=str(export))
+    conn = http.client.HTTPConnection("127.0.0.1", witness.port, timeout=300)
+    conn.request("GET", "/export")
+    with witnessed.open("wb") as handle:
+        response = conn.getresponse()
+        while chunk := response.read(1 << 20):
+            handle.write(chunk)
+    conn.close()
+    command = [
+        *("/usr/bin/time", "-f", "%M", sys.executable, "-m", "audit.verify_export", str(export)),
+        *("--witness", str(witnessed), f"--witness-public-key={witness_key}", f"--portal-public-key={portal_key}"),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={"PATH": os.environ["PATH"]})  # noqa: S603
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    entries = int(done.stdout.split()[1])
+    result = {
+        "entries": entries,
+        "seconds": seconds,
+        "per_second": entries / seconds,
+        "peak_rss_mb": int(done.stderr.strip().splitlines()[-1]) / 1024,
+        "witness_file_mb": witnessed.stat().st_size / 1e6,
+    }
+    export.unlink()
+    witnessed.unlink()
+    return result
 
 
 def report(figures: dict, baseline_rss: float, requests: int) -> None:
@@ -495,6 +670,28 @@ def report(figures: dict, baseline_rss: float, requests: int) -> None:
         )
         print(f"  append (record(), one transaction each): median {p['median_ms']:.2f} ms, p95 {p['p95_ms']:.2f} ms")
     print(f"(a child that only loads Django peaks at {baseline_rss:.0f} MB RSS)")
+    w = figures["witness"]
+    print(f"Witness, at {b['entries']:,} entries:")
+    print(
+        f"  catching up from nothing: {w['catch_up']['entries']:,} entries in {w['catch_up']['seconds']:.1f}s; "
+        f"its store {w['store_mb']:.0f} MB"
+    )
+    v, o = w["verify"], w["offline"]
+    print(
+        f"  verify with the witness: {v['checked']:,} entries in {v['seconds']:.1f}s = {v['per_second']:,.0f}/s, "
+        f"peak RSS {v['peak_rss_mb']:.0f} MB (ok={v['ok']})"
+    )
+    print(
+        f"  offline, public keys only (export + witness file of {o['witness_file_mb']:.0f} MB): {o['entries']:,} "
+        f"entries in {o['seconds']:.1f}s = {o['per_second']:,.0f}/s, peak RSS {o['peak_rss_mb']:.0f} MB"
+    )
+    a = w["append"]
+    ratio = a["with"]["p95_ms"] / a["without"]["p95_ms"]
+    print(
+        f"  append p95 without {a['without']['p95_ms']:.2f} ms, with checkpoints every second and the witness "
+        f"polling {a['with']['p95_ms']:.2f} ms: {ratio:.2f}x (target <= 1.1x); medians "
+        f"{a['without']['median_ms']:.2f} / {a['with']['median_ms']:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

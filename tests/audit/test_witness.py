@@ -169,7 +169,8 @@ def offline_verify(scene, export: Path) -> subprocess.CompletedProcess:
     return subprocess.run(  # noqa: S603 - our own verifier
         [
             *(sys.executable, "-m", "audit.verify_export", str(export), "--witness", str(witness_file)),
-            *("--witness-public-key", scene.witness_key, "--portal-public-key", portal_public_key()),
+            f"--witness-public-key={scene.witness_key}",
+            f"--portal-public-key={portal_public_key()}",
         ],
         cwd=ROOT,
         env=BARE_ENV,
