@@ -78,6 +78,10 @@ class DirectoryLDAPBackend(LDAPBackend):
         # A user who is not found and one whose password is wrong look the same.
         return super().authenticate(request, username=username, password=password, **kwargs)
 
+    def get_user(self, user_id):
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
     def get_or_build_user(self, username, ldap_user):
         # django-auth-ldap would create a Django user by name before we are
         # asked. Hand it one it never saves (not "built", and

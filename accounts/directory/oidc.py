@@ -109,6 +109,10 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
     def OIDC_OP_JWKS_ENDPOINT(self):  # noqa: N802
         return discovery()["jwks_uri"]
 
+    def get_user(self, user_id):
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
     def authenticate(self, request, **kwargs):
         if not oidc_configured() or request is None or "nonce" not in kwargs or "username" in kwargs:
             return None
