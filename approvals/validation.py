@@ -187,28 +187,6 @@ def check_vm_migrate(connector, index: InventoryIndex, params: dict, recheck: bo
     moves_storage = datastore is not None and datastore.id not in vm.datastore_ids
     if not recheck and vm.host_id == host.id and not moves_storage and not network_map:
         raise _params_error({"target_host": [f"{vm.name} is already on {host.name}."]})
-    # Storage and every card must end up in the target zone.
-    disks = [datastore.id] if datastore is not None else list(vm.datastore_ids)
-    for datastore_id in disks:
-        zone = index.datastore_zone(datastore_id)
-        if zone != target:
-            ds = index.get(datastore_id)
-            name = ds.name if ds is not None else datastore_id
-            errors.setdefault("target_datastore", []).append(
-                f"Datastore {name} ({datastore_id}) is in zone {zone.label}; the VM's disks must be in zone "
-                f"{target.label} after the move{'' if datastore else ' (give a target_datastore there)'}."
-            )
-    for nic, network_id in _cards_after(vm, network_map):
-        zone = index.network_zone(network_id)
-        if zone != target:
-            net = index.get(network_id)
-            name = net.name if net is not None else network_id
-            errors.setdefault("network_map", []).append(
-                f"{nic.label} would be on {name} ({network_id}), zone {zone.label}; map it to a network of zone "
-                f"{target.label}."
-            )
-    if errors:
-        raise _params_error(errors)
     policy = policy_for(TicketKind.VM_MIGRATE, connector, target)
     required = policy.required_approvals
     if source != target:
@@ -233,6 +211,28 @@ def check_vm_migrate(connector, index: InventoryIndex, params: dict, recheck: bo
                 {"target_host": [f"No policy allows migration from zone {source.label} to zone {target.label}."]}
             )
         required = max(required, int(route.get("required_approvals") or DEFAULT_CROSS_ZONE_APPROVALS))
+    # Storage and every card must end up in the target zone.
+    disks = [datastore.id] if datastore is not None else list(vm.datastore_ids)
+    for datastore_id in disks:
+        zone = index.datastore_zone(datastore_id)
+        if zone != target:
+            ds = index.get(datastore_id)
+            name = ds.name if ds is not None else datastore_id
+            errors.setdefault("target_datastore", []).append(
+                f"Datastore {name} ({datastore_id}) is in zone {zone.label}; the VM's disks must be in zone "
+                f"{target.label} after the move{'' if datastore else ' (give a target_datastore there)'}."
+            )
+    for nic, network_id in _cards_after(vm, network_map):
+        zone = index.network_zone(network_id)
+        if zone != target:
+            net = index.get(network_id)
+            name = net.name if net is not None else network_id
+            errors.setdefault("network_map", []).append(
+                f"{nic.label} would be on {name} ({network_id}), zone {zone.label}; map it to a network of zone "
+                f"{target.label}."
+            )
+    if errors:
+        raise _params_error(errors)
     params["source_host"] = vm.host_id or ""
     source_host = index.get(vm.host_id, ("host",))
     if source_host is not None:

@@ -84,7 +84,9 @@ class CheckpointListSerializer(serializers.Serializer):
 
 class LinksSerializer(serializers.Serializer):
     links = serializers.ListField(
-        child=serializers.ListField(child=serializers.CharField()), help_text="[seq, prev_hash, hash], oldest first"
+        # [seq (integer), prev_hash, hash]: mixed types, so each item is any JSON value.
+        child=serializers.ListField(child=serializers.JSONField(), min_length=3, max_length=3),
+        help_text="[seq, prev_hash, hash], oldest first",
     )
 
 

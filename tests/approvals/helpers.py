@@ -18,6 +18,15 @@ ADMIN_ACCESS = {
 }
 
 
+# A dev → prod move: the disks and every card go into prod as well.
+DEV_TO_PROD = {
+    "vm": "dev-app-01",
+    "target_host": "prod-esx-01",
+    "target_datastore": "ds-prod",
+    "network_map": {"pg-dev": "pg-prod"},
+}
+
+
 def body(connector, kind, params, **extra):
     return {"kind": kind, "connector": connector.pk, "justification": "CHG for testing", "params": params, **extra}
 

@@ -11,7 +11,7 @@ from pyVmomi import vim
 from approvals import tasks
 from approvals.models import Ticket
 from audit.models import AuditEntry
-from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, file_ticket
+from tests.approvals.helpers import ADMIN_ACCESS, DEV_TO_PROD, VM_CREATE, file_ticket
 from tests.conftest import register_lab
 from tests.fixtures.vcsim import start_vcsim
 
@@ -83,7 +83,7 @@ def test_vm_create_end_to_end(api, own_lab, requester, approver, workers, check)
 
 def test_vm_migrate_end_to_end(api, own_lab, requester, approver, approver2, workers, check):
     workers(1)
-    ticket = file_ticket(api(requester), own_lab, "vm_migrate", {"vm": "dev-app-01", "target_host": "prod-esx-02"})
+    ticket = file_ticket(api(requester), own_lab, "vm_migrate", {**DEV_TO_PROD, "target_host": "prod-esx-02"})
     assert ticket["required_approvals"] == 2
     approve_all(api, ticket, approver, approver2)
     done = wait_for(ticket["id"], "succeeded", "failed")
@@ -100,7 +100,8 @@ def test_admin_access_granted_then_expires_on_time(api, own_lab, requester, appr
     done = wait_for(ticket["id"], "succeeded", "failed")
     assert done.state == "succeeded", done.error
     [granted] = permissions_on(check, "prod-web-01", "LAB\\alice")
-    assert granted.roleId == -1  # Admin
+    roles = {r.roleId: r.name for r in check.RetrieveContent().authorizationManager.roleList}
+    assert roles[granted.roleId] == ADMIN_ACCESS["role"]
     revoked = wait_for(ticket["id"], "revoked", timeout=20)
     assert permissions_on(check, "prod-web-01", "LAB\\alice") == []
     # Removed within a sweep interval (2 s) and a task of the expiry.

@@ -123,6 +123,8 @@ MATRIX = [
     ("audit-list", "get", "/api/audit/", None, statuses(default=403, approver=200, auditor=200)),
     ("audit-verify", "get", "/api/audit/verify/", None, statuses(default=403, approver=200, auditor=200)),
     ("audit-export", "get", "/api/audit/export/?format=json", None, statuses(default=403, approver=200, auditor=200)),
+    ("audit-checkpoints", "get", "/api/audit/checkpoints/", None, statuses(default=403, approver=200, auditor=200)),
+    ("audit-links", "get", "/api/audit/links/", None, statuses(default=403, approver=200, auditor=200)),
     ("finding-list", "get", "/api/findings/", None, statuses(default=403, approver=200, auditor=200)),
     ("finding-detail", "get", "/api/findings/{f}/", None, statuses(default=403, approver=200, auditor=200)),
     (

@@ -11,7 +11,7 @@ from django.utils import timezone
 from approvals.models import Policy, Ticket
 from approvals.services import execution, sweeper
 from audit.models import AuditEntry
-from tests.approvals.helpers import VM_CREATE, file_ticket
+from tests.approvals.helpers import DEV_TO_PROD, VM_CREATE, file_ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_content_changed_after_approval_is_refused(approved, own_lab):
 
 
 def test_zone_rules_are_checked_again_against_the_live_inventory(approved, own_lab):
-    ticket = approved("vm_migrate", {"vm": "dev-app-01", "target_host": "prod-esx-01"})
+    ticket = approved("vm_migrate", DEV_TO_PROD)
     policy = Policy.objects.get(kind="vm_migrate", zone=None)
     policy.allowed_zone_pairs = []
     policy.save()

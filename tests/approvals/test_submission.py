@@ -4,7 +4,16 @@ import pytest
 
 from approvals.models import Ticket
 from audit.models import AuditEntry
-from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, body, configure, file_ticket, migrate_within_zone, vm_host
+from tests.approvals.helpers import (
+    ADMIN_ACCESS,
+    DEV_TO_PROD,
+    VM_CREATE,
+    body,
+    configure,
+    file_ticket,
+    migrate_within_zone,
+    vm_host,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,14 +40,15 @@ def test_vm_create_is_filed_pending_with_policy_copied(api, lab, requester):
 @pytest.mark.parametrize(
     "change,field,words",
     [
-        ({"template": "tpl-unknown"}, "template", "catalogue"),
-        ({"template": "prod-web-01"}, "template", "catalogue"),
+        ({"template": "tpl-unknown"}, "template", "No template named 'tpl-unknown'"),
+        ({"template": "prod-web-01"}, "template", "No template named 'prod-web-01'"),  # a VM, not a template
         ({"name": "prod-web-01"}, "name", "already exists"),
         ({"name": "bad name!"}, "name", "letters"),
-        ({"host": "nope-esx"}, "host", "not found"),
-        ({"datastore": "ds-none"}, "datastore", "not found"),
-        ({"network": "pg-none"}, "network", "not found"),
-        ({"network": "pg-dev"}, "network", "zone"),
+        ({"host": "nope-esx"}, "host", "No host named 'nope-esx'"),
+        ({"datastore": "ds-none"}, "datastore", "No datastore named 'ds-none'"),
+        ({"datastore": "ds-dev"}, "datastore", "is in zone dev, but the placement is in zone prod"),
+        ({"network": "pg-none"}, "networks", "No network named 'pg-none'"),
+        ({"network": "pg-dev"}, "networks", "is in zone dev, but the placement is in zone prod"),
         ({"cpus": 9}, "cpus", "At most 8"),
         ({"memory_mb": 65536}, "memory_mb", "At most 32768"),
         ({"cpus": "two"}, "cpus", "valid integer"),
@@ -72,7 +82,7 @@ def test_migration_within_a_zone_needs_the_default_approvals(api, lab, requester
 
 
 def test_migration_into_a_more_trusted_zone_needs_the_pairs_approvals(api, lab, requester):
-    ticket = file_ticket(api(requester), lab, "vm_migrate", {"vm": "dev-app-01", "target_host": "prod-esx-01"})
+    ticket = file_ticket(api(requester), lab, "vm_migrate", DEV_TO_PROD)
     assert ticket["required_approvals"] == 2
     assert ticket["zone"] == "prod"
 
@@ -110,8 +120,8 @@ def test_migration_to_the_current_host_is_refused(api, lab, requester):
     ],
 )
 def test_migration_of_unknown_objects_is_refused(api, lab, requester, change, field):
-    errors = refused(api(requester), lab, "vm_migrate", {"vm": "dev-app-01", "target_host": "prod-esx-01", **change})
-    assert "not found" in errors["params"][field][0]
+    errors = refused(api(requester), lab, "vm_migrate", {**DEV_TO_PROD, **change})
+    assert "No " in errors["params"][field][0] and repr(next(iter(change.values()))) in errors["params"][field][0]
 
 
 def test_admin_access_needs_two_approvals(api, lab, requester):
@@ -124,7 +134,11 @@ def test_admin_access_needs_two_approvals(api, lab, requester):
         ({"duration_minutes": 481}, "duration_minutes", "At most 480"),
         ({"duration_minutes": 0}, "duration_minutes", "greater than or equal to 1"),
         ({"role": "God"}, "role", "not found"),
-        ({"entity": "nowhere"}, "entity", "No VM, host, cluster or folder"),
+        (
+            {"entity": "nowhere"},
+            "entity",
+            "No VM or host or cluster or folder or resource pool or datacenter or root folder named 'nowhere'",
+        ),
         ({"principal": "<script>"}, "principal", "user or group"),
     ],
 )

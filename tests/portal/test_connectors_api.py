@@ -130,7 +130,7 @@ def test_zone_labels_must_exist_and_not_overlap(api, lab, portal_admin):
         {"name": "x", "trust_level": 5, "connector": lab.pk, "hosts": ["ghost-esx"], "justification": "j"},
         format="json",
     )
-    assert bad.status_code == 400 and "Not in the inventory: ghost-esx" in bad.json()["hosts"][0]
+    assert bad.status_code == 400 and "No host named 'ghost-esx'" in bad.json()["hosts"][0]
     clash = client.post(
         "/api/zones/",
         {"name": "y", "trust_level": 5, "connector": lab.pk, "networks": ["pg-prod"], "justification": "j"},
@@ -145,7 +145,7 @@ def test_catalogue_entries_must_be_template_vms(api, lab, portal_admin, portal_a
     bad = client.post(
         "/api/templates/", {"connector": lab.pk, "name": "prod-web-01", "justification": "j"}, format="json"
     )
-    assert bad.status_code == 400 and "No template VM" in bad.json()["name"][0]
+    assert bad.status_code == 400 and "No template named 'prod-web-01'" in bad.json()["name"][0]
     template = lab.templates.first()
     entry = client.patch(
         f"/api/templates/{template.pk}/", {"description": "vetted 2026-11", "justification": "j"}, format="json"

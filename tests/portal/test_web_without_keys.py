@@ -180,7 +180,8 @@ def test_a_migration_through_a_web_without_keys(own_lab, fresh_vcsim, requester,
     # The inventory the web shows is read by the worker for it.
     status, inventory = server.call("GET", f"/api/connectors/{own_lab.pk}/inventory/?refresh=1", requester_token)
     assert status == 200, inventory
-    source = next(vm["host"] for vm in inventory["vms"] if vm["name"] == "dev-app-01")
+    source_id = next(vm["host"] for vm in inventory["vms"] if vm["name"] == "dev-app-01")
+    source = next(h["name"] for h in inventory["hosts"] if h["id"] == source_id)
     target = "dev-esx-02" if source == "dev-esx-01" else "dev-esx-01"
     assert "approvals.tasks.read_inventory" in worker.output()
 

@@ -219,6 +219,8 @@ READ_ONLY = {
     "audit-list",
     "audit-verify",
     "audit-export",
+    "audit-checkpoints",
+    "audit-links",
     "finding-list",
     "finding-detail",
     "finding-acknowledge",
