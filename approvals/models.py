@@ -128,6 +128,8 @@ class Ticket(models.Model):
     # the worker refuses to act once either differs ("needs a new ticket").
     policy_id = models.PositiveBigIntegerField(null=True, blank=True)
     policy_digest = models.CharField(max_length=64, blank=True)
+    # The requester's submission, sealed (approvals/seals.py).
+    seal = models.CharField(max_length=80, blank=True, editable=False)
     pending_expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -190,6 +192,8 @@ class Approval(models.Model):
     comment = models.TextField(blank=True)
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The decision, sealed (approvals/seals.py): the worker counts it only if this verifies.
+    seal = models.CharField(max_length=80, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]

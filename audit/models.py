@@ -91,6 +91,7 @@ class FindingKind(models.TextChoices):
     VM_MOVED = "vm_moved", "VM on a host no ticket moved it to"
     PERMISSION_UNEXPLAINED = "permission_unexplained", "Permission no active ticket explains"
     ACCESS_AFTER_END = "access_after_end", "Access still present after its ticket ended"
+    RECORDS_UNVERIFIED = "records_unverified", "Ticket records whose seals do not verify"
     CONNECTOR_IDENTITY = "connector_identity", "Connector endpoint is not the pinned hypervisor"
 
 
@@ -98,7 +99,10 @@ class Finding(models.Model):
     """A difference between a hypervisor and what succeeded tickets explain,
     raised once and open until an approver acknowledges it."""
 
-    connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="findings")
+    # None for findings about the portal's own records (a configuration request).
+    connector = models.ForeignKey(
+        "connectors.Connector", null=True, blank=True, on_delete=models.PROTECT, related_name="findings"
+    )
     kind = models.CharField(max_length=32, choices=FindingKind.choices)
     # What the finding is about, stable across runs: "vm:<instance uuid>",
     # "permission:<entity id>:<user|group>:<principal>".

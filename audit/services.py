@@ -19,7 +19,7 @@ def finding_acknowledge(*, finding_id: int, user, comment: str) -> Finding:
     if not comment:
         raise InvalidInput({"comment": ["Say why this finding is acceptable or what was done about it."]})
     with transaction.atomic():
-        finding = Finding.objects.select_for_update().select_related("connector").get(pk=finding_id)
+        finding = Finding.objects.select_for_update(of=("self",)).select_related("connector").get(pk=finding_id)
         if not finding.is_open:
             raise StateConflict(f"Finding {finding.pk} was acknowledged already.")
         finding.acknowledged_at = timezone.now()

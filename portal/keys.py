@@ -33,6 +33,7 @@ GENERATORS = {
     "CREDENTIALS_KEY": _generate_credentials_key,
     "AUDIT_HMAC_KEY": _generate_secret_key,
     "AUDIT_SIGNING_KEY": _generate_signing_key,
+    "SEAL_KEY": _generate_secret_key,
 }
 
 

@@ -94,6 +94,20 @@ WITNESS_PUBLIC_KEY = os.environ.get("WITNESS_PUBLIC_KEY", "").strip()
 if WITNESS_URL and not DEBUG:
     require_strong("WITNESS_PUBLIC_KEY", WITNESS_PUBLIC_KEY)
 
+# Seals on decisions (approvals/seals.py): an HMAC over each submission,
+# approval and rejection, with a key the database does not hold. The web
+# seals, the worker verifies. SEAL_OLD_KEYS (comma-separated, or the local
+# file DATA_DIR/seal_old_keys.key, one a line) keep earlier keys for
+# verification after `manage.py rotate_seal_key`.
+SEAL_KEY = load_key("SEAL_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS and SERVICE != "beat")
+SEAL_OLD_KEYS = env_list("SEAL_OLD_KEYS") or (
+    (DATA_DIR / "seal_old_keys.key").read_text().split()
+    if _GENERATE_KEYS and (DATA_DIR / "seal_old_keys.key").exists()
+    else []
+)
+if not DEBUG and SERVICE != "beat":
+    require_strong("SEAL_KEY", SEAL_KEY)
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import permissions
+from approvals import permissions, seals
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
@@ -20,6 +20,7 @@ from approvals.services.connectors import connector_identity_refused, identity_m
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
 from approvals.validation import DERIVED_PARAMS, check_submission
+from audit.models import Finding, FindingKind
 from audit.writer import record
 from connectors.base import ConnectorError, IdentityMismatch, OperationResult, TransientConnectorError
 from connectors.registry import connector_for
@@ -53,14 +54,20 @@ def approvals_problem(ticket: Ticket) -> str | None:
     """Why the ticket's approvals no longer carry it, in words, or None: its
     content changed, it carries a rejection, or too few approvals are still
     valid (approver active, still in the group, not the requester, no
-    conflict of interest)."""
+    conflict of interest). Records whose seals do not verify count for
+    nothing: the ticket fails, with a finding and an audit entry."""
+    decisions = list(ticket.approvals.select_related("approver"))
+    unverified = seals.records_problem(ticket, decisions)
+    if unverified:
+        _records_refused(ticket, unverified)
+        return f"Approval records do not verify: {unverified}."
     if ticket_content_hash(ticket) != ticket.content_hash:
         return "The ticket's content no longer matches what was approved."
-    if ticket.approvals.filter(decision=Decision.REJECT).exists():
+    if any(a.decision == Decision.REJECT for a in decisions):
         return "The ticket carries a rejection."
     approvers = {
         a.approver_id
-        for a in ticket.approvals.select_related("approver")
+        for a in decisions
         if a.decision == Decision.APPROVE
         and a.content_hash == ticket.content_hash
         and a.approver_id != ticket.requester_id
@@ -111,6 +118,35 @@ def _bound_objects(ticket: Ticket):
                 yield f"{field}[{i}].to", ref["to"]
             elif isinstance(ref, dict):
                 yield (field if len(refs) == 1 and not isinstance(value, list) else f"{field}[{i}]"), ref
+
+
+def _records_refused(ticket: Ticket, words: str) -> None:
+    """Seals that do not verify: someone wrote these records without the
+    key. One open finding per ticket, and an audit entry."""
+    now = timezone.now()
+    ref = f"ticket:{ticket.pk}:records"
+    details = {"ticket": ticket.ref, "problem": words}
+    with transaction.atomic():
+        record("ticket.records_unverified", actor_name="worker", ticket=ticket, obj=ticket, details=details)
+        known = Finding.objects.filter(kind=FindingKind.RECORDS_UNVERIFIED, object_ref=ref, acknowledged_at=None)
+        if known.update(last_seen=now):
+            return
+        finding = Finding.objects.create(
+            connector=ticket.connector,
+            kind=FindingKind.RECORDS_UNVERIFIED,
+            object_ref=ref,
+            observed=details,
+            expected={"every submission and decision": "sealed with SEAL_KEY"},
+            first_seen=now,
+            last_seen=now,
+        )
+        record(
+            "finding.raised",
+            actor_name="worker",
+            ticket=ticket,
+            obj=finding,
+            details={"kind": finding.kind, "object_ref": ref, "observed": details},
+        )
 
 
 def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import permissions
+from approvals import permissions, seals
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
 from approvals.errors import InvalidInput, StateConflict
@@ -89,6 +89,8 @@ def ticket_file(
         policy_digest=policy.digest(),
         pending_expires_at=timezone.now() + timedelta(minutes=policy.pending_ttl_minutes),
     )
+    ticket.seal = seals.make(**seals.submission_fields(ticket))
+    Ticket.objects.filter(pk=ticket.pk).update(seal=ticket.seal)
     record(
         "ticket.submitted",
         actor=requester,
@@ -206,6 +208,16 @@ def _refusal_audited(ticket_id: int, user, decision: str):
         raise
 
 
+def _decide(ticket: Ticket, user, decision: str, comment: str) -> Approval:
+    """Store one decision with its seal."""
+    approval = Approval.objects.create(
+        ticket=ticket, approver=user, decision=decision, comment=comment, content_hash=ticket.content_hash
+    )
+    approval.seal = seals.make(**seals.decision_fields(ticket, approval))
+    Approval.objects.filter(pk=approval.pk).update(seal=approval.seal)
+    return approval
+
+
 def ticket_approve(*, ticket_id: int, approver, comment: str = "", otp_confirmed: bool = False) -> Ticket:
     """Record one approval; the approval that reaches the required count moves
     the ticket to approved and queues its execution, exactly once (the row
@@ -218,13 +230,7 @@ def ticket_approve(*, ticket_id: int, approver, comment: str = "", otp_confirmed
             raise PermissionDenied(
                 f"{ticket.ref}'s policy requires a one-time password: confirm a code from your authenticator first."
             )
-        Approval.objects.create(
-            ticket=ticket,
-            approver=approver,
-            decision=Decision.APPROVE,
-            comment=comment.strip(),
-            content_hash=ticket.content_hash,
-        )
+        _decide(ticket, approver, Decision.APPROVE, comment.strip())
         given = ticket.approvals.filter(decision=Decision.APPROVE, content_hash=ticket.content_hash).count()
         record(
             "ticket.approval",
@@ -248,13 +254,7 @@ def ticket_reject(*, ticket_id: int, approver, comment: str) -> Ticket:
     with _refusal_audited(ticket_id, approver, Decision.REJECT), transaction.atomic():
         ticket = _locked_ticket(ticket_id)
         _check_decider(ticket, approver)
-        Approval.objects.create(
-            ticket=ticket,
-            approver=approver,
-            decision=Decision.REJECT,
-            comment=comment,
-            content_hash=ticket.content_hash,
-        )
+        _decide(ticket, approver, Decision.REJECT, comment)
         transition(ticket, TicketState.REJECTED, actor=approver, details={"comment": comment})
         enqueue_notification(ticket.pk, "rejected")
     return ticket

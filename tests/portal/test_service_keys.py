@@ -13,7 +13,15 @@ from pathlib import Path
 from portal.keys import credentials_public_key
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = {"SECRET_KEY", "CREDENTIALS_KEY", "CREDENTIALS_PUBLIC_KEY", "AUDIT_HMAC_KEY", "TWOKEY_LOCAL_KEYS", "DEBUG"}
+KEYS = {
+    "SECRET_KEY",
+    "CREDENTIALS_KEY",
+    "CREDENTIALS_PUBLIC_KEY",
+    "AUDIT_HMAC_KEY",
+    "SEAL_KEY",
+    "TWOKEY_LOCAL_KEYS",
+    "DEBUG",
+}
 SHOW = (
     "import django; django.setup(); from django.conf import settings; "
     "from connectors import credentials; "
@@ -34,7 +42,11 @@ def private_key() -> str:
 
 
 def strong(**extra):
-    keys = {"SECRET_KEY": secrets.token_urlsafe(50), "AUDIT_HMAC_KEY": secrets.token_urlsafe(50)}
+    keys = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_HMAC_KEY": secrets.token_urlsafe(50),
+        "SEAL_KEY": secrets.token_urlsafe(50),  # the web seals decisions, the worker verifies them
+    }
     if extra.get("TWOKEY_SERVICE") == "worker":
         keys["AUDIT_SIGNING_KEY"] = private_key()  # the worker signs the audit checkpoints
     return {**keys, **extra}

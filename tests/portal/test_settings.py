@@ -16,7 +16,7 @@ def start(tmp_path, **env):
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY", "TWOKEY_LOCAL_KEYS", "DEBUG"}
+        if k not in {"SECRET_KEY", "CREDENTIALS_KEY", "AUDIT_HMAC_KEY", "SEAL_KEY", "TWOKEY_LOCAL_KEYS", "DEBUG"}
     }
     clean.update({"TWOKEY_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "portal.settings", **env})
     return subprocess.run(  # noqa: S603 - our own interpreter
@@ -34,6 +34,7 @@ def strong():
         "SECRET_KEY": secrets.token_urlsafe(50),
         "CREDENTIALS_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "AUDIT_HMAC_KEY": secrets.token_urlsafe(50),
+        "SEAL_KEY": secrets.token_urlsafe(50),
     }
 
 
@@ -54,6 +55,8 @@ def test_strong_keys_start(tmp_path):
         ("CREDENTIALS_KEY", "not base64 !!", "CREDENTIALS_KEY"),
         ("CREDENTIALS_KEY", base64.urlsafe_b64encode(b"\0" * 32).decode(), "not random enough"),
         ("AUDIT_HMAC_KEY", "changeme", "AUDIT_HMAC_KEY"),
+        ("SEAL_KEY", "", "SEAL_KEY is not set"),
+        ("SEAL_KEY", "short", "SEAL_KEY is too short"),
     ],
 )
 def test_weak_or_missing_keys_refuse_to_start(tmp_path, name, value, words):
@@ -68,7 +71,7 @@ def test_local_runs_generate_private_key_files_once(tmp_path):
     first = start(tmp_path, TWOKEY_LOCAL_KEYS="1")
     assert first.returncode == 0, first.stderr
     files = sorted(p.name for p in tmp_path.glob("*.key"))
-    assert files == ["audit_hmac_key.key", "credentials_key.key", "secret_key.key"]
+    assert files == ["audit_hmac_key.key", "credentials_key.key", "seal_key.key", "secret_key.key"]
     contents = {p.name: p.read_text() for p in tmp_path.glob("*.key")}
     for path in tmp_path.glob("*.key"):
         assert path.stat().st_mode & 0o777 == 0o600
