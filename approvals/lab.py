@@ -24,11 +24,13 @@ LAB_TEMPLATES = [
 
 def label_lab(connector) -> None:
     """Idempotent: what exists is kept as it is. Names are resolved to
-    managed-object ids in the lab's inventory, read now."""
+    managed-object ids in the lab's inventory, read now and directly (this
+    runs on the server's shell, before the portal's cache may be up)."""
     from approvals.inventory import InventoryIndex
+    from connectors.registry import connector_for
 
     groups = ensure_roles()
-    index = InventoryIndex.for_connector(connector, refresh=True)
+    index = InventoryIndex(connector_for(connector.kind, connector.connection_config()).inventory(), [])
 
     def ids(kinds, names):
         return [index.resolve(kinds, name)[1].id for name in names]
