@@ -114,9 +114,13 @@ def main():
         template = find(vim.VirtualMachine, "tpl-debian12")
         pool = find(vim.ClusterComputeResource, "dev").resourcePool
         hosts = {name: find(vim.HostSystem, name) for name in ("dev-esx-01", "dev-esx-02")}
+        # The clones' disks on dev's own datastore: a move between dev's hosts
+        # then stays in zone dev, storage and card included.
+        datastore = find(vim.Datastore, "ds-dev")
         vms = []
         for i in range(args.tickets):
-            spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool, host=hosts["dev-esx-01"]))
+            location = vim.vm.RelocateSpec(pool=pool, host=hosts["dev-esx-01"], datastore=datastore)
+            spec = vim.vm.CloneSpec(location=location)
             task = template.CloneVM_Task(folder=template.parent, name=f"bench-vm-{i:04d}", spec=spec)
             WaitForTask(task)
             vms.append(task.info.result)
@@ -144,7 +148,8 @@ def main():
                     "kind": "vm_migrate",
                     "connector": connector.pk,
                     "justification": "bench",
-                    "params": {"vm": vm.name, "target_host": target},
+                    # Tickets bind objects: the VM and host by managed-object id.
+                    "params": {"vm": vm._moId, "target_host": hosts[target]._moId},
                 }
                 response = clients["req"].post("/api/tickets/", body, format="json")
                 assert response.status_code == 201, response.content

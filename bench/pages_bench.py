@@ -6,7 +6,9 @@ trivial Django view on the same gunicorn server in the same run.
     .venv/bin/python bench/pages_bench.py [--tickets 100000] [--entries 1000000]
         [--duration 20] [--rounds 5] [--connections 8] [--workers 4] [--reuse]
 
-Needs PostgreSQL and Redis on localhost (as for the tests) and Debian's wrk.
+Needs PostgreSQL and Redis on localhost (as for the tests), Debian's wrk and
+the built lab (scripts/build-vcsim.sh): the fill starts a vcsim lab to label
+its zones and to resolve the objects the tickets bind, then stops it.
 Uses its own database (twokey_pagesbench) and Redis databases 7 and 8.
 --reuse keeps a database filled by an earlier run with the same sizes.
 """
@@ -61,6 +63,19 @@ OLD_STATES = [("succeeded", 78), ("failed", 4), ("rejected", 6), ("cancelled", 4
 RECENT_STATES = [("pending", 25), ("approved", 2), ("running", 2)] + OLD_STATES
 FINISHED = ("succeeded", "failed", "revoked")
 VM_NAMES = ["prod-web-01", "prod-db-01", "dev-app-01", "dev-app-02", "dmz-proxy-01"]
+# The moves the tickets make, by name: within prod, within dev, dev to prod.
+MOVES = [
+    {"vm": "prod-web-01", "target_host": "prod-esx-02"},
+    {"vm": "prod-db-01", "target_host": "prod-esx-01"},
+    {"vm": "dev-app-01", "target_host": "dev-esx-02"},
+    {"vm": "dev-app-02", "target_host": "dev-esx-01"},
+    {
+        "vm": "dev-app-01",
+        "target_host": "prod-esx-01",
+        "target_datastore": "ds-prod",
+        "network_map": {"pg-dev": "pg-prod"},
+    },
+]
 
 
 def say(text: str) -> None:
@@ -124,23 +139,65 @@ def make_users():
     return users, groups
 
 
+def ticket_shapes(connector) -> dict[str, list[tuple]]:
+    """(params, zone, policy id, policy digest) per kind, as submission
+    stores them: every object resolved to its id, with `objects` naming each
+    (the submission checks themselves, run once per body)."""
+    from approvals.inventory import InventoryIndex
+    from approvals.validation import check_submission
+    from tests.approvals.helpers import VM_CREATE
+
+    index = InventoryIndex.for_connector(connector)
+
+    def checked(kind, params):
+        result = check_submission(kind=kind, connector=connector, params=dict(params), index=index)
+        return result.params, result.zone.name, result.policy.pk, result.policy.digest()
+
+    access = {"principal": "LAB\\someone", "role": "VirtualMachinePowerUser", "duration_minutes": 60}
+    return {
+        "vm_create": [checked("vm_create", VM_CREATE)],
+        "vm_migrate": [checked("vm_migrate", move) for move in MOVES],
+        "admin_access": [checked("admin_access", {**access, "entity": name}) for name in VM_NAMES],
+    }
+
+
+def copy_rows(cur, model, columns: str, rows) -> None:
+    """COPY rows of `columns` into the model's table; its other columns get
+    their fields' defaults, so a field added later need not be named here."""
+    from django.db import models
+
+    named = [c.strip() for c in columns.split(",")]
+    rest = [f for f in model._meta.concrete_fields if f.column not in named]
+    defaults = tuple(json.dumps(f.get_default()) if isinstance(f, models.JSONField) else f.get_default() for f in rest)
+    table = model._meta.db_table
+    with cur.copy(f"COPY {table} ({', '.join(named + [f.column for f in rest])}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row((*row, *defaults))
+
+
 def fill(tickets: int, entries: int) -> None:
     import psycopg
     from django.conf import settings
     from django.core.management import call_command
 
     from approvals.lab import label_lab
+    from approvals.models import Approval, Ticket
     from audit.chain import Signer, canonical, hashed_fields
     from connectors.models import Connector
-    from tests.approvals.helpers import VM_CREATE
+    from tests.fixtures.vcsim import VcsimProcess
 
     recreate_database()
     say("migrating")
     call_command("migrate", verbosity=0)
-    connector = Connector(name="lab", url="https://127.0.0.1:1/sdk", username="bench", verify_tls=False)
-    connector.set_password("bench-not-a-secret")
-    connector.save()
-    label_lab(connector)
+    say("labelling a vcsim lab")
+    # Saved directly, not registered: registration would audit, and the log
+    # is written in one piece below. The pages measured never read the lab.
+    with VcsimProcess() as lab:
+        connector = Connector(name="lab", url=lab.url, username=lab.username, verify_tls=False)
+        connector.set_password(lab.password)
+        connector.save()
+        label_lab(connector)
+        shapes = ticket_shapes(connector)
     users, groups = make_users()
     requesters, approvers = users["requester"], users["approver"]
     approver_group = groups["approver"].pk
@@ -164,18 +221,11 @@ def fill(tickets: int, entries: int) -> None:
             state = "revoked"
         requester = rng.choice(requesters)
         required = 2 if kind == "admin_access" or (kind == "vm_migrate" and i % 3 == 0) else 1
+        params, zone, policy_id, policy_digest = rng.choice(shapes[kind])
         if kind == "vm_create":
-            params = {**VM_CREATE, "name": f"bench-{ticket_id}"}
-        elif kind == "vm_migrate":
-            params = {"vm": rng.choice(VM_NAMES), "target_host": "prod-esx-02", "source_host": "prod-esx-01"}
-        else:
-            params = {
-                "principal": f"LAB\\{requester.username}",
-                "role": "Admin",
-                "entity": rng.choice(VM_NAMES),
-                "duration_minutes": 60,
-                "entity_type": "vm",
-            }
+            params = {**params, "name": f"bench-{ticket_id}"}
+        elif kind == "admin_access":
+            params = {**params, "principal": f"LAB\\{requester.username}"}
         deciders = rng.sample(approvers, required)
         if state == "pending":
             deciders = deciders[: required - 1]
@@ -200,7 +250,7 @@ def fill(tickets: int, entries: int) -> None:
                 required,
                 approver_group,
                 False,
-                "prod",
+                zone,
                 created + timedelta(days=7),
                 created,
                 created,
@@ -217,6 +267,8 @@ def fill(tickets: int, entries: int) -> None:
                 created + timedelta(minutes=60)
                 if kind == "admin_access" and state in ("succeeded", "revoked")
                 else None,
+                policy_id,
+                policy_digest,
             )
         )
         for n, decider in enumerate(deciders):
@@ -375,20 +427,21 @@ def fill(tickets: int, entries: int) -> None:
             # Triggers off for this fill: the chain head is set once at the end
             # rather than moved forward a million times.
             cur.execute("SET LOCAL session_replication_role = replica")
-            with cur.copy(
-                "COPY approvals_ticket (id, kind, state, connector_id, requester_id, justification, params, "
-                "content_hash, required_approvals, approver_group_id, require_otp, zone, pending_expires_at, "
-                "created_at, updated_at, operation_uuid, attempts, lease_owner, queued_at, started_at, finished_at, "
-                "hypervisor_task_id, progress, result, error, access_expires_at) FROM STDIN"
-            ) as copy:
-                for row in ticket_rows:
-                    copy.write_row(row)
-            with cur.copy(
-                "COPY approvals_approval (id, ticket_id, approver_id, decision, comment, content_hash, created_at) "
-                "FROM STDIN"
-            ) as copy:
-                for row in approval_rows:
-                    copy.write_row(row)
+            copy_rows(
+                cur,
+                Ticket,
+                "id, kind, state, connector_id, requester_id, justification, params, content_hash, "
+                "required_approvals, approver_group_id, require_otp, zone, pending_expires_at, created_at, "
+                "updated_at, operation_uuid, attempts, lease_owner, queued_at, started_at, finished_at, "
+                "hypervisor_task_id, progress, result, error, access_expires_at, policy_id, policy_digest",
+                ticket_rows,
+            )
+            copy_rows(
+                cur,
+                Approval,
+                "id, ticket_id, approver_id, decision, comment, content_hash, created_at",
+                approval_rows,
+            )
             seq, prev_hash, last_at = 0, "", None
             with cur.copy(
                 "COPY audit_auditentry (id, seq, created_at, actor_id, actor_name, action, ticket_id, object_type, "

@@ -81,11 +81,15 @@ def found(connector):
     return sorted((f.kind, f.object_ref) for f in Finding.objects.filter(connector=connector))
 
 
+def moid(si, vimtype, name):
+    return find(si, vimtype, name)._moId
+
+
 def vm_ref(si, name):
     return f"vm:{find(si, vim.VirtualMachine, name).config.instanceUuid.lower()}"
 
 
-def test_registration_takes_the_baseline(own_lab):
+def test_registration_takes_the_baseline(own_lab, si):
     baseline = DriftBaseline.objects.get(connector=own_lab)
     assert {vm["name"] for vm in baseline.vms} == {
         "prod-web-01",
@@ -97,7 +101,9 @@ def test_registration_takes_the_baseline(own_lab):
         "tpl-rhel9",
         "tpl-win2022",
     }
-    assert next(vm for vm in baseline.vms if vm["name"] == "prod-db-01")["host"] == "prod-esx-02"
+    prod_db = next(vm for vm in baseline.vms if vm["name"] == "prod-db-01")
+    assert prod_db["id"] == moid(si, vim.VirtualMachine, "prod-db-01")
+    assert prod_db["host"] == moid(si, vim.HostSystem, "prod-esx-02")
     assert {p["principal"] for p in baseline.permissions} >= {"admin", "root"}  # vcsim's own
     own_lab.refresh_from_db()
     assert own_lab.baseline_taken_at == baseline.taken_at
@@ -145,8 +151,13 @@ def test_each_kind_of_drift_is_found_once_and_tickets_explain_theirs(api, own_la
     assert created.state == "succeeded"
 
     moved = Finding.objects.get(kind="vm_moved")
-    assert moved.observed["host"] == "prod-esx-01"
-    assert moved.expected == {"hosts": ["prod-esx-02"], "according_to": "baseline"}
+    assert (moved.observed["host"], moved.observed["host_name"]) == (
+        moid(si, vim.HostSystem, "prod-esx-01"),
+        "prod-esx-01",
+    )
+    assert moved.expected == {"hosts": [moid(si, vim.HostSystem, "prod-esx-02")], "according_to": "baseline"}
+    unexplained = Finding.objects.get(kind="permission_unexplained")
+    assert (unexplained.observed["entity_id"], unexplained.observed["entity"]) == (dmz_proxy, "dmz-proxy-01")
     after_end = Finding.objects.get(kind="access_after_end")
     assert after_end.observed["ticket"] == ended.ref and after_end.expected["ticket_state"] == "revoked"
     raised = AuditEntry.objects.filter(action="finding.raised")
@@ -170,7 +181,9 @@ def test_a_vm_moved_off_its_tickets_host_is_found(api, own_lab, si, requester, a
     drift.detect_drift(connector=own_lab)
     moved = Finding.objects.get()
     assert (moved.kind, moved.object_ref) == ("vm_moved", vm_ref(si, "dev-app-01"))
-    assert moved.expected["hosts"] == ["dev-esx-02"] and moved.expected["according_to"].startswith("CHG-")
+    assert moved.expected["hosts"] == [moid(si, vim.HostSystem, "dev-esx-02")]
+    assert moved.expected["according_to"].startswith("CHG-")
+    assert moved.observed["host_name"] == "dev-esx-01"
 
 
 def test_an_acknowledged_finding_is_not_raised_again_unless_it_changes(api, own_lab, si, approver):
@@ -182,7 +195,12 @@ def test_an_acknowledged_finding_is_not_raised_again_unless_it_changes(api, own_
     assert drift.detect_drift(connector=own_lab).raised == ()
     move_by_hand(si, "prod-db-01", "dev-esx-01")
     [new] = drift.detect_drift(connector=own_lab).raised
-    assert (new.kind, new.observed["host"], new.is_open) == ("vm_moved", "dev-esx-01", True)
+    assert (new.kind, new.observed["host"], new.observed["host_name"], new.is_open) == (
+        "vm_moved",
+        moid(si, vim.HostSystem, "dev-esx-01"),
+        "dev-esx-01",
+        True,
+    )
     assert Finding.objects.count() == 2
 
 

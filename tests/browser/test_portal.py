@@ -8,6 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 from playwright.sync_api import expect
+from pyVmomi import vim
 
 from approvals.models import Ticket
 from tests.approvals.test_execution import find_vms
@@ -15,6 +16,15 @@ from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.pages import check_usable, nav, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def find_objects(si, vimtype, name):
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vimtype], True)
+    try:
+        return [obj for obj in view.view if obj.name == name]
+    finally:
+        view.Destroy()
 
 
 def test_vm_migrate_from_form_to_succeeded_then_audited(
@@ -25,7 +35,8 @@ def test_vm_migrate_from_form_to_succeeded_then_audited(
     workers(1)
     base = live_server.url
 
-    # The requester files a cross-zone migration through the form.
+    # The requester files a cross-zone migration through the form: the disks
+    # and the card go into prod too. Options read name — path (zone).
     alice_context = new_context(viewport=DESKTOP)
     alice = sign_in(alice_context, base, "alice")
     screenshots(alice, "dashboard-requester")
@@ -33,14 +44,26 @@ def test_vm_migrate_from_form_to_succeeded_then_audited(
     alice.get_by_role("link", name="Migrate VM").click()
     expect(alice.get_by_role("heading", name="New ticket: Migrate VM")).to_be_visible()
     check_usable(alice)
-    alice.get_by_label("VM", exact=True).select_option("dev-app-01")
-    alice.get_by_label("Target host").select_option("prod-esx-02")
+    alice.get_by_label("VM", exact=True).select_option(
+        label="dev-app-01 — /lab/vm/dev-vms/dev-app-01 (on dev-esx-01, zone dev)"
+    )
+    alice.get_by_label("Target host").select_option(label="prod-esx-02 — /lab/host/prod/prod-esx-02 (zone prod)")
+    alice.get_by_label("Target datastore").select_option(label="ds-prod — /lab/datastore/dsc-prod/ds-prod (zone prod)")
+    alice.get_by_label("Network after the move").select_option(label="pg-prod — /lab/network/pg-prod (zone prod)")
     alice.get_by_label("Justification").fill("Promote the app server to production for go-live.")
     screenshots(alice, "new-ticket-vm-migrate")
     alice.get_by_role("button", name="File the ticket").click()
     expect(alice).to_have_url(re.compile(r"/tickets/\d+/$"))
     ticket = Ticket.objects.get(requester=requester)
-    assert ticket.kind == "vm_migrate" and ticket.params["target_host"] == "prod-esx-02"
+    si = fresh_vcsim.connect()
+    [prod_esx_02] = find_objects(si, vim.HostSystem, "prod-esx-02")
+    [pg_dev] = find_objects(si, vim.Network, "pg-dev")
+    [pg_prod] = find_objects(si, vim.Network, "pg-prod")
+    # Bound by id, shown by name.
+    assert ticket.kind == "vm_migrate" and ticket.params["target_host"] == prod_esx_02._moId
+    assert ticket.params["objects"]["target_host"]["name"] == "prod-esx-02"
+    assert ticket.params["objects"]["target_datastore"]["name"] == "ds-prod"
+    assert ticket.params["network_map"] == {pg_dev._moId: pg_prod._moId}
     expect(alice.get_by_role("status")).to_contain_text(f"{ticket.ref} filed")
     expect(alice.locator("#ticket-state")).to_have_text("pending")
     expect(alice.locator("#ticket-approvals")).to_contain_text("0 of 2 required")
@@ -95,7 +118,8 @@ def test_vm_migrate_from_form_to_succeeded_then_audited(
     ticket.refresh_from_db()
     assert ticket.state == "succeeded" and ticket.hypervisor_task_id.startswith("task-")
     [vm] = find_vms(fresh_vcsim.connect(), "dev-app-01")
-    assert vm.runtime.host.name == "prod-esx-02"
+    assert vm.runtime.host._moId == prod_esx_02._moId
+    assert [ds.name for ds in vm.datastore] == ["ds-prod"] and [net.name for net in vm.network] == ["pg-prod"]
 
     nav(alice, "Tickets").click()
     expect(alice.get_by_role("link", name=ticket.ref)).to_be_visible()
@@ -174,10 +198,12 @@ def test_bad_value_shows_the_error_and_files_nothing(new_context, screenshots, l
     page.keyboard.press("Enter")
     expect(page.locator("#main")).to_be_focused()
     page.get_by_label("VM name").fill("web-browser-01")
-    page.get_by_label("Template").select_option("tpl-debian12")
-    page.get_by_label("Placement").select_option("cluster:prod")
-    page.get_by_label("Datastore").select_option("ds-prod")
-    page.get_by_label("Network").select_option("pg-prod")
+    page.get_by_label("Template").select_option(
+        label="tpl-debian12 — /lab/vm/templates/tpl-debian12 (1 network card(s))"
+    )
+    page.get_by_label("Placement").select_option(label="prod — /lab/host/prod (zone prod)")
+    page.get_by_label("Datastore").select_option(label="ds-prod — /lab/datastore/dsc-prod/ds-prod (zone prod)")
+    page.get_by_label("Network").select_option(label="pg-prod — /lab/network/pg-prod (zone prod)")
     page.get_by_label("CPUs").fill("64")
     page.get_by_label("Justification").fill("A big box")
     page.get_by_role("button", name="File the ticket").click()

@@ -7,9 +7,13 @@ from django.utils import timezone
 
 from approvals import services
 from approvals.choices import TicketState
+from approvals.inventory import InventoryIndex
 from approvals.models import Ticket
+from approvals.validation import ENTITY_KINDS
 
+# Through the services, objects may be named; the forms post ids (see posted).
 MIGRATE_WITHIN_DEV = {"vm": "dev-app-01", "target_host": "dev-esx-02"}
+# By name here; posted() gives what a browser sends.
 CREATE_FORM = {
     "name": "web-page-01",
     "template": "tpl-debian12",
@@ -20,6 +24,37 @@ CREATE_FORM = {
     "memory_mb": "2048",
     "justification": "New web node for the shop",
 }
+# The kinds of object each select of the ticket forms offers.
+SELECT_KINDS = {
+    "template": ("template",),
+    "datastore": ("datastore",),
+    "network": ("network",),
+    "vm": ("vm",),
+    "target_host": ("host",),
+    "target_datastore": ("datastore",),
+    "target_network": ("network",),
+    "entity": ENTITY_KINDS,
+}
+
+
+def object_id(connector, kinds: tuple[str, ...], name: str) -> str:
+    """The managed-object id of the one object of `kinds` called `name`."""
+    return InventoryIndex.for_connector(connector).resolve(kinds, name)[1].id
+
+
+def posted(connector, form: dict) -> dict:
+    """A ticket form's fields as the browser posts them: each object chosen
+    by its name here is sent as the option's value, its managed-object id
+    ("placement" as "host:<id>" or "cluster:<id>")."""
+    index = InventoryIndex.for_connector(connector)
+    data = dict(form)
+    for field, kinds in SELECT_KINDS.items():
+        if data.get(field):
+            data[field] = index.resolve(kinds, data[field])[1].id
+    if data.get("placement"):
+        kind, _, name = data["placement"].partition(":")
+        data["placement"] = f"{kind}:{index.resolve((kind,), name)[1].id}"
+    return data
 
 
 def submit(requester, connector, kind, params, justification="Needed for the release") -> Ticket:

@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from accounts import otp
 from approvals import services
+from approvals.inventory import forget_inventory
 from approvals.models import Approval, Ticket
 from tests.approvals.helpers import ADMIN_ACCESS
-from tests.pages.helpers import CREATE_FORM, MIGRATE_WITHIN_DEV, make_succeeded, submit
+from tests.pages.helpers import CREATE_FORM, MIGRATE_WITHIN_DEV, make_succeeded, object_id, posted, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -46,27 +47,42 @@ def test_sign_out_by_post(page, requester):
 
 def test_new_ticket_choices_come_from_the_inventory_with_zones(page, lab, requester):
     html = page(requester).get("/tickets/new/vm_create/").content.decode()
-    assert '<option value="tpl-debian12">' in html
-    assert "prod-esx-01 (zone prod)" in html and "dmz-esx-01 (zone dmz)" in html
-    assert "pg-dev (zone dev)" in html
-    assert 'value="cluster:prod"' in html
+    # Values are managed-object ids; labels give the name, the path and the zone.
+    template = object_id(lab, ("template",), "tpl-debian12")
+    assert (
+        f'<option value="{template}">tpl-debian12 — /lab/vm/templates/tpl-debian12 (1 network card(s))</option>' in html
+    )
+    prod_host, dmz_host = object_id(lab, ("host",), "prod-esx-01"), object_id(lab, ("host",), "dmz-esx-01")
+    assert f'<option value="host:{prod_host}">prod-esx-01 — /lab/host/prod/prod-esx-01 (zone prod)</option>' in html
+    assert f'<option value="host:{dmz_host}">dmz-esx-01 — /lab/host/dmz-esx-01/dmz-esx-01 (zone dmz)</option>' in html
+    assert f'<option value="{object_id(lab, ("network",), "pg-dev")}">pg-dev — /lab/network/pg-dev (zone dev)' in html
+    assert (
+        f'value="{object_id(lab, ("datastore",), "ds-prod")}">ds-prod — /lab/datastore/dsc-prod/ds-prod (zone prod)'
+        in html
+    )
+    assert f'<option value="cluster:{object_id(lab, ("cluster",), "prod")}">prod — /lab/host/prod (zone prod)' in html
     # Plain VMs are not templates.
-    assert '<option value="prod-web-01">' not in html
+    prod_web = object_id(lab, ("vm",), "prod-web-01")
+    assert f'<option value="{prod_web}">' not in html and "prod-web-01" not in html
     migrate = page(requester).get("/tickets/new/vm_migrate/").content.decode()
-    assert "dev-app-01 (on dev-esx-0" in migrate and "zone dev)" in migrate
+    dev_app = object_id(lab, ("vm",), "dev-app-01")
+    assert f'<option value="{dev_app}">dev-app-01 — /lab/vm/dev-vms/dev-app-01 (on dev-esx-0' in migrate
+    assert "zone dev)" in migrate
 
 
 def test_requester_files_vm_create_through_the_form(page, lab, requester):
-    response = page(requester).post("/tickets/new/vm_create/", {**CREATE_FORM, "connector": lab.pk})
+    response = page(requester).post("/tickets/new/vm_create/", {**posted(lab, CREATE_FORM), "connector": lab.pk})
     ticket = Ticket.objects.get()
     assert response.status_code == 302 and response.url == f"/tickets/{ticket.pk}/"
     assert ticket.requester == requester and ticket.state == "pending"
-    assert ticket.params["host"] == "prod-esx-01" and "cluster" not in ticket.params
+    assert ticket.params["host"] == object_id(lab, ("host",), "prod-esx-01") and "cluster" not in ticket.params
+    assert ticket.params["objects"]["host"]["name"] == "prod-esx-01"
+    assert ticket.params["networks"] == [object_id(lab, ("network",), "pg-prod")]
     assert ticket.params["cpus"] == 2 and ticket.justification == "New web node for the shop"
 
 
 def test_value_over_policy_shows_the_error_at_the_field_and_stores_nothing(page, lab, requester):
-    response = page(requester).post("/tickets/new/vm_create/", {**CREATE_FORM, "cpus": "64"})
+    response = page(requester).post("/tickets/new/vm_create/", posted(lab, {**CREATE_FORM, "cpus": "64"}))
     assert response.status_code == 400
     html = response.content.decode()
     assert field_error(html, "cpus") == "At most 8 CPUs by policy."
@@ -77,26 +93,53 @@ def test_value_over_policy_shows_the_error_at_the_field_and_stores_nothing(page,
 
 
 def test_justification_is_required(page, lab, requester):
-    response = page(requester).post("/tickets/new/vm_migrate/", {**MIGRATE_WITHIN_DEV, "justification": "  "})
+    response = page(requester).post(
+        "/tickets/new/vm_migrate/", posted(lab, {**MIGRATE_WITHIN_DEV, "justification": "  "})
+    )
     assert response.status_code == 400
-    assert field_error(response.content.decode(), "justification")
+    html = response.content.decode()
+    assert field_error(html, "justification")
+    # The only complaint: the objects chosen were fine.
+    assert (field_error(html, "vm"), field_error(html, "target_host")) == ("", "")
     assert Ticket.objects.count() == 0
 
 
 def test_zone_rule_error_sits_next_to_the_target_host(page, lab, requester):
     response = page(requester).post(
         "/tickets/new/vm_migrate/",
-        {"vm": "prod-web-01", "target_host": "dmz-esx-01", "justification": "try the dmz"},
+        posted(lab, {"vm": "prod-web-01", "target_host": "dmz-esx-01", "justification": "try the dmz"}),
     )
     assert response.status_code == 400
     assert "less trusted zone dmz is never allowed" in field_error(response.content.decode(), "target_host")
     assert Ticket.objects.count() == 0
 
 
-def test_placement_errors_from_the_service_land_on_the_placement_field(page, lab, requester):
-    response = page(requester).post("/tickets/new/vm_create/", {**CREATE_FORM, "network": "pg-dmz"})
+def test_a_cross_zone_move_through_the_form_takes_disks_and_cards_along(page, lab, requester):
+    move = {"vm": "dev-app-01", "target_host": "prod-esx-01", "justification": "promote to prod"}
+    # The cards stay on pg-dev unless a network is chosen: refused at that field.
+    response = page(requester).post("/tickets/new/vm_migrate/", posted(lab, {**move, "target_datastore": "ds-prod"}))
     assert response.status_code == 400
-    assert "pick a network of that zone" in field_error(response.content.decode(), "network")
+    assert "map it to a network of zone prod" in field_error(response.content.decode(), "target_network")
+    assert Ticket.objects.count() == 0
+    response = page(requester).post(
+        "/tickets/new/vm_migrate/", posted(lab, {**move, "target_datastore": "ds-prod", "target_network": "pg-prod"})
+    )
+    ticket = Ticket.objects.get()
+    assert response.status_code == 302 and response.url == f"/tickets/{ticket.pk}/"
+    dev_net, prod_net = object_id(lab, ("network",), "pg-dev"), object_id(lab, ("network",), "pg-prod")
+    assert ticket.params["network_map"] == {dev_net: prod_net}
+    assert ticket.params["target_datastore"] == object_id(lab, ("datastore",), "ds-prod")
+    assert ticket.params["objects"]["target_datastore"]["name"] == "ds-prod"
+    assert (ticket.zone, ticket.required_approvals) == ("prod", 2)
+
+
+def test_placement_errors_from_the_service_land_on_the_placement_field(page, lab, requester):
+    response = page(requester).post("/tickets/new/vm_create/", posted(lab, {**CREATE_FORM, "network": "pg-dmz"}))
+    assert response.status_code == 400
+    error = field_error(response.content.decode(), "network")
+    assert f"pg-dmz ({object_id(lab, ('network',), 'pg-dmz')}) is in zone dmz" in error
+    assert "the placement is in zone prod" in error
+    assert Ticket.objects.count() == 0
 
 
 def test_only_requesters_open_the_new_ticket_form(page, lab, approver, auditor):
@@ -329,6 +372,7 @@ def test_password_page_is_the_portals_own(page, requester):
 
 def test_unreachable_hypervisor_is_said_in_words(page, own_lab, fresh_vcsim, requester):
     fresh_vcsim.stop()
+    forget_inventory(own_lab.pk)  # labelling the lab read (and cached) it
     response = page(requester).get("/tickets/new/vm_migrate/")
     assert response.status_code == 503
     html = response.content.decode()
