@@ -13,6 +13,7 @@ from django.utils import timezone
 from approvals.api.views import TicketFilter
 from approvals.choices import TicketKind, TicketState
 from approvals.inventory import InventoryIndex
+from approvals.models import Policy
 from audit.filters import AuditEntryFilter
 from connectors.models import Connector
 
@@ -214,7 +215,12 @@ class AdminAccessForm(TicketForm):
 
     def fill_choices(self):
         index = self.index
-        roles = sorted(index.roles)
+        # Only roles some access policy grants (the policy of the chosen
+        # object's zone has the last word at submission).
+        granted = set().union(
+            *Policy.objects.filter(kind=TicketKind.ADMIN_ACCESS).values_list("grantable_roles", flat=True)
+        )
+        roles = sorted(set(index.roles) & granted)
         self.fields["role"].choices = [("", "Choose…")] + [(name, name) for name in roles]
 
         def group(title, kind):

@@ -409,3 +409,10 @@ def test_live_updates_stop_before_they_would_outlive_the_idle_session(page, lab,
     long_ago = int(time.time()) - settings.SESSION_COOKIE_AGE - 60
     live = client.get(f"/tickets/{ticket.pk}/live/?shown=pending&since={long_ago}").content.decode()
     assert "hx-trigger" not in live and "Live updates stopped" in live
+
+
+def test_the_access_form_offers_only_roles_a_policy_grants(page, lab, requester):
+    html = page(requester).get(f"/tickets/new/admin_access/?connector={lab.pk}").content.decode()
+    offered = set(re.findall(r'<option value="([A-Za-z]+)"', html))
+    assert offered == {"ReadOnly", "VirtualMachineUser", "VirtualMachinePowerUser"}
+    assert "Admin" not in offered
