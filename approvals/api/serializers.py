@@ -3,6 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals.choices import HYPERVISOR_KINDS, Role
+from approvals.config.policies import FIELDS as POLICY_FIELDS
 from approvals.models import Approval, CatalogueTemplate, Policy, Ticket, Zone
 from approvals.services.config_requests import public_params
 from connectors.models import Connector
@@ -47,19 +48,8 @@ class PolicySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Policy
-        fields = [
-            "id",
-            "kind",
-            "zone",
-            "required_approvals",
-            "approver_group",
-            "pending_ttl_minutes",
-            "max_duration_minutes",
-            "max_cpus",
-            "max_memory_mb",
-            "require_otp",
-            "allowed_zone_pairs",
-        ]
+        # What a policy request may set (approvals.config.policies) is what the API shows.
+        fields = ["id", *POLICY_FIELDS]
         read_only_fields = fields
 
 

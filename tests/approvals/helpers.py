@@ -67,3 +67,18 @@ def configure(client, approver_client, path: str, changes: dict, *, method: str 
     assert approved.status_code == 200, approved.content
     ticket_execute(ticket_id=request_id, worker="test-worker")
     return Ticket.objects.get(pk=request_id)
+
+
+def wait_for(ticket_id, *states, timeout=60):
+    """The ticket once it is in one of `states` (a worker process moves it)."""
+    import time
+
+    from approvals.models import Ticket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticket = Ticket.objects.get(pk=ticket_id)
+        if ticket.state in states:
+            return ticket
+        time.sleep(0.2)
+    raise AssertionError(f"ticket {ticket_id} is {ticket.state} ({ticket.progress}; {ticket.error}), not {states}")

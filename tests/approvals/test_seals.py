@@ -3,8 +3,6 @@ make the worker act. The attacks are carried out with SQL, as a database
 writer would, against a real worker and vcsim; the hypervisor is read back
 through a separate pyVmomi session."""
 
-import time
-
 import pytest
 from django.db import connection
 from django.test import override_settings
@@ -13,7 +11,7 @@ from pyVmomi import vim
 from approvals import seals
 from approvals.models import Approval, Ticket
 from audit.models import AuditEntry, Finding
-from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, file_ticket, migrate_within_zone
+from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, file_ticket, migrate_within_zone, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,16 +23,6 @@ def host_of(si, name):
         return next(vm.runtime.host.name for vm in view.view if vm.name == name)
     finally:
         view.Destroy()
-
-
-def wait_for(ticket_id, *states, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ticket = Ticket.objects.get(pk=ticket_id)
-        if ticket.state in states:
-            return ticket
-        time.sleep(0.2)
-    raise AssertionError(f"ticket {ticket_id} is {ticket.state}, not {states}")
 
 
 def forge_approval(ticket_id, approver, content_hash, seal=""):
