@@ -233,6 +233,10 @@ class Connector(abc.ABC):
     an id that does not exist, or names an object of another type, raises
     ObjectNotFound."""
 
+    # The operations this backend carries out (method names); a ticket kind
+    # that needs another is refused at submission.
+    operations: frozenset[str] = frozenset()
+
     def __init__(self, config: ConnectionConfig):
         self.config = config
 

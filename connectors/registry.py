@@ -8,11 +8,15 @@ from .vsphere import VSphereConnector
 BACKENDS: dict[str, type[Connector]] = {"vsphere": VSphereConnector}
 
 
-def connector_for(kind: str, config: ConnectionConfig) -> Connector:
-    """A connector for a hypervisor of this kind; ConnectorError if unknown."""
+def backend_class(kind: str) -> type[Connector]:
+    """The backend for a hypervisor of this kind; ConnectorError if unknown."""
     try:
-        backend = BACKENDS[kind]
+        return BACKENDS[kind]
     except KeyError:
         known = ", ".join(sorted(BACKENDS))
         raise ConnectorError(f"unknown hypervisor kind {kind!r} (known: {known})") from None
-    return backend(config)
+
+
+def connector_for(kind: str, config: ConnectionConfig) -> Connector:
+    """A connector for a hypervisor of this kind; ConnectorError if unknown."""
+    return backend_class(kind)(config)

@@ -555,6 +555,20 @@ def _normalize_uuid(value: str) -> str:
 class VSphereConnector(Connector):
     """vCenter (or vcsim) through pyVmomi."""
 
+    operations = frozenset(
+        {
+            "inventory",
+            "find_vm_by_uuid",
+            "read_vm",
+            "clone_vm",
+            "relocate_vm",
+            "permissions",
+            "add_permission",
+            "remove_permission",
+            "task_state",
+        }
+    )
+
     def __init__(self, config: ConnectionConfig):
         super().__init__(config)
         self._key = _session_key(config)

@@ -19,6 +19,7 @@ from approvals.models import Ticket
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
+from approvals.kinds import KINDS
 from approvals.validation import DERIVED_PARAMS, check_submission
 from audit.models import Finding, FindingKind
 from audit.writer import record
@@ -192,55 +193,12 @@ def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
 
 def operation_done(ticket: Ticket, backend, index: InventoryIndex | None = None) -> bool:
     """Whether the hypervisor already shows the ticket's effect, judged by
-    identity: the VM this ticket creates by its instance UUID, the approved
-    VM by id and instance UUID, the permission on the entity by id."""
-    params = ticket.params
-    if ticket.kind == TicketKind.VM_CREATE:
-        return backend.find_vm_by_uuid(str(ticket.operation_uuid)) is not None
-    if ticket.kind == TicketKind.VM_MIGRATE:
-        vm = index.get(params["vm"], ("vm",)) if index is not None else backend.read_vm(params["vm"])
-        approved = (params.get("objects") or {}).get("vm", {}).get("instance_uuid")
-        if vm is None or (approved and vm.instance_uuid != approved):
-            return False
-        network_map = params.get("network_map") or {}
-        return (
-            vm.host_id == params["target_host"]
-            and (not params.get("target_datastore") or params["target_datastore"] in vm.datastore_ids)
-            and not any(nic.network_id in network_map for nic in vm.nics)
-        )
-    return any(
-        p.principal == params["principal"] and p.role == params["role"] for p in backend.permissions(params["entity"])
-    )
+    identity (each kind says how; `index`: a live inventory already read)."""
+    return KINDS[ticket.kind].done(ticket, backend, index)
 
 
 def perform(ticket: Ticket, backend, on_task) -> OperationResult:
-    params = ticket.params
-    if ticket.kind == TicketKind.VM_CREATE:
-        return backend.clone_vm(
-            template_id=params["template"],
-            name=params["name"],
-            datastore_id=params["datastore"],
-            networks=tuple(params["networks"]),
-            cpus=params["cpus"],
-            memory_mb=params["memory_mb"],
-            instance_uuid=str(ticket.operation_uuid),
-            host_id=params.get("host"),
-            cluster_id=params.get("cluster"),
-            on_task=on_task,
-        )
-    if ticket.kind == TicketKind.VM_MIGRATE:
-        return backend.relocate_vm(
-            vm_id=params["vm"],
-            host_id=params["target_host"],
-            datastore_id=params.get("target_datastore"),
-            network_map=params.get("network_map") or None,
-            on_task=on_task,
-        )
-    if ticket.kind == TicketKind.ADMIN_ACCESS:
-        return backend.add_permission(
-            principal=params["principal"], role=params["role"], entity_id=params["entity"], on_task=on_task
-        )
-    raise KeyError(f"no hypervisor operation for {ticket.kind}")
+    return KINDS[ticket.kind].perform(ticket, backend, on_task)
 
 
 def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str) -> None:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from approvals import permissions
+from approvals.kinds import KINDS
 
 register = template.Library()
 
@@ -40,35 +41,13 @@ def nav_links(context) -> list[dict]:
     return items
 
 
-def _name(objects: dict, field: str, fallback="?") -> str:
-    ref = objects.get(field)
-    return ref.get("name", fallback) if isinstance(ref, dict) else str(fallback)
-
-
 @register.filter
 def ticket_summary(ticket) -> str:
     """One line saying what the ticket changes, by the names approvers saw."""
-    p = ticket.params or {}
-    o = p.get("objects") or {}
-    if ticket.kind == "vm_create":
-        where = _name(o, "host", None) or _name(o, "cluster")
-        return (
-            f"{p.get('name')} from {_name(o, 'template', p.get('template'))} on {where}, "
-            f"{p.get('cpus')} CPU / {p.get('memory_mb')} MB"
-        )
-    if ticket.kind == "vm_migrate":
-        line = f"{_name(o, 'vm', p.get('vm'))}: {_name(o, 'source_host')} → {_name(o, 'target_host', p.get('target_host'))}"
-        if o.get("target_datastore"):
-            line += f" ({_name(o, 'target_datastore')})"
-        return line + (", networks remapped" if p.get("network_map") else "")
-    if ticket.kind == "admin_access":
-        return (
-            f"{p.get('role')} for {p.get('principal')} on {_name(o, 'entity', p.get('entity'))}, "
-            f"{p.get('duration_minutes')} min"
-        )
     if ticket.kind == "config_change":
+        p = ticket.params or {}
         return f"{p.get('action')} {p.get('target')} {p.get('label')}"
-    return ""
+    return KINDS[ticket.kind].summary(ticket)
 
 
 @register.filter

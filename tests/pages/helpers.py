@@ -8,8 +8,8 @@ from django.utils import timezone
 from approvals import services
 from approvals.choices import TicketState
 from approvals.inventory import InventoryIndex
+from approvals.kinds.admin_access import ENTITY_KINDS
 from approvals.models import Ticket
-from approvals.validation import ENTITY_KINDS
 
 # Through the services, objects may be named; the forms post ids (see posted).
 MIGRATE_WITHIN_DEV = {"vm": "dev-app-01", "target_host": "dev-esx-02"}

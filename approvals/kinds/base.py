@@ -1,0 +1,147 @@
+"""What every ticket kind shares: the Kind record the registry holds, the
+checked result of a submission, the policy look-up, and the form base with
+its helpers. One module per kind (vm_create.py, …) holds everything about
+that kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django import forms
+from rest_framework import serializers
+
+from approvals.errors import InvalidInput
+from approvals.inventory import InventoryIndex, ZoneLabel
+from approvals.models import Policy
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Everything about one kind of ticket. Every caller goes through the
+    registry (approvals.kinds.KINDS): an unknown kind is a KeyError there,
+    never a fall-through to another kind's operation."""
+
+    name: str
+    params: type[serializers.Serializer]  # the shape of its parameters
+    form: type[TicketForm]  # the page's form
+    check: Callable  # (connector, index, params, recheck) -> Checked: the submission rules
+    perform: Callable  # (ticket, backend, on_task) -> OperationResult: what the worker does
+    done: Callable  # (ticket, backend, index) -> bool: whether the hypervisor shows it done, by identity
+    summary: Callable  # (ticket) -> str: one line in words
+    operations: tuple[str, ...]  # the connector operations it needs
+    revocable: bool = False  # whether its effect is taken back later (access)
+
+
+@dataclass(frozen=True)
+class Checked:
+    params: dict
+    policy: Policy
+    zone: ZoneLabel
+    required_approvals: int
+
+
+DEFAULT_CROSS_ZONE_APPROVALS = 2
+
+
+def object_name(objects: dict, field: str, fallback="?") -> str:
+    """The name an object of the ticket had when it was filed."""
+    ref = objects.get(field)
+    return ref.get("name", fallback) if isinstance(ref, dict) else str(fallback)
+
+
+def params_error(errors: dict) -> InvalidInput:
+    return InvalidInput({"params": errors})
+
+
+def policy_for(kind: str, connector, zone: ZoneLabel) -> Policy:
+    """The zone's own policy for this kind if there is one, else the default."""
+    policies = Policy.objects.select_related("approver_group", "zone").filter(kind=kind)
+    if zone.name:
+        narrowed = policies.filter(zone__connector=connector, zone__name=zone.name).first()
+        if narrowed is not None:
+            return narrowed
+    policy = policies.filter(zone__isnull=True).first()
+    if policy is None:
+        raise InvalidInput({"kind": [f"No approval policy is configured for {kind}; ask a portal admin."]})
+    return policy
+
+
+def zone_words(index: InventoryIndex, what: str, obj, zone: ZoneLabel, want: ZoneLabel) -> str:
+    return f"{what} {obj.name} ({obj.id}) is in zone {zone.label}, but the placement is in zone {want.label}."
+
+
+DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+def choices(objects, label=lambda obj: obj.name, blank="Choose…", value=lambda obj: obj.id):
+    """Choices by managed-object id (what the ticket binds), sorted by name."""
+    return [("", blank)] + [(value(obj), label(obj)) for obj in sorted(objects, key=lambda o: (o.name, o.id))]
+
+
+class TicketForm(forms.Form):
+    """What every kind shares; subclasses add the kind's parameters."""
+
+    kind: str = ""
+    # Service error keys under "params" that belong to another form field.
+    param_field_aliases: dict[str, str] = {}
+
+    justification = forms.CharField(
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why this change is needed; approvers read it.",
+    )
+    not_before = forms.DateTimeField(
+        required=False, widget=DATETIME_INPUT, label="Not before", help_text="Optional start of the change window."
+    )
+    not_after = forms.DateTimeField(
+        required=False, widget=DATETIME_INPUT, label="Not after", help_text="Optional end of the change window."
+    )
+
+    def __init__(self, *args, index: InventoryIndex, catalogue: set[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.index = index
+        self.catalogue = catalogue
+        self.fill_choices()
+        # Parameters first, then the justification and the window.
+        self.order_fields([name for name in self.fields if name not in ("justification", "not_before", "not_after")])
+
+    def fill_choices(self) -> None:
+        """Set the choices of the kind's select fields from the inventory."""
+
+    def params(self) -> dict:
+        raise NotImplementedError
+
+    def submission(self) -> dict:
+        """Keyword arguments for services.ticket_submit (without requester and connector)."""
+        data = self.cleaned_data
+        return {
+            "kind": self.kind,
+            "justification": data["justification"],
+            "params": self.params(),
+            "not_before": data.get("not_before"),
+            "not_after": data.get("not_after"),
+        }
+
+    def add_service_errors(self, errors: dict) -> None:
+        """Put a service's InvalidInput errors next to the fields they name."""
+        for key, value in errors.items():
+            if key == "params" and isinstance(value, dict):
+                for param, messages in value.items():
+                    field = self.param_field_aliases.get(param, param)
+                    known = field in self.fields
+                    self.add_error(field if known else None, _words(param, messages, known))
+            elif key in self.fields:
+                self.add_error(key, list(map(str, value)))
+            else:
+                self.add_error(None, _words(key, value, False))
+
+
+def _words(name: str, messages, known: bool) -> list[str]:
+    messages = [str(m) for m in messages] if isinstance(messages, list | tuple) else [str(messages)]
+    return messages if known else [f"{name.replace('_', ' ')}: {m}" for m in messages]
+
+
+def where(obj) -> str:
+    """An object as the forms show it: its name, and its path where that says more."""
+    return f"{obj.name} — {obj.path}" if obj.path and obj.path != obj.name else obj.name

@@ -1,0 +1,221 @@
+"""vm_create: clone a vetted template into a new VM on a placement, datastore
+and a network for every card, all in one zone."""
+
+from __future__ import annotations
+
+from django import forms
+from rest_framework import serializers
+
+from approvals.choices import TicketKind
+from approvals.inventory import InventoryIndex, looks_like_moid
+from approvals.kinds.base import (
+    Checked,
+    Kind,
+    TicketForm,
+    choices,
+    object_name,
+    params_error,
+    policy_for,
+    where,
+    zone_words,
+)
+from approvals.models import CatalogueTemplate, Ticket
+from approvals.params import VM_NAME_PATTERN, ObjectField
+from connectors.base import OperationResult
+
+# Tickets that may still create a VM (their name is taken).
+OPEN_STATES = ("pending", "approved", "running")
+
+
+class VmCreateParams(serializers.Serializer):
+    name = serializers.RegexField(
+        VM_NAME_PATTERN, max_length=80, error_messages={"invalid": "Use letters, digits, '.', '_' or '-' (max 80)."}
+    )
+    template = ObjectField()
+    cluster = ObjectField(required=False, allow_blank=True)
+    host = ObjectField(required=False, allow_blank=True)
+    datastore = ObjectField()
+    # One network per network card of the template, in its order, or one for every card.
+    networks = serializers.ListField(child=ObjectField(), min_length=1, max_length=10, required=False)
+    network = ObjectField(required=False, allow_blank=True, help_text="One network for every card (or use networks).")
+    cpus = serializers.IntegerField(min_value=1, max_value=256)
+    memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024)
+
+    def validate(self, attrs):
+        if bool(attrs.get("cluster")) == bool(attrs.get("host")):
+            raise serializers.ValidationError({"host": ["Give either a cluster or a host, not both."]})
+        if attrs.get("network") and attrs.get("networks"):
+            raise serializers.ValidationError({"networks": ["Give networks or network, not both."]})
+        if attrs.get("network"):
+            attrs["networks"] = [attrs.pop("network")]
+        attrs.pop("network", None)
+        return attrs
+
+
+class VmCreateForm(TicketForm):
+    kind = TicketKind.VM_CREATE
+    param_field_aliases = {"cluster": "placement", "host": "placement", "networks": "network"}
+
+    name = forms.CharField(max_length=80, label="VM name")
+    template = forms.ChoiceField(help_text="Only templates from the approved catalogue.")
+    placement = forms.ChoiceField(help_text="A cluster or a standalone host; its zone decides storage and network.")
+    datastore = forms.ChoiceField(help_text="Must be in the placement's zone.")
+    network = forms.ChoiceField(
+        help_text="Every network card of the template is connected to it; in the placement's zone."
+    )
+    cpus = forms.IntegerField(min_value=1, initial=2, label="CPUs")
+    memory_mb = forms.IntegerField(min_value=128, initial=2048, label="Memory (MB)")
+
+    def fill_choices(self):
+        inv, index = self.index.inventory, self.index
+        templates = [vm for vm in index.objects("template") if vm.name in self.catalogue]
+        self.fields["template"].choices = choices(
+            templates, lambda t: f"{where(t)} ({len(t.nics)} network card(s))", value=lambda t: t.id
+        )
+        clusters = [(f"cluster:{c.id}", f"{where(c)} (zone {index.cluster_zone(c.id).label})") for c in inv.clusters]
+        hosts = [
+            (f"host:{h.id}", f"{where(h)} (zone {index.host_zone(h.id).label})")
+            for h in sorted(inv.hosts, key=lambda h: h.name)
+        ]
+        self.fields["placement"].choices = [
+            ("", "Choose…"),
+            ("Clusters", sorted(clusters, key=lambda c: c[1])),
+            ("Hosts", hosts),
+        ]
+        self.fields["datastore"].choices = choices(
+            inv.datastores, lambda d: f"{where(d)} (zone {index.datastore_zone(d.id).label})", value=lambda d: d.id
+        )
+        self.fields["network"].choices = choices(
+            inv.networks, lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})", value=lambda n: n.id
+        )
+
+    def params(self):
+        data = self.cleaned_data
+        placement_kind, _, placement = data["placement"].partition(":")
+        return {
+            "name": data["name"],
+            "template": data["template"],
+            placement_kind: placement,
+            "datastore": data["datastore"],
+            "networks": [data["network"]],
+            "cpus": data["cpus"],
+            "memory_mb": data["memory_mb"],
+        }
+
+
+def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+    errors: dict[str, list[str]] = {}
+    objects: dict = {}
+    name = params["name"]
+    if looks_like_moid(name):
+        errors["name"] = [f"{name!r} has the form of a managed-object id; choose another name."]
+    elif index.named("vm", name) or index.named("template", name):
+        errors["name"] = [f"A VM named {name!r} already exists."]
+    elif (
+        not recheck
+        and Ticket.objects.filter(
+            connector=connector, kind=TicketKind.VM_CREATE, state__in=OPEN_STATES, params__name=name
+        ).exists()
+    ):
+        errors["name"] = [f"An open ticket already creates a VM named {name!r}."]
+    template = None
+    found = index.resolve_field(errors, "template", ("template",), params["template"])
+    if found:
+        template = found[1]
+        vetted = CatalogueTemplate.objects.filter(connector=connector, name=template.name).first()
+        if vetted is None or (vetted.template_id and vetted.template_id != template.id):
+            errors["template"] = [f"{template.name} ({template.path}) is not in the approved template catalogue."]
+        else:
+            params["template"], objects["template"] = template.id, index.ref("template", template)
+    zone = None
+    field = "host" if params.get("host") else "cluster"
+    found = index.resolve_field(errors, field, (field,), params[field])
+    if found:
+        params[field], objects[field] = found[1].id, index.ref(*found)
+        zone = index.placement_zone(*found)
+    found = index.resolve_field(errors, "datastore", ("datastore",), params["datastore"])
+    if found:
+        datastore = found[1]
+        params["datastore"], objects["datastore"] = datastore.id, index.ref(*found)
+        if zone is not None and index.datastore_zone(datastore.id) != zone:
+            errors["datastore"] = [zone_words(index, "Datastore", datastore, index.datastore_zone(datastore.id), zone)]
+    networks = []
+    for value in params.get("networks") or []:
+        found = index.resolve_field(errors, "networks", ("network",), value)
+        if found:
+            networks.append(found[1])
+    cards = len(template.nics) if template is not None else None
+    if cards is not None and not errors.get("networks"):
+        if cards == 0 and networks:
+            errors["networks"] = [f"{template.name} has no network card; give no networks."]
+        elif cards and not networks:
+            errors["networks"] = [
+                f"{template.name} has {cards} network card(s): give a network for each, or one for all."
+            ]
+        elif cards and len(networks) not in (1, cards):
+            errors["networks"] = [
+                f"{template.name} has {cards} network cards; give {cards} networks (one per card, in order) or one for all."
+            ]
+        else:
+            networks = networks * cards if len(networks) == 1 else networks
+            for nic, network in zip(template.nics, networks, strict=True):
+                if zone is not None and index.network_zone(network.id) != zone:
+                    errors.setdefault("networks", []).append(
+                        f"{nic.label}: " + zone_words(index, "network", network, index.network_zone(network.id), zone)
+                    )
+    params.pop("network", None)
+    params["networks"] = [n.id for n in networks]
+    objects["networks"] = [index.ref("network", n) for n in networks]
+    if errors:
+        raise params_error(errors)
+    policy = policy_for(TicketKind.VM_CREATE, connector, zone)
+    if params["cpus"] > policy.max_cpus:
+        errors["cpus"] = [f"At most {policy.max_cpus} CPUs by policy."]
+    if params["memory_mb"] > policy.max_memory_mb:
+        errors["memory_mb"] = [f"At most {policy.max_memory_mb} MB by policy."]
+    if errors:
+        raise params_error(errors)
+    params["objects"] = objects
+    return Checked(params, policy, zone, policy.required_approvals)
+
+
+def perform(ticket, backend, on_task) -> OperationResult:
+    params = ticket.params
+    return backend.clone_vm(
+        template_id=params["template"],
+        name=params["name"],
+        datastore_id=params["datastore"],
+        networks=tuple(params["networks"]),
+        cpus=params["cpus"],
+        memory_mb=params["memory_mb"],
+        instance_uuid=str(ticket.operation_uuid),
+        host_id=params.get("host"),
+        cluster_id=params.get("cluster"),
+        on_task=on_task,
+    )
+
+
+def done(ticket, backend, index=None) -> bool:
+    """The VM this ticket creates carries the ticket's operation uuid."""
+    return backend.find_vm_by_uuid(str(ticket.operation_uuid)) is not None
+
+
+def summary(ticket) -> str:
+    p, o = ticket.params or {}, (ticket.params or {}).get("objects") or {}
+    where_to = object_name(o, "host", None) or object_name(o, "cluster")
+    return (
+        f"{p.get('name')} from {object_name(o, 'template', p.get('template'))} on {where_to}, "
+        f"{p.get('cpus')} CPU / {p.get('memory_mb')} MB"
+    )
+
+
+KIND = Kind(
+    name=TicketKind.VM_CREATE,
+    params=VmCreateParams,
+    form=VmCreateForm,
+    check=check,
+    perform=perform,
+    done=done,
+    summary=summary,
+    operations=("clone_vm", "find_vm_by_uuid"),
+)
