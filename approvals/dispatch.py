@@ -1,19 +1,20 @@
 """Queueing Celery tasks after the transaction that made them necessary
 commits. A broker that is down never undoes or blocks the change: the
-sweeper re-queues what was not delivered."""
+sweeper re-queues what was not delivered. Tasks are sent by name, so the
+services never import the tasks module (which imports them)."""
 
 import logging
 
 from django.db import transaction
 
+from portal.celery import app
+
 logger = logging.getLogger(__name__)
 
 
 def _send(task_name: str, *args) -> None:
-    from approvals import tasks
-
     try:
-        getattr(tasks, task_name).delay(*args)
+        app.send_task(f"approvals.tasks.{task_name}", args=args)
     except Exception:  # the broker being down must not fail the request
         logger.warning("could not queue %s%r; the sweeper will retry", task_name, args, exc_info=True)
 
