@@ -82,3 +82,30 @@ class UserSession(models.Model):
 
     def __str__(self):
         return f"{self.user} since {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class DirectoryGrant(models.Model):
+    """The OpenID provider's refresh token for one account, sealed to the
+    worker's public key: the web seals it at sign-in and cannot open it;
+    the worker's background sync opens it to ask the provider about the
+    person again. Never logged, audited or shown."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="directory_grant")
+    issuer = models.CharField(max_length=512)
+    subject = models.CharField(max_length=512)
+    sealed_refresh_token = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="directory_grant_identity_unique"),
+            # Only what connectors.credentials.seal makes, never a token in the clear.
+            models.CheckConstraint(
+                condition=models.Q(sealed_refresh_token__startswith="sealed:"),  # noqa: S106 - a prefix, not a secret
+                name="directory_grant_is_sealed",
+            ),
+        ]
+
+    def __str__(self):
+        return f"refresh grant of {self.user} at {self.issuer}"

@@ -171,7 +171,8 @@ def oidc_settings(env: Mapping[str, str]) -> dict:
     """mozilla-django-oidc's settings (OIDC_RP_*, …) and TwoKey's role map,
     or {} when OIDC_ISSUER is unset. The provider's endpoints come from its
     discovery document when first needed, so the portal starts while the
-    provider is down."""
+    provider is down. The portal always asks for offline_access: the
+    background sync refreshes each person's grant."""
     issuer = env.get("OIDC_ISSUER", "").strip()
     if not issuer:
         return {}
@@ -189,6 +190,12 @@ def oidc_settings(env: Mapping[str, str]) -> dict:
     scopes = env.get("OIDC_SCOPES", "openid email profile").split()
     if "openid" not in scopes:
         raise ImproperlyConfigured(f"OIDC_SCOPES must include openid: {' '.join(scopes)!r}.")
+    # A refresh token, so the background sync can ask about people between sign-ins.
+    if "offline_access" not in scopes:
+        scopes.append("offline_access")
+    # OpenID Connect gives offline_access only with prompt=consent (some
+    # providers, Keycloak and Entra ID among them, need no prompt).
+    prompt = {"prompt": "consent"} if _flag(env, "OIDC_PROMPT_CONSENT", True) else {}
     return {
         "TWOKEY_OIDC_ISSUER": issuer,
         "TWOKEY_OIDC_ROLE_CLAIM": claim,
@@ -200,6 +207,7 @@ def oidc_settings(env: Mapping[str, str]) -> dict:
         "OIDC_RP_CLIENT_SECRET": _required(env, "OIDC_CLIENT_SECRET", because),
         "OIDC_RP_SIGN_ALGO": algo,
         "OIDC_RP_SCOPES": " ".join(scopes),
+        "OIDC_AUTH_REQUEST_EXTRA_PARAMS": prompt,
         "OIDC_USE_PKCE": True,
         "OIDC_PKCE_CODE_CHALLENGE_METHOD": "S256",
         "OIDC_USE_NONCE": True,

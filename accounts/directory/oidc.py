@@ -155,25 +155,47 @@ class DirectoryOIDCBackend(OIDCAuthenticationBackend):
             raise SuspiciousOperation("The ID token's nonce is not the one this browser was given.")
         return payload
 
-    def get_or_create_user(self, access_token, id_token, payload):
+    def get_token(self, payload):
+        # The refresh token is kept aside for directory_sign_in, which seals
+        # it; nothing else sees it (the session stores no token at all).
+        answer = super().get_token(payload)
+        self._refresh_token = answer.pop("refresh_token", None) if isinstance(answer, dict) else None
+        return answer
+
+    def provider_claims(self, access_token, id_token, payload) -> dict:
+        """The verified ID token's claims, with the userinfo endpoint's
+        (which must be about the same subject) on top."""
         claims = dict(payload)
         if self.OIDC_OP_USER_ENDPOINT and access_token:
             info = self.get_userinfo(access_token, id_token, payload)
-            if info.get("sub") != payload["sub"]:
+            if not isinstance(info, dict) or info.get("sub") != payload["sub"]:
                 raise SuspiciousOperation("The provider's userinfo is about another subject than the ID token.")
             claims.update(info)
-        entry = DirectoryEntry(
-            kind=OIDC,
-            directory_id=str(payload["sub"]),
-            username=str(claims.get("preferred_username") or claims.get("email") or payload["sub"]),
-            email=str(claims.get("email") or "") if claims.get("email_verified", True) else "",
-            first_name=str(claims.get("given_name") or ""),
-            last_name=str(claims.get("family_name") or ""),
-            groups=groups_claim(claims),
+        return claims
+
+    def get_or_create_user(self, access_token, id_token, payload):
+        entry = entry_from_claims(self.provider_claims(access_token, id_token, payload))
+        outcome = directory_sign_in(
+            entry=entry,
+            source_ip=self.request.META.get("REMOTE_ADDR"),
+            refresh_token=getattr(self, "_refresh_token", None),
         )
-        outcome = directory_sign_in(entry=entry, source_ip=self.request.META.get("REMOTE_ADDR"))
+        self._refresh_token = None
         self.request.twokey_directory_outcome = outcome
         return outcome.user
+
+
+def entry_from_claims(claims: dict) -> DirectoryEntry:
+    """The person the provider's claims describe, bound to its subject."""
+    return DirectoryEntry(
+        kind=OIDC,
+        directory_id=str(claims["sub"]),
+        username=str(claims.get("preferred_username") or claims.get("email") or claims["sub"]),
+        email=str(claims.get("email") or "") if claims.get("email_verified", True) else "",
+        first_name=str(claims.get("given_name") or ""),
+        last_name=str(claims.get("family_name") or ""),
+        groups=groups_claim(claims),
+    )
 
 
 class OIDCStartView(OIDCAuthenticationRequestView):

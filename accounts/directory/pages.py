@@ -42,6 +42,8 @@ def say_outcome(request, outcome) -> None:
             f"Your directory groups map you to {', '.join(outcome.refused_roles)}, which one person may not hold "
             f"together ({outcome.refusal}), so none of them was granted. Ask your directory's owners to fix your groups.",
         )
+    if outcome.warning:
+        messages.warning(request, outcome.warning)
     if not outcome.roles:
         messages.warning(
             request,

@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from accounts.directory import LDAP, OIDC, directory_configured
-from accounts.models import AccountState
+from accounts.models import AccountState, DirectoryGrant
 from approvals.choices import Role
 from audit.writer import record
 
@@ -47,6 +47,7 @@ class Outcome:
     refusal: str = ""
     problem: str = ""
     changed: dict = field(default_factory=dict)
+    warning: str = ""
 
 
 class DirectoryRefused(Exception):
@@ -87,9 +88,12 @@ def held_roles(user) -> set[str]:
     return set(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
 
 
-def _set_roles(*, user, roles: set[str], kind: str, actor_name: str, when: str, source_ip=None) -> dict:
+def _set_roles(
+    *, user, roles: set[str], kind: str, actor_name: str, when: str, source_ip=None, reason: str = ""
+) -> dict:
     """Make `user` hold exactly `roles` (other groups untouched); audit the
-    change with before and after. Returns {"from", "to"} or {}."""
+    change with before and after (and `reason`, when the directory's groups
+    are not the cause). Returns {"from", "to"} or {}."""
     before = held_roles(user)
     if before == roles:
         return {}
@@ -102,13 +106,10 @@ def _set_roles(*, user, roles: set[str], kind: str, actor_name: str, when: str, 
         user.is_staff = staff
         user.save(update_fields=["is_staff"])
     change = {"from": sorted(before), "to": sorted(roles)}
-    record(
-        "directory.roles_changed",
-        actor_name=actor_name,
-        obj=user,
-        source_ip=source_ip,
-        details={"directory": kind, "username": user.username, "when": when, "roles": change},
-    )
+    details = {"directory": kind, "username": user.username, "when": when, "roles": change}
+    if reason:
+        details["reason"] = reason
+    record("directory.roles_changed", actor_name=actor_name, obj=user, source_ip=source_ip, details=details)
     return change
 
 
@@ -179,6 +180,8 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
 def _disable(*, user, state, kind: str, reason: str, actor_name: str, when: str) -> None:
     from accounts.lifecycle import account_disable
 
+    # The provider's grant goes too: a later sign-in brings a new one.
+    DirectoryGrant.objects.filter(user=user).delete()
     user.is_active = False
     user.save(update_fields=["is_active"])
     state.directory_disabled = True
@@ -199,10 +202,7 @@ def entry_apply(
     no longer has the person). Call inside a transaction."""
     if entry is None or entry.disabled:
         reason = "not found in the directory" if entry is None else "disabled in the directory"
-        changed = _set_roles(user=user, roles=set(), kind=kind, actor_name=actor_name, when=when)
-        if user.is_active:
-            _disable(user=user, state=state, kind=kind, reason=reason, actor_name=actor_name, when=when)
-        return Outcome(user=user, problem=reason, changed=changed)
+        return account_drop(user=user, state=state, kind=kind, reason=reason, actor_name=actor_name, when=when)
     profile = {"email": entry.email, "first_name": entry.first_name, "last_name": entry.last_name}
     moved = [f for f, v in profile.items() if v and getattr(user, f) != v]
     for name in moved:
@@ -241,11 +241,92 @@ def entry_apply(
     )
 
 
-def directory_sign_in(*, entry: DirectoryEntry, source_ip: str | None = None) -> Outcome:
+def account_drop(*, user, state, kind: str, reason: str, actor_name: str, when: str) -> Outcome:
+    """The directory no longer vouches for the person (`reason` in words):
+    no roles, and the account deactivated (sessions ended, API tokens
+    revoked), each audited. Call inside a transaction."""
+    changed = _set_roles(user=user, roles=set(), kind=kind, actor_name=actor_name, when=when, reason=reason)
+    if user.is_active:
+        _disable(user=user, state=state, kind=kind, reason=reason, actor_name=actor_name, when=when)
+    return Outcome(user=user, problem=reason, changed=changed)
+
+
+def roles_withdraw(*, user, kind: str, reason: str, actor_name: str) -> dict:
+    """No roles for `user` until the directory can be asked about them again
+    (`reason` in words, audited with before and after); the account stays
+    active. Returns the change, or {}."""
+    with transaction.atomic():
+        DirectoryGrant.objects.filter(user=user).delete()
+        return _set_roles(user=user, roles=set(), kind=kind, actor_name=actor_name, when="sync", reason=reason)
+
+
+NO_GRANT_WARNING = (
+    "Your sign-in provider gave the portal no refresh token, so the background check cannot ask it about you: "
+    "your roles end at the next check, within {minutes} minutes, until you sign in again. Ask the provider's "
+    "owners to let this portal's client use refresh tokens (offline_access)."
+)
+
+
+def _grant_keep(*, user, refresh_token: str | None, subject: str, source_ip=None) -> str:
+    """Keep the provider's refresh token, sealed to the worker's public key
+    (one grant per account; a new sign-in replaces the old one). Returns a
+    warning in words when there is none to keep. Call inside a transaction."""
+    from connectors.credentials import CredentialsUnavailable, seal
+
+    reason = "the provider gave no refresh token"
+    if refresh_token:
+        try:
+            sealed = seal(refresh_token)
+        except CredentialsUnavailable as exc:
+            reason = f"it cannot be sealed here ({exc})"
+        else:
+            DirectoryGrant.objects.update_or_create(
+                user=user,
+                defaults={
+                    "issuer": settings.TWOKEY_OIDC_ISSUER,
+                    "subject": subject,
+                    "sealed_refresh_token": sealed,
+                    "refreshed_at": None,
+                },
+            )
+            return ""
+    if DirectoryGrant.objects.filter(user=user, issuer=settings.TWOKEY_OIDC_ISSUER, subject=subject).exists():
+        return ""  # the grant of an earlier sign-in still serves
+    record(
+        "directory.grant_missing",
+        actor_name=f"directory:{OIDC}",
+        obj=user,
+        source_ip=source_ip,
+        details={"directory": OIDC, "username": user.username, "reason": reason},
+    )
+    return NO_GRANT_WARNING.format(minutes=max(1, round(settings.DIRECTORY_SYNC_SECONDS / 60)))
+
+
+def grant_rotate(*, grant: DirectoryGrant, refresh_token: str | None) -> None:
+    """After a refresh: the new refresh token the provider returned (sealed),
+    and when. Not audited: a rotation changes no one's access, and beat
+    would write an entry per person every few minutes. Call inside a
+    transaction."""
+    from django.utils import timezone
+
+    from connectors.credentials import seal
+
+    fields = ["refreshed_at"]
+    grant.refreshed_at = timezone.now()
+    if refresh_token:
+        grant.sealed_refresh_token = seal(refresh_token)
+        fields.append("sealed_refresh_token")
+    grant.save(update_fields=fields)
+
+
+def directory_sign_in(
+    *, entry: DirectoryEntry, source_ip: str | None = None, refresh_token: str | None = None
+) -> Outcome:
     """A person the directory vouched for (password bound, or the provider's
     signed token checked): their account, brought in line with the
     directory. `outcome.user` is None, with `problem` in words, when they
-    may not sign in."""
+    may not sign in. For OpenID Connect, `refresh_token` (kept sealed) lets
+    the background sync ask the provider about them again."""
     actor_name = f"directory:{entry.kind}"
     with transaction.atomic():
         try:
@@ -267,6 +348,10 @@ def directory_sign_in(*, entry: DirectoryEntry, source_ip: str | None = None) ->
             when="sign-in",
             source_ip=source_ip,
         )
+        if entry.kind == OIDC and outcome.user.is_active:
+            outcome.warning = _grant_keep(
+                user=user, refresh_token=refresh_token, subject=entry.directory_id, source_ip=source_ip
+            )
     if not outcome.user.is_active:
         outcome.user = None
     return outcome

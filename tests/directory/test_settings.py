@@ -102,6 +102,24 @@ def test_active_directory_and_defaults():
     assert oidc["TWOKEY_OIDC_ROLE_CLAIM"] == "groups" and oidc["OIDC_USE_PKCE"] and oidc["OIDC_USE_NONCE"]
 
 
+def test_oidc_asks_for_a_refresh_token_with_consent_unless_told_otherwise():
+    base = {"OIDC_ISSUER": "https://sso.example.org", "OIDC_CLIENT_ID": "p", "OIDC_CLIENT_SECRET": "s"}
+    oidc = directory_settings({**base, "OIDC_ROLE_GROUPS": "approver=secops", "OIDC_SCOPES": "openid groups"})
+    assert oidc["OIDC_RP_SCOPES"] == "openid groups offline_access"
+    assert oidc["OIDC_AUTH_REQUEST_EXTRA_PARAMS"] == {"prompt": "consent"}
+    quiet = directory_settings(
+        {
+            **base,
+            "OIDC_ROLE_GROUPS": "approver=secops",
+            "OIDC_SCOPES": "openid offline_access",
+            "OIDC_PROMPT_CONSENT": "0",
+        }
+    )
+    assert quiet["OIDC_RP_SCOPES"] == "openid offline_access" and quiet["OIDC_AUTH_REQUEST_EXTRA_PARAMS"] == {}
+    with pytest.raises(ImproperlyConfigured, match="OIDC_PROMPT_CONSENT must be 1 or 0"):
+        directory_settings({**base, "OIDC_ROLE_GROUPS": "approver=secops", "OIDC_PROMPT_CONSENT": "maybe"})
+
+
 def _start(env):
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("LDAP_", "OIDC_"))}
     return subprocess.run(  # noqa: S603 - this repository's manage.py
