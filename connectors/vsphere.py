@@ -609,20 +609,36 @@ class VSphereConnector(Connector):
                 _sessions[self._key] = session
             return session
 
-    def _call(self, fn: Callable[[Any], T]) -> T:
-        """Run fn(content) with the shared session; log in again once if the
-        server says the session is gone; translate errors."""
+    def _call(self, fn: Callable[[Any], T], *, write: bool = False) -> T:
+        """Run fn(content) with the shared session; translate errors. A read
+        whose session the server dropped logs in again and runs once more. A
+        write never runs twice: its session may have gone after the change
+        was sent (while its task was polled, say), so it raises
+        TransientConnectorError and the caller must check what happened."""
+        if write:
+            self.check_login()  # a session that lapsed while idle is renewed before anything is sent
         session = self._session()
         try:
             with _translate_errors(self.config):
                 return fn(session.content)
-        except vim.fault.NotAuthenticated:
+        except vim.fault.NotAuthenticated as exc:
+            if write:
+                self._forget(session)  # the next call logs in again
+                raise TransientConnectorError(
+                    f"vSphere session to {self.config.url} expired during a change; whether the change was made "
+                    "must be checked before it is tried again"
+                ) from exc
             session = self._relogin(session)
         try:
             with _translate_errors(self.config):
                 return fn(session.content)
         except vim.fault.NotAuthenticated as exc:
             raise TransientConnectorError(f"vSphere session to {self.config.url} keeps being rejected") from exc
+
+    def _forget(self, stale: _Session) -> None:
+        with _sessions_lock:
+            if _sessions.get(self._key) is stale:
+                del _sessions[self._key]
 
     def identify(self) -> ConnectorIdentity:
         return _identify(self.config)
@@ -1090,7 +1106,7 @@ class VSphereConnector(Connector):
                 result += " (" + "; ".join(notes) + ")"
             return OperationResult(task_id=_moid(task), result=result, object_id=record.id)
 
-        return self._call(clone)
+        return self._call(clone, write=True)
 
     @staticmethod
     def _refuse_name_clash(content: Any, folder: Any, name: str, wanted_uuid: str) -> None:
@@ -1242,7 +1258,7 @@ class VSphereConnector(Connector):
             self._check_relocated(content, obj, host_id, datastore_id, {card.key: n for card, n in moves})
             return OperationResult(task_id=_moid(task), result=f"moved VM {vm_label} to {where}", object_id=vm_id)
 
-        return self._call(relocate)
+        return self._call(relocate, write=True)
 
     def _check_relocated(
         self, content: Any, vm: Any, host_id: str, datastore_id: str | None, cards: dict[int, str]
@@ -1366,7 +1382,7 @@ class VSphereConnector(Connector):
                 object_id=entity_id,
             )
 
-        return self._call(add)
+        return self._call(add, write=True)
 
     def remove_permission(self, *, principal: str, entity_id: str) -> OperationResult:
         def remove(content: Any) -> OperationResult:
@@ -1392,4 +1408,4 @@ class VSphereConnector(Connector):
                 object_id=entity_id,
             )
 
-        return self._call(remove)
+        return self._call(remove, write=True)

@@ -349,8 +349,14 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.tasks.sign_checkpoint", "schedule": AUDIT_CHECKPOINT_SECONDS},
 }
 
-# Execution
-EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 900)
+# Execution. A running worker renews its lease every
+# EXECUTION_LEASE_RENEW_SECONDS, also while it waits on the hypervisor; a dead
+# worker's lease runs out after EXECUTION_LEASE_SECONDS and the next sweep
+# takes the ticket back (within lease + SWEEP_INTERVAL_SECONDS of the crash).
+EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 60)
+EXECUTION_LEASE_RENEW_SECONDS = float(os.environ.get("EXECUTION_LEASE_RENEW_SECONDS", 10))
+if not 0 < EXECUTION_LEASE_RENEW_SECONDS < EXECUTION_LEASE_SECONDS:
+    raise ImproperlyConfigured("EXECUTION_LEASE_RENEW_SECONDS must be above 0 and below EXECUTION_LEASE_SECONDS")
 EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 4)
 EXECUTION_RETRY_BASE_SECONDS = float(os.environ.get("EXECUTION_RETRY_BASE_SECONDS", 5))
 # How long one "minute" of admin_access lasts. Always 60, except in tests that

@@ -2,12 +2,14 @@
 record. Only the worker runs this; it alone decrypts connector credentials."""
 
 import logging
+import threading
 import time
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from approvals import permissions, seals
@@ -34,6 +36,10 @@ PHASE_CHECKING = "re-checking"
 PHASE_CALLING = "calling the hypervisor"
 PHASE_DONE = "done"
 
+LEASE_LOST = "lease lost"
+# Seconds between two looks at a hypervisor task whose answer was lost.
+TASK_POLL_SECONDS = 1.0
+
 
 def backend_for(ticket: Ticket):
     return connector_for(ticket.connector.kind, ticket.connector.connection_config())
@@ -41,6 +47,94 @@ def backend_for(ticket: Ticket):
 
 def _lease_until():
     return timezone.now() + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS)
+
+
+def _longest_run() -> float:
+    """Seconds one execution may hold its lease at most: the broker's
+    visibility timeout, after which the message is handed out again anyway."""
+    return float(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600))
+
+
+def _renew_lease(ticket_id: int, owner: str) -> bool:
+    """Extend the lease of a ticket `owner` still holds: a compare-and-set on
+    (pk, running, owner). False when the ticket left running or the lease
+    was taken back."""
+    return bool(
+        Ticket.objects.filter(pk=ticket_id, state=TicketState.RUNNING, lease_owner=owner).update(
+            lease_expires_at=_lease_until()
+        )
+    )
+
+
+class LeaseHeartbeat:
+    """Renews a worker's lease every EXECUTION_LEASE_RENEW_SECONDS from a
+    thread of its own, for as long as the ticket executes.
+
+    A thread rather than a callback from the task-wait loop: the worker also
+    blocks inside single SOAP calls (a slow RelocateVM_Task is answered only
+    when vCenter has queued it, a read can take up to the request timeout),
+    in the inventory read and in the retry pauses, and the lease must hold
+    through all of them. A worker that dies takes the thread with it, so the
+    lease runs out within EXECUTION_LEASE_SECONDS of the crash.
+
+    The thread stops when told to, when the ticket is no longer running under
+    this owner (then `lost` is set), or after the longest run a delivery may
+    take. It renews nothing else and writes no audit entry."""
+
+    def __init__(self, ticket_id: int, owner: str):
+        self.ticket_id = ticket_id
+        self.owner = owner
+        self.lost = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{ticket_id}", daemon=True)
+
+    def __enter__(self) -> "LeaseHeartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Renew no more; returns once a renewal under way has ended."""
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        until = time.monotonic() + _longest_run()
+        try:
+            while not self._stopped.wait(settings.EXECUTION_LEASE_RENEW_SECONDS):
+                if time.monotonic() > until:
+                    logger.warning(
+                        "ticket %s ran past %ss; its lease is no longer renewed", self.ticket_id, _longest_run()
+                    )
+                    return
+                try:
+                    renewed = _renew_lease(self.ticket_id, self.owner)
+                except DatabaseError:
+                    # Try again at the next beat; if the database stays away the
+                    # lease runs out and the sweeper settles the ticket.
+                    logger.warning("lease of ticket %s not renewed", self.ticket_id, exc_info=True)
+                    connections.close_all()
+                    continue
+                if not renewed:
+                    self.lost.set()
+                    return
+        finally:
+            connections.close_all()  # this thread's own connections only
+
+
+def _holds(ticket: Ticket, owner: str) -> bool:
+    """Inside a transaction: whether `owner` still holds the running ticket,
+    the row locked until the transaction ends."""
+    return (
+        Ticket.objects.select_for_update()
+        .filter(pk=ticket.pk, state=TicketState.RUNNING, lease_owner=owner)
+        .values_list("pk", flat=True)
+        .first()
+        is not None
+    )
 
 
 def live_index(ticket: Ticket) -> InventoryIndex:
@@ -201,7 +295,9 @@ def perform(ticket: Ticket, backend, on_task) -> OperationResult:
     return KINDS[ticket.kind].perform(ticket, backend, on_task)
 
 
-def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str) -> None:
+def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str, owner: str | None = None) -> bool:
+    """Record success. With `owner`, only while it still holds the lease
+    (False, and nothing written, when the lease was taken)."""
     now = timezone.now()
     fields = {
         "finished_at": now,
@@ -221,6 +317,8 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str)
             seconds=ticket.params["duration_minutes"] * settings.ACCESS_MINUTE_SECONDS
         )
     with transaction.atomic():
+        if owner is not None and not _holds(ticket, owner):
+            return False
         transition(
             ticket,
             TicketState.SUCCEEDED,
@@ -234,10 +332,15 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str)
     # the inventory as it was before.
     if ticket.connector_id is not None:
         forget_inventory(ticket.connector_id)
+    return True
 
 
-def _fail(ticket: Ticket, reason: str, *, actor_name: str) -> None:
+def _fail(ticket: Ticket, reason: str, *, actor_name: str, owner: str | None = None) -> bool:
+    """Record failure in words. With `owner`, only while it still holds the
+    lease (False, and nothing written, when the lease was taken)."""
     with transaction.atomic():
+        if owner is not None and not _holds(ticket, owner):
+            return False
         transition(
             ticket,
             TicketState.FAILED,
@@ -250,11 +353,13 @@ def _fail(ticket: Ticket, reason: str, *, actor_name: str) -> None:
             lease_expires_at=None,
         )
         enqueue_notification(ticket.pk, "failed")
+    return True
 
 
 def _still_ours(ticket: Ticket, worker: str, **fields) -> bool:
-    """Update fields on a ticket this worker still holds; False when the lease
-    was taken back (then the worker must stop without acting)."""
+    """Update fields on a ticket this worker still holds, in one
+    compare-and-set on (pk, running, worker); False when the lease was taken
+    back (then the worker must stop without acting)."""
     return bool(
         Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING, lease_owner=worker).update(
             updated_at=timezone.now(), **fields
@@ -295,36 +400,59 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
         return "claimed elsewhere"
     if ticket.kind == TicketKind.CONFIG_CHANGE:
         return _apply_configuration(ticket, worker)
+    with LeaseHeartbeat(ticket.pk, worker) as heartbeat:
+        return _carry_out(ticket, worker, heartbeat)
+
+
+def _carry_out(ticket: Ticket, worker: str, heartbeat: LeaseHeartbeat) -> str:
+    """Re-check and act, for a ticket this worker has claimed. Errors before
+    the hypervisor is called are retried with backoff; once PHASE_CALLING is
+    recorded the operation is never called again (see _settle_after_call)."""
 
     def on_task(task_id: str) -> None:
-        _still_ours(ticket, worker, hypervisor_task_id=task_id)
+        # Stored before the wait, for whoever holds the lease when the answer
+        # is lost: the task's state is the proof of what happened.
+        Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING).update(
+            hypervisor_task_id=task_id, updated_at=timezone.now()
+        )
         record("hypervisor.task_started", actor_name=worker, ticket=ticket, obj=ticket, details={"task_id": task_id})
+
+    def settled(written: bool, outcome: str) -> str:
+        return outcome if written else LEASE_LOST
 
     tries = settings.EXECUTION_MAX_ATTEMPTS
     for attempt in range(1, tries + 1):
+        called = False
         try:
             backend = backend_for(ticket)
             index = live_index(ticket)
             if operation_done(ticket, backend, index):
-                _succeed(ticket, None, actor_name=worker)
-                return "already done"
+                return settled(_succeed(ticket, None, actor_name=worker, owner=worker), "already done")
             problem = recheck(ticket, index)
             if problem:
-                _fail(ticket, problem, actor_name=worker)
-                return "re-check failed"
+                return settled(_fail(ticket, problem, actor_name=worker, owner=worker), "re-check failed")
             renames = renamed_objects(ticket, index)
             if renames and attempt == 1:
                 record("ticket.objects_renamed", actor_name=worker, ticket=ticket, obj=ticket, details=renames)
+            # The lease is checked and renewed in this one compare-and-set,
+            # and the call follows it directly: a worker whose lease was
+            # taken back stops here, without acting.
             if not _still_ours(ticket, worker, progress=PHASE_CALLING, lease_expires_at=_lease_until()):
-                return "lease lost"
+                return LEASE_LOST
+            called = True
             result = perform(ticket, backend, on_task)
         except (IdentityMismatch, TransientConnectorError) as exc:
             # The live inventory read wraps connector errors: look behind it.
             mismatch = identity_mismatch_in(exc)
             if mismatch is not None:
+                # Found at login, before anything is sent to the endpoint.
                 connector_identity_refused(connector=ticket.connector, error=mismatch, actor_name=worker)
-                _fail(ticket, f"Refused to connect to the hypervisor: {mismatch}", actor_name=worker)
-                return "failed"
+                return settled(
+                    _fail(ticket, f"Refused to connect to the hypervisor: {mismatch}", actor_name=worker, owner=worker),
+                    "failed",
+                )
+            if called:
+                return _settle_after_call(ticket, worker, exc, heartbeat)
             record(
                 "hypervisor.retry",
                 actor_name=worker,
@@ -333,15 +461,21 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
                 details={"attempt": attempt, "of": tries, "error": str(exc)},
             )
             if attempt == tries:
-                _fail(ticket, f"The hypervisor could not be reached after {tries} tries: {exc}", actor_name=worker)
-                return "failed"
+                return settled(
+                    _fail(
+                        ticket,
+                        f"The hypervisor could not be reached after {tries} tries: {exc}",
+                        actor_name=worker,
+                        owner=worker,
+                    ),
+                    "failed",
+                )
             if not _still_ours(ticket, worker, progress=PHASE_CHECKING, lease_expires_at=_lease_until()):
-                return "lease lost"
+                return LEASE_LOST
             time.sleep(settings.EXECUTION_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
             continue
         except ConnectorError as exc:
-            _fail(ticket, f"The hypervisor refused: {exc}", actor_name=worker)
-            return "failed"
+            return settled(_fail(ticket, f"The hypervisor refused: {exc}", actor_name=worker, owner=worker), "failed")
         record(
             "hypervisor.operation",
             actor_name=worker,
@@ -349,9 +483,87 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
             obj=ticket,
             details={"task_id": result.task_id, "result": result.result, "already_done": result.already_done},
         )
-        _succeed(ticket, result, actor_name=worker)
-        return "succeeded"
+        return settled(_succeed(ticket, result, actor_name=worker, owner=worker), "succeeded")
     return "failed"
+
+
+def _settle_after_call(ticket: Ticket, worker: str, error: ConnectorError, heartbeat: LeaseHeartbeat) -> str:
+    """The hypervisor was called and no answer came back (a dropped
+    connection, a session that expired mid-call): the change may have been
+    made. The operation is not called again; the outcome is settled from
+    proof. A recorded task decides first (waited for while it is queued or
+    running); without one, the inventory decides by identity; when neither
+    can, the ticket fails, needing an operator. A hypervisor that cannot be
+    read is left to the sweeper: the lease is given up and it looks again at
+    every sweep."""
+    record("hypervisor.answer_lost", actor_name=worker, ticket=ticket, obj=ticket, details={"error": str(error)})
+    tries = settings.EXECUTION_MAX_ATTEMPTS
+    for attempt in range(1, tries + 1):
+        if heartbeat.lost.is_set():
+            return LEASE_LOST
+        try:
+            outcome = _outcome_from_proof(ticket, backend_for(ticket), error=error, worker=worker, heartbeat=heartbeat)
+        except TransientConnectorError as exc:
+            logger.warning("%s: the outcome cannot be checked yet (%s/%s): %s", ticket.ref, attempt, tries, exc)
+            time.sleep(settings.EXECUTION_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+            continue
+        except ConnectorError as exc:
+            if isinstance(exc, IdentityMismatch):
+                connector_identity_refused(connector=ticket.connector, error=exc, actor_name=worker)
+            written = _fail(
+                ticket,
+                f"Needs an operator: the hypervisor was called and its answer was lost ({error}); the outcome "
+                f"cannot be checked: {exc}. It was not called again. Check the hypervisor, then file a new ticket "
+                "if needed.",
+                actor_name=worker,
+                owner=worker,
+            )
+            return "failed" if written else LEASE_LOST
+        return outcome
+    heartbeat.stop()
+    Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING, lease_owner=worker).update(
+        lease_expires_at=timezone.now()
+    )
+    return "in doubt; left to the sweeper"
+
+
+def _outcome_from_proof(ticket: Ticket, backend, *, error: ConnectorError, worker: str, heartbeat) -> str:
+    """Settle from the recorded task (waited for while it runs), then from the
+    inventory by identity; TransientConnectorError when the hypervisor cannot
+    be read."""
+    task_id = Ticket.objects.filter(pk=ticket.pk).values_list("hypervisor_task_id", flat=True).first() or ""
+    if task_id:
+        deadline = time.monotonic() + _longest_run()
+        state, message = backend.task_state(task_id)
+        while state in ("queued", "running") and time.monotonic() < deadline:
+            if heartbeat.lost.is_set():
+                return LEASE_LOST
+            time.sleep(TASK_POLL_SECONDS)
+            state, message = backend.task_state(task_id)
+        if state == "success" and operation_done(ticket, backend):
+            done = OperationResult(task_id=task_id, result=f"hypervisor task {task_id} succeeded (its answer was lost)")
+            record(
+                "hypervisor.operation",
+                actor_name=worker,
+                ticket=ticket,
+                obj=ticket,
+                details={"task_id": task_id, "result": done.result, "already_done": False},
+            )
+            return "succeeded" if _succeed(ticket, done, actor_name=worker, owner=worker) else LEASE_LOST
+        if state == "error":
+            written = _fail(ticket, f"The hypervisor task {task_id} failed: {message}", actor_name=worker, owner=worker)
+            return "failed" if written else LEASE_LOST
+    if operation_done(ticket, backend):
+        return "succeeded" if _succeed(ticket, None, actor_name=worker, owner=worker) else LEASE_LOST
+    task = f"its task {task_id} reports {state}" if task_id else "no hypervisor task was recorded"
+    written = _fail(
+        ticket,
+        f"Needs an operator: the hypervisor was called and its answer was lost ({error}); {task} but the change "
+        "is not there as approved now. It was not called again. Check the hypervisor, then file a new ticket if needed.",
+        actor_name=worker,
+        owner=worker,
+    )
+    return "failed" if written else LEASE_LOST
 
 
 def _apply_configuration(ticket: Ticket, worker: str) -> str:
@@ -382,26 +594,47 @@ def _apply_configuration(ticket: Ticket, worker: str) -> str:
 
 
 def reconcile_expired_lease(ticket: Ticket, *, actor_name: str = "sweeper") -> str:
-    """A running ticket whose worker stopped renewing its lease: find out from
-    the hypervisor what happened. Done -> succeeded; the worker provably never
-    called the hypervisor -> queued again; otherwise failed, needing an
+    """A running ticket whose worker stopped renewing its lease: take the
+    lease (a compare-and-set on the expired lease, so a worker that renewed
+    in the meantime keeps it, and one that did not finds it gone and stops),
+    then find out from the hypervisor what happened. Done -> succeeded; the
+    worker provably never called the hypervisor -> queued again; a recorded
+    task still running -> looked at again when this lease runs out; a task
+    that failed -> failed with its error; otherwise failed, needing an
     operator. Never a blind re-run."""
+    owner = f"{actor_name}:{uuid.uuid4().hex[:12]}"
+    now = timezone.now()
+    with transaction.atomic():
+        taken = Ticket.objects.filter(
+            pk=ticket.pk, state=TicketState.RUNNING, lease_owner=ticket.lease_owner, lease_expires_at__lte=now
+        ).update(lease_owner=owner, lease_expires_at=_lease_until(), updated_at=now)
+        if not taken:
+            return "lease renewed or settled meanwhile"
+        if not ticket.lease_owner.startswith(f"{actor_name}:"):
+            record(
+                "ticket.lease_taken",
+                actor_name=actor_name,
+                ticket=ticket,
+                obj=ticket,
+                details={"from": ticket.lease_owner, "progress": ticket.progress},
+            )
+    ticket.refresh_from_db(fields=["lease_owner", "lease_expires_at", "progress", "hypervisor_task_id"])
     if ticket.kind == TicketKind.CONFIG_CHANGE:
         # Applied and succeeded in one transaction: a worker that died left nothing half done.
-        return _queue_again(ticket, actor_name=actor_name, reason="worker stopped before applying; queued again")
+        return _queue_again(
+            ticket, actor_name=actor_name, reason="worker stopped before applying; queued again", owner=owner
+        )
     try:
         backend = backend_for(ticket)
         if operation_done(ticket, backend):
-            _succeed(ticket, None, actor_name=actor_name)
-            return "succeeded"
+            return "succeeded" if _succeed(ticket, None, actor_name=actor_name, owner=owner) else LEASE_LOST
         if ticket.hypervisor_task_id:
             state, error = backend.task_state(ticket.hypervisor_task_id)
             if state in ("queued", "running"):
-                Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING).update(lease_expires_at=_lease_until())
-                return "still running on the hypervisor"
+                return "still running on the hypervisor"  # this lease runs out, the next sweep looks again
             if state == "error":
-                _fail(ticket, f"The hypervisor task {ticket.hypervisor_task_id} failed: {error}", actor_name=actor_name)
-                return "failed"
+                reason = f"The hypervisor task {ticket.hypervisor_task_id} failed: {error}"
+                return "failed" if _fail(ticket, reason, actor_name=actor_name, owner=owner) else LEASE_LOST
     except IdentityMismatch as exc:
         connector_identity_refused(connector=ticket.connector, error=exc, actor_name=actor_name)
         _fail(
@@ -409,27 +642,38 @@ def reconcile_expired_lease(ticket: Ticket, *, actor_name: str = "sweeper") -> s
             f"Needs an operator: the outcome cannot be checked, the connector's endpoint is not the pinned "
             f"hypervisor: {exc}",
             actor_name=actor_name,
+            owner=owner,
         )
         return "failed"
     except TransientConnectorError:
+        # Give the lease up at once: the next sweep looks again.
+        Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING, lease_owner=owner).update(
+            lease_expires_at=timezone.now()
+        )
         return "hypervisor unreachable; will look again"
     except ConnectorError:
         pass
     if ticket.progress == PHASE_CHECKING:
         return _queue_again(
-            ticket, actor_name=actor_name, reason="worker stopped before calling the hypervisor; queued again"
+            ticket,
+            actor_name=actor_name,
+            reason="worker stopped before calling the hypervisor; queued again",
+            owner=owner,
         )
     _fail(
         ticket,
         "Needs an operator: the worker stopped while calling the hypervisor and the outcome cannot be "
         "confirmed; the change is not there now. Check the hypervisor, then file a new ticket if needed.",
         actor_name=actor_name,
+        owner=owner,
     )
     return "failed"
 
 
-def _queue_again(ticket: Ticket, *, actor_name: str, reason: str) -> str:
+def _queue_again(ticket: Ticket, *, actor_name: str, reason: str, owner: str | None = None) -> str:
     with transaction.atomic():
+        if owner is not None and not _holds(ticket, owner):
+            return LEASE_LOST
         transition(
             ticket,
             TicketState.APPROVED,
