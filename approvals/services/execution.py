@@ -17,11 +17,11 @@ from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
 from approvals.inventory import InventoryIndex, forget_inventory
+from approvals.kinds import KINDS
 from approvals.models import Ticket
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
-from approvals.kinds import KINDS
 from approvals.validation import DERIVED_PARAMS, check_submission
 from audit.models import Finding, FindingKind
 from audit.writer import record
