@@ -109,3 +109,45 @@ class DirectoryGrant(models.Model):
 
     def __str__(self):
         return f"refresh grant of {self.user} at {self.issuer}"
+
+
+class Passkey(models.Model):
+    """A person's WebAuthn credential. The public key (base64url
+    SubjectPublicKeyInfo) is also in the audit entry that registered it, so
+    an export carries everything an offline check of approvals needs. A
+    removed or flagged passkey proves nothing any more; rows are kept, as
+    approvals name them."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="passkeys")
+    name = models.CharField(max_length=80, blank=True)
+    credential_id = models.CharField(max_length=1400, unique=True)
+    public_key = models.TextField()
+    alg = models.SmallIntegerField()
+    rp_id = models.CharField(max_length=253)
+    sign_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the sign count went backwards: a second copy of the key exists.
+    flagged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"passkey {self.name or self.credential_id[:12]} of {self.user}"
+
+
+class PasskeyChallenge(models.Model):
+    """A nonce handed to one person for signing one ticket: used once, and
+    only within a few minutes."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    ticket_id = models.PositiveBigIntegerField()
+    nonce = models.CharField(max_length=64, unique=True)
+    challenge = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"passkey challenge for ticket {self.ticket_id} to {self.user}"

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import otp_views, views
+from accounts import otp_views, passkey_views, views
 from accounts.directory import oidc
 
 urlpatterns = [
@@ -15,6 +15,9 @@ urlpatterns = [
     path("logout-everywhere/", views.logout_everywhere, name="logout_everywhere"),
     path("otp/enrol/", otp_views.enrol, name="otp_enrol"),
     path("otp/verify/", otp_views.verify, name="otp_verify"),
+    path("passkeys/", passkey_views.passkey_list, name="passkeys"),
+    path("passkeys/options/", passkey_views.passkey_register_options, name="passkey_register_options"),
+    path("passkeys/register/", passkey_views.passkey_register, name="passkey_register"),
     # Answer 404 unless a mail backend that delivers is configured.
     path("password_reset/", views.PasswordResetView.as_view(), name="password_reset"),
     path("password_reset/done/", views.PasswordResetDoneView.as_view(), name="password_reset_done"),

@@ -60,6 +60,8 @@ class Policy(models.Model):
     max_cpus = models.PositiveSmallIntegerField(default=16)
     max_memory_mb = models.PositiveIntegerField(default=65536)
     require_otp = models.BooleanField(default=False)
+    # Every approval signed by the approver's passkey over the exact change.
+    require_passkey = models.BooleanField(default=False, db_default=False)
     # vm_migrate only: [{"source": zone name, "target": zone name,
     # "required_approvals": n}] — the cross-zone moves this policy allows.
     allowed_zone_pairs = models.JSONField(default=list, blank=True)
@@ -98,6 +100,9 @@ class Policy(models.Model):
     def digest(self) -> str:
         """A digest of the terms a ticket is judged by."""
         terms = {name: getattr(self, name) for name in self.TERMS}
+        if self.require_passkey:
+            # Only when set, so policies (and tickets) from before passkeys keep their digest.
+            terms["require_passkey"] = True
         return hashlib.sha256(json.dumps(terms, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -123,6 +128,7 @@ class Ticket(models.Model):
     required_approvals = models.PositiveSmallIntegerField()
     approver_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
     require_otp = models.BooleanField(default=False)
+    require_passkey = models.BooleanField(default=False, db_default=False)
     zone = models.CharField(max_length=64, blank=True)
     # The policy the ticket was filed under and a digest of its terms then:
     # the worker refuses to act once either differs ("needs a new ticket").
@@ -194,6 +200,14 @@ class Approval(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # The decision, sealed (approvals/seals.py): the worker counts it only if this verifies.
     seal = models.CharField(max_length=80, blank=True, editable=False)
+    # Where the ticket requires passkeys: the approver's WebAuthn assertion
+    # over the ticket's statement (audit/passkeys.py), base64url.
+    # Database defaults too: rows written by plain SQL carry no proof.
+    passkey_credential_id = models.CharField(max_length=1400, blank=True, default="", db_default="")
+    passkey_nonce = models.CharField(max_length=64, blank=True, default="", db_default="")
+    passkey_authenticator_data = models.TextField(blank=True, default="", db_default="")
+    passkey_client_data_json = models.TextField(blank=True, default="", db_default="")
+    passkey_signature = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -34,13 +34,17 @@ def _keys() -> dict[str, str]:
 
 def terms(ticket) -> dict:
     """The policy terms a ticket copied at submission."""
-    return {
+    terms = {
         "required_approvals": ticket.required_approvals,
         "approver_group": ticket.approver_group_id,
         "require_otp": bool(ticket.require_otp),
         "policy": ticket.policy_id,
         "policy_digest": ticket.policy_digest,
     }
+    if ticket.require_passkey:
+        # Only when set, so seals made before passkeys existed still verify.
+        terms["require_passkey"] = True
+    return terms
 
 
 def _message(*, ticket_id: int, content_hash: str, terms: dict, person_id: int, decision: str, at: datetime) -> bytes:

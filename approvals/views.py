@@ -3,6 +3,7 @@ and ask approvals.permissions who may see or press what."""
 
 from __future__ import annotations
 
+import json
 import time as time_module
 
 from django.conf import settings
@@ -15,13 +16,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts import otp
+from accounts import otp, passkeys
 from approvals import permissions, selectors, services
 from approvals.choices import FINAL_STATES, HYPERVISOR_KINDS, Decision, Role, TicketKind, TicketState
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
 from approvals.forms import FORMS_BY_KIND, AuditLogFilter, DecisionForm, RejectForm, TicketListFilter
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Ticket
+from approvals.services import passkey_approvals
 from approvals.services.config_requests import config_display
 from audit import rules as audit_rules
 from audit import selectors as audit_selectors
@@ -199,6 +201,9 @@ def _ticket_context(request, ticket: Ticket, *, watching_since: int | None = Non
         "config": config_display(ticket) if ticket.kind == TicketKind.CONFIG_CHANGE else None,
         # The policy asks approvers for a one-time password confirmed in this session.
         "otp_needed": ticket.require_otp and not otp.recently_confirmed(request),
+        # The policy asks for each approval to be signed with the approver's passkey.
+        "passkey_words": passkey_approvals.plain_words(ticket) if ticket.require_passkey else None,
+        "has_passkey": ticket.require_passkey and passkey_approvals.active_passkeys(user).exists(),
         "may_cancel": ticket.state in (TicketState.PENDING, TicketState.APPROVED)
         and permissions.can_cancel(user, ticket),
         "may_revoke": ticket.kind == TicketKind.ADMIN_ACCESS
@@ -239,6 +244,15 @@ def _act(request, pk: int, action) -> Ticket:
     return ticket
 
 
+def _passkey_assertion(request) -> dict | None:
+    """The passkey assertion the page's script put in the approval form, if any."""
+    try:
+        value = json.loads(request.POST.get("passkey") or "null")
+    except json.JSONDecodeError:
+        return {"malformed": True}
+    return value if value is None or isinstance(value, dict) else {"malformed": True}
+
+
 @login_required
 @require_POST
 def ticket_approve(request, pk: int):
@@ -251,6 +265,8 @@ def ticket_approve(request, pk: int):
             approver=request.user,
             comment=comment,
             otp_confirmed=otp.recently_confirmed(request),
+            passkey_assertion=_passkey_assertion(request),
+            origin=passkeys.origin_of(request),
         )
         messages.success(request, f"You approved {ticket.ref}.")
 

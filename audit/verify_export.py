@@ -20,6 +20,14 @@ hold every witnessed entry unchanged: a rewritten entry, a fork or an older
 copy is named at the first entry that differs, entries the witness saw
 beyond the export's end are reported as missing.
 
+Approvals signed with passkeys are checked too, with `cryptography` and the
+public keys the export itself carries (auth.passkey_registered entries):
+each signature over the statement derived from the exported ticket's
+content, objects and terms. The report says, per ticket that required
+passkeys, how many approvals it required and how many are proved; a
+signature that does not verify, or a ticket that went ahead with fewer
+proved approvals than required, is BROKEN.
+
 Exit status: 0 verified, 1 broken, 2 the file or key could not be read.
 """
 
@@ -34,6 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from audit.chain import HASHED_FIELDS, ChainWalker, Signer, canonical_entry, csv_unescape
+from audit.passkeys import ExportProofs
 from audit.signing import cosigned_problem, differs_reason, short_time, truncated_reason
 
 WITNESS_FORMAT = "twokey-witness-export/1"
@@ -173,6 +182,7 @@ class WitnessFile:
 def verify_file(path: Path, *, key: str | None, subset: bool, witness: WitnessFile | None = None) -> tuple[bool, str]:
     """(verified, what was found)."""
     walker = ChainWalker(Signer(key) if key else None, from_genesis=False, allow_gaps=subset)
+    signed = ExportProofs()
     with path.open(newline="", encoding="utf-8") as handle:
         head = handle.read(1)
         handle.seek(0)
@@ -184,6 +194,7 @@ def verify_file(path: Path, *, key: str | None, subset: bool, witness: WitnessFi
             reason = walker.step(seq, prev_hash, digest, canonical_entry(*values) if key else None)
             if reason:
                 return False, f"BROKEN at entry #{seq}: {reason}"
+            signed.take(seq=seq, actor_id=values[2], action=values[4], ticket_id=values[5], details=values[9])
             if witness is not None:
                 seen = witness.hash_at(seq)
                 if seen is not None and seen != digest:
@@ -195,6 +206,12 @@ def verify_file(path: Path, *, key: str | None, subset: bool, witness: WitnessFi
     gaps = f", {walker.gaps} gaps (filtered export)" if walker.gaps else ""
     span = f"#{first} to #{walker.last_seq}" if walker.checked else "none"
     message = f"OK: {walker.checked} entries ({span}), {walker.links} links checked{gaps}; {checks}"
+    passkey_report = "".join(f"\n  {line}" for line in signed.report())
+    if passkey_report:
+        message += "\npasskey approvals (signatures checked with the exported public keys):" + passkey_report
+    broken = signed.broken()
+    if broken:
+        return False, "BROKEN: passkey approvals do not verify:" + "".join(f"\n  {b}" for b in broken) + passkey_report
     if witness is not None:
         witness.finish()
         newest = witness.newest

@@ -191,6 +191,17 @@ class ApproveSerializer(CommentSerializer):
         required=False,
         help_text="A current code from your authenticator, where the policy asks for one.",
     )
+    passkey = serializers.JSONField(
+        required=False,
+        help_text="Where the policy requires passkeys: the PublicKeyCredential (JSON, base64url) your "
+        "authenticator returned for the challenge from passkey-challenge.",
+    )
+
+
+class PasskeyChallengeSerializer(serializers.Serializer):
+    publicKey = serializers.DictField(help_text="Options for navigator.credentials.get (base64url).")  # noqa: N815
+    statement = serializers.DictField(help_text="What the challenge is the SHA-256 of (canonical JSON).")
+    words = serializers.ListField(child=serializers.CharField(), help_text="The statement in plain words.")
 
 
 class RejectSerializer(serializers.Serializer):

@@ -6,13 +6,14 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from accounts import otp
+from accounts import otp, passkeys
 from approvals import permissions as rules
 from approvals import selectors, services
 from approvals.api import serializers as s
 from approvals.choices import Role
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Policy, Ticket, Zone
+from approvals.services import passkey_approvals
 from approvals.services.config_requests import config_request_file
 from connectors.models import Connector
 from portal.filters import UTCIsoDateTimeFilter
@@ -237,8 +238,20 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             approver=request.user,
             comment=data.validated_data["comment"],
             otp_confirmed=otp_confirmed,
+            passkey_assertion=data.validated_data.get("passkey"),
+            origin=passkeys.origin_of(request),
         )
         return self._detail(ticket)
+
+    @extend_schema(request=None, responses={200: s.PasskeyChallengeSerializer})
+    @action(detail=True, methods=["post"], url_path="passkey-challenge")
+    def passkey_challenge(self, request, pk=None):
+        """A single-use challenge to sign an approval of this ticket with your passkey."""
+        ticket = self.get_object()
+        options = passkey_approvals.passkey_challenge_issue(
+            ticket_id=ticket.pk, user=request.user, rp_id=passkeys.rp_id_for(request)
+        )
+        return Response(options)
 
     @extend_schema(request=s.RejectSerializer, responses={200: s.TicketDetailSerializer})
     @action(detail=True, methods=["post"])

@@ -35,6 +35,7 @@ class PolicyShape(serializers.Serializer):
     max_cpus = serializers.IntegerField(min_value=1, max_value=256, required=False)
     max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024, required=False)
     require_otp = serializers.BooleanField(required=False)
+    require_passkey = serializers.BooleanField(required=False)
     allowed_zone_pairs = ZonePairShape(many=True, required=False)
     grantable_roles = serializers.ListField(child=serializers.CharField(max_length=80), max_length=50, required=False)
     top_level_entities = serializers.ListField(
@@ -58,6 +59,7 @@ FIELDS = (
     "max_cpus",
     "max_memory_mb",
     "require_otp",
+    "require_passkey",
     "allowed_zone_pairs",
     "grantable_roles",
     "top_level_entities",
@@ -86,6 +88,7 @@ class PolicyTarget(ConfigTarget):
             "max_cpus": policy.max_cpus,
             "max_memory_mb": policy.max_memory_mb,
             "require_otp": policy.require_otp,
+            "require_passkey": policy.require_passkey,
             "allowed_zone_pairs": list(policy.allowed_zone_pairs),
             "grantable_roles": list(policy.grantable_roles),
             "top_level_entities": list(policy.top_level_entities),

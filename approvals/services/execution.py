@@ -19,6 +19,7 @@ from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, 
 from approvals.inventory import InventoryIndex, forget_inventory
 from approvals.kinds import KINDS
 from approvals.models import Ticket
+from approvals.services import passkey_approvals
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
@@ -150,7 +151,9 @@ def approvals_problem(ticket: Ticket) -> str | None:
     content changed, it carries a rejection, or too few approvals are still
     valid (approver active, still in the group, not the requester, no
     conflict of interest). Records whose seals do not verify count for
-    nothing: the ticket fails, with a finding and an audit entry."""
+    nothing: the ticket fails, with a finding and an audit entry. Where the
+    ticket requires passkeys, an approval counts only with its approver's
+    passkey signature over the ticket's statement."""
     decisions = list(ticket.approvals.select_related("approver"))
     unverified = seals.records_problem(ticket, decisions)
     if unverified:
@@ -160,6 +163,15 @@ def approvals_problem(ticket: Ticket) -> str | None:
         return "The ticket's content no longer matches what was approved."
     if any(a.decision == Decision.REJECT for a in decisions):
         return "The ticket carries a rejection."
+    unproved = []
+    if ticket.require_passkey:
+        # Each approval counts only if its approver's registered, active
+        # passkey signed the ticket's statement as it is now.
+        for a in [a for a in decisions if a.decision == Decision.APPROVE]:
+            problem = passkey_approvals.approval_proof_problem(ticket, a)
+            if problem:
+                unproved.append(f"{a.approver.get_username()}'s approval {problem}")
+                decisions.remove(a)
     approvers = {
         a.approver_id
         for a in decisions
@@ -171,6 +183,12 @@ def approvals_problem(ticket: Ticket) -> str | None:
         and permissions.conflict_of_interest(a.approver, ticket) is None
     }
     if len(approvers) < ticket.required_approvals:
+        if unproved:
+            return (
+                f"Only {len(approvers)} of {ticket.required_approvals} approvals are proved by passkey: "
+                + "; ".join(unproved)
+                + "."
+            )
         return (
             f"Only {len(approvers)} of {ticket.required_approvals} approvals are still valid "
             "(an approver left the approver group, was deactivated or has a conflict of interest)."

@@ -16,8 +16,10 @@ from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_
 from approvals.errors import InvalidInput, StateConflict
 from approvals.inventory import InventoryIndex
 from approvals.models import Approval, Policy, Ticket
+from approvals.services import passkey_approvals
 from approvals.services.transitions import transition
 from approvals.validation import check_submission, check_window
+from audit.passkeys import Proof
 from audit.writer import record
 
 
@@ -84,6 +86,7 @@ def ticket_file(
         required_approvals=required_approvals,
         approver_group=policy.approver_group,
         require_otp=policy.require_otp,
+        require_passkey=policy.require_passkey,
         zone=zone,
         policy_id=policy.pk,
         policy_digest=policy.digest(),
@@ -106,11 +109,28 @@ def ticket_file(
             "approver_group": policy.approver_group.name,
             "policy_id": policy.pk,
             "zone": ticket.zone,
+            **(_signed_content(ticket) if ticket.require_passkey else {}),
             **(details or {}),
         },
     )
     enqueue_notification(ticket.pk, "awaiting_approval")
     return ticket
+
+
+def _signed_content(ticket: Ticket) -> dict:
+    """What an offline check needs to derive the statement approvers sign
+    (audit/passkeys.py): the content the hash covers, and the terms."""
+    return {
+        "require_passkey": True,
+        "content": {
+            "content_hash": ticket.content_hash,
+            "connector": ticket.connector_id,
+            "connector_pin": connector_pin(ticket.connector),
+            "not_before": ticket.not_before.isoformat() if ticket.not_before else None,
+            "not_after": ticket.not_after.isoformat() if ticket.not_after else None,
+        },
+        "terms": seals.terms(ticket),
+    }
 
 
 def clean_justification(justification: str) -> str:
@@ -208,36 +228,85 @@ def _refusal_audited(ticket_id: int, user, decision: str):
         raise
 
 
-def _decide(ticket: Ticket, user, decision: str, comment: str) -> Approval:
-    """Store one decision with its seal."""
+def _decide(ticket: Ticket, user, decision: str, comment: str, proof: Proof | None = None) -> Approval:
+    """Store one decision with its seal (and its passkey proof, if any)."""
+    signed = (
+        {
+            "passkey_credential_id": proof.credential_id,
+            "passkey_nonce": proof.nonce,
+            "passkey_authenticator_data": proof.authenticator_data,
+            "passkey_client_data_json": proof.client_data_json,
+            "passkey_signature": proof.signature,
+        }
+        if proof is not None
+        else {}
+    )
     approval = Approval.objects.create(
-        ticket=ticket, approver=user, decision=decision, comment=comment, content_hash=ticket.content_hash
+        ticket=ticket, approver=user, decision=decision, comment=comment, content_hash=ticket.content_hash, **signed
     )
     approval.seal = seals.make(**seals.decision_fields(ticket, approval))
     Approval.objects.filter(pk=approval.pk).update(seal=approval.seal)
     return approval
 
 
-def ticket_approve(*, ticket_id: int, approver, comment: str = "", otp_confirmed: bool = False) -> Ticket:
+@contextmanager
+def _clone_flagged(ticket_id: int, user):
+    """A passkey whose sign count went backwards is flagged (after the
+    refused transaction rolled back)."""
+    try:
+        yield
+    except passkey_approvals.PasskeyCloned as exc:
+        passkey_approvals.flag_cloned(exc, user=user, ticket_id=ticket_id)
+        raise
+
+
+def ticket_approve(
+    *,
+    ticket_id: int,
+    approver,
+    comment: str = "",
+    otp_confirmed: bool = False,
+    passkey_assertion: dict | None = None,
+    origin: str = "",
+) -> Ticket:
     """Record one approval; the approval that reaches the required count moves
     the ticket to approved and queues its execution, exactly once (the row
     lock serialises approvers acting at the same moment). Where the policy
-    asks for it, the caller must have confirmed a recent one-time password."""
-    with _refusal_audited(ticket_id, approver, Decision.APPROVE), transaction.atomic():
+    asks for it, the caller must have confirmed a recent one-time password,
+    and must give a passkey assertion (from `origin`) over the ticket's
+    statement; a replayed one, one for another ticket or one from a cloned
+    authenticator is refused (and audited) before anything else is judged."""
+    with (
+        _refusal_audited(ticket_id, approver, Decision.APPROVE),
+        _clone_flagged(ticket_id, approver),
+        transaction.atomic(),
+    ):
         ticket = _locked_ticket(ticket_id)
+        proof = None
+        if ticket.require_passkey:
+            if not passkey_assertion:
+                raise PermissionDenied(f"{ticket.ref}'s policy requires approval with your passkey.")
+            proof = passkey_approvals.passkey_proof_check(
+                ticket=ticket, user=approver, assertion=passkey_assertion, origin=origin
+            )
         _check_decider(ticket, approver)
         if ticket.require_otp and not otp_confirmed:
             raise PermissionDenied(
                 f"{ticket.ref}'s policy requires a one-time password: confirm a code from your authenticator first."
             )
-        _decide(ticket, approver, Decision.APPROVE, comment.strip())
+        _decide(ticket, approver, Decision.APPROVE, comment.strip(), proof)
         given = ticket.approvals.filter(decision=Decision.APPROVE, content_hash=ticket.content_hash).count()
         record(
             "ticket.approval",
             actor=approver,
             ticket=ticket,
             obj=ticket,
-            details={"comment": comment.strip(), "given": given, "required": ticket.required_approvals},
+            details={
+                "comment": comment.strip(),
+                "given": given,
+                "required": ticket.required_approvals,
+                **({"passkey": proof.as_dict()} if proof is not None else {}),
+            },
         )
         if given >= ticket.required_approvals:
             transition(ticket, TicketState.APPROVED, actor=approver, queued_at=timezone.now())

@@ -100,6 +100,14 @@ MATRIX = [
         statuses(requester=403, approver=200, auditor=403, portal_admin=404),
     ),
     (
+        "ticket-passkey-challenge",
+        "post",
+        "/api/tickets/{t}/passkey-challenge/",
+        None,
+        # The matrix's tickets do not ask for passkeys.
+        statuses(requester=403, approver=409, auditor=403, portal_admin=404),
+    ),
+    (
         "ticket-reject",
         "post",
         "/api/tickets/{t}/reject/",

@@ -83,6 +83,10 @@ MATRIX = [
     ("logout_everywhere", "post", "/accounts/logout-everywhere/", {}, row(default=302), None),
     ("otp_enrol", "get", "/accounts/otp/enrol/", None, row(default=200), None),
     ("otp_verify", "get", "/accounts/otp/verify/", None, row(default=302), None),  # not enrolled: sent to enrol
+    ("passkeys", "get", "/accounts/passkeys/", None, row(default=200), None),
+    # Adding a passkey needs a one-time password confirmed in this session.
+    ("passkey_register_options", "post", "/accounts/passkeys/options/", {}, row(default=403), None),
+    ("passkey_register", "post", "/accounts/passkeys/register/", {}, row(default=403), None),
     # Password reset exists only with a mail backend that delivers; the suite's does not.
     ("password_reset", "get", "/accounts/password_reset/", None, row(anonymous=404, default=404), None),
     ("password_reset_done", "get", "/accounts/password_reset/done/", None, row(anonymous=404, default=404), None),

@@ -245,6 +245,11 @@ READ_ONLY = {
     "password_reset_complete",
     "otp_enrol",
     "otp_verify",
+    # Passkeys are one's own second factor; a challenge signs nothing by itself.
+    "passkeys",
+    "passkey_register_options",
+    "passkey_register",
+    "ticket-passkey-challenge",
     "account-activate",
 }
 
