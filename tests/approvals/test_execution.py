@@ -11,21 +11,11 @@ from pyVmomi import vim
 from approvals import tasks
 from approvals.models import Ticket
 from audit.models import AuditEntry
-from tests.approvals.helpers import ADMIN_ACCESS, DEV_TO_PROD, VM_CREATE, file_ticket
+from tests.approvals.helpers import ADMIN_ACCESS, DEV_TO_PROD, VM_CREATE, file_ticket, wait_for
 from tests.conftest import register_lab
 from tests.fixtures.vcsim import start_vcsim
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(ticket_id, *states, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ticket = Ticket.objects.get(pk=ticket_id)
-        if ticket.state in states:
-            return ticket
-        time.sleep(0.2)
-    raise AssertionError(f"ticket {ticket_id} is {ticket.state} ({ticket.progress}; {ticket.error}), not {states}")
 
 
 def approve_all(api, ticket, *approvers):
