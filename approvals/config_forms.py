@@ -68,7 +68,15 @@ class PolicyForm(RequestForm):
     max_duration_minutes = forms.IntegerField(min_value=1)
     max_cpus = forms.IntegerField(min_value=1)
     max_memory_mb = forms.IntegerField(min_value=128)
-    require_otp = forms.BooleanField(required=False)
+    require_otp = forms.BooleanField(required=False, label="Approvers confirm a one-time password")
+    require_passkey = forms.BooleanField(required=False, label="Approvers sign with their passkey")
+    grantable_roles = forms.CharField(
+        required=False, help_text="admin_access only: the hypervisor roles it grants, comma-separated."
+    )
+    top_level_entities = forms.CharField(
+        required=False,
+        help_text="admin_access only: the root folder or datacenters (by id) access may be granted on, comma-separated.",
+    )
     allowed_zone_pairs = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -88,6 +96,9 @@ class PolicyForm(RequestForm):
             changes["zone"] = changes["zone"].pk if changes["zone"] else None
         if "approver_group" in changes:
             changes["approver_group"] = changes["approver_group"].name
+        for field in ("grantable_roles", "top_level_entities"):
+            if field in changes:
+                changes[field] = _names(changes[field])
         return changes
 
 

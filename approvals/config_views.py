@@ -1,6 +1,9 @@
 """The configuration pages: what is configured now, and forms that file
 configuration requests. Nothing here changes configuration directly."""
 
+import json
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -49,6 +52,21 @@ def _target(name: str):
     return TARGETS[name]
 
 
+def _initial(form_class, before: dict) -> dict:
+    """The object's current values as the form's text fields show them."""
+    initial = {}
+    fields = form_class.base_fields
+    for name, value in before.items():
+        field = fields.get(name)
+        if isinstance(value, list) and type(field) is forms.CharField:
+            if value and isinstance(value[0], dict):
+                value = json.dumps(value)
+            else:
+                value = ", ".join(map(str, value))
+        initial[name] = value
+    return initial
+
+
 @login_required
 def config_request(request, target: str, pk: int | None = None, action: str = CREATE):
     """File a request to create (no pk), change (action update) or otherwise
@@ -68,8 +86,7 @@ def config_request(request, target: str, pk: int | None = None, action: str = CR
     with_fields = action in (CREATE, UPDATE)
     form_class = FORMS[target] if with_fields else ActionForm
     kwargs = {"creating": action == CREATE} if with_fields else {}
-    initial = {k: (", ".join(v) if isinstance(v, list) and target == "zone" else v) for k, v in before.items()}
-    form = form_class(request.POST or None, initial=initial, **kwargs)
+    form = form_class(request.POST or None, initial=_initial(form_class, before), **kwargs)
     status = 200
     if request.method == "POST":
         if form.is_valid():

@@ -250,3 +250,32 @@ def test_the_ticket_page_shows_before_and_after(client, admins, requester):
     assert "Before → after" in page
     assert requester.email in page and "page@example.invalid" in page
     assert "Approve" in page
+
+
+def test_a_policy_change_through_the_page_sets_roles_and_passkeys(client, admins, roles):
+    pat, _ = admins
+    policy = Policy.objects.create(kind="admin_access", approver_group=roles["approver"], grantable_roles=["ReadOnly"])
+    client.force_login(pat)
+    form = client.get(f"/config/policy/{policy.pk}/update/").content.decode()
+    assert 'value="ReadOnly"' in form  # the current roles, as text
+    response = client.post(
+        f"/config/policy/{policy.pk}/update/",
+        {
+            "required_approvals": policy.required_approvals,
+            "approver_group": "approver",
+            "pending_ttl_minutes": policy.pending_ttl_minutes,
+            "max_duration_minutes": policy.max_duration_minutes,
+            "max_cpus": policy.max_cpus,
+            "max_memory_mb": policy.max_memory_mb,
+            "require_passkey": "on",
+            "grantable_roles": "ReadOnly, VirtualMachineUser",
+            "allowed_zone_pairs": "[]",
+            "justification": "passkeys for access",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    ticket = Ticket.objects.get(kind="config_change")
+    changed = {k for k in ticket.params["after"] if ticket.params["after"][k] != ticket.params["before"][k]}
+    assert changed == {"require_passkey", "grantable_roles"}
+    assert ticket.params["after"]["grantable_roles"] == ["ReadOnly", "VirtualMachineUser"]
+    assert Policy.objects.get(pk=policy.pk).grantable_roles == ["ReadOnly"]  # nothing changes until approved
