@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from approvals.models import Policy, Ticket
 from approvals.services import execution, sweeper
+from approvals.services.transitions import transition
 from audit.models import AuditEntry
 from tests.approvals.helpers import DEV_TO_PROD, VM_CREATE, file_ticket
 
@@ -83,8 +84,14 @@ def test_a_closed_window_expires_the_ticket(approved):
 
 def test_expired_lease_before_the_hypervisor_call_is_queued_again(approved):
     ticket = approved()
-    Ticket.objects.filter(pk=ticket.pk).update(
-        state="running", progress=execution.PHASE_CHECKING, lease_owner="gone", lease_expires_at=timezone.now()
+    # A worker claimed it (through the one gate, so the log says so) and died while re-checking.
+    transition(
+        ticket,
+        "running",
+        actor_name="gone",
+        progress=execution.PHASE_CHECKING,
+        lease_owner="gone",
+        lease_expires_at=timezone.now(),
     )
     assert sweeper.take_back_leases() == 1
     ticket.refresh_from_db()

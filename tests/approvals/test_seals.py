@@ -112,3 +112,91 @@ def test_rotation_keeps_old_seals_verifying_and_seals_new_ones_with_the_new_key(
         assert seals.make(**fields).startswith(seals.key_id(new_key) + ":")
     with override_settings(SEAL_KEY=new_key, SEAL_OLD_KEYS=[]):
         assert not seals.verifies(sealed, **fields)
+
+
+def _permissions_of(si, entity_name, principal):
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.ManagedEntity], True)
+    entity = next(e for e in view.view if e.name == entity_name)
+    view.Destroy()
+    perms = content.authorizationManager.RetrieveEntityPermissions(entity=entity, inherited=False)
+    return [p for p in perms if p.principal.lower() == principal.lower()]
+
+
+def _granted_then_revoked(api, lab, requester, approver, approver2):
+    from approvals.services import access_revoke, ticket_approve
+    from approvals.services.execution import access_expire, ticket_execute
+
+    ticket = file_ticket(api(requester), lab, "admin_access", ADMIN_ACCESS)
+    for user in (approver, approver2):
+        ticket_approve(ticket_id=ticket["id"], approver=user)
+    assert ticket_execute(ticket_id=ticket["id"], worker="w1") == "succeeded"
+    access_revoke(ticket_id=ticket["id"], user=requester)
+    assert access_expire(ticket_id=ticket["id"], actor_name="w1") == "revoked"
+    return ticket["id"]
+
+
+def test_a_finished_ticket_set_back_to_approved_is_not_replayed(
+    api, own_lab, fresh_vcsim, requester, approver, approver2
+):
+    from approvals.services.execution import ticket_execute
+
+    check = fresh_vcsim.connect()
+    ticket_id = _granted_then_revoked(api, own_lab, requester, approver, approver2)
+    assert _permissions_of(check, "prod-web-01", ADMIN_ACCESS["principal"]) == []
+    # The database writer's replay: the seals still verify, the state says approved.
+    Ticket.objects.filter(pk=ticket_id).update(state="approved", access_expires_at=None)
+    assert ticket_execute(ticket_id=ticket_id, worker="w2") == "re-check failed"
+    done = Ticket.objects.get(pk=ticket_id)
+    assert done.state == "failed" and "history does not verify" in done.error
+    assert "revoked" in done.error  # the log says where the ticket really was
+    assert _permissions_of(check, "prod-web-01", ADMIN_ACCESS["principal"]) == []
+    assert Finding.objects.filter(kind="records_unverified", object_ref=f"ticket:{ticket_id}:records").exists()
+
+
+def test_a_replay_with_the_tickets_last_entries_deleted_is_caught_by_the_chain(
+    api, own_lab, fresh_vcsim, requester, approver, approver2
+):
+    from approvals.services.execution import ticket_execute
+
+    check = fresh_vcsim.connect()
+    ticket_id = _granted_then_revoked(api, own_lab, requester, approver, approver2)
+    later = (
+        AuditEntry.objects.filter(ticket_id=ticket_id, action="ticket.succeeded").values_list("seq", flat=True).get()
+    )
+    # As the table owner: drop the entries that show the ticket ran, and set it back.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER USER")
+        cursor.execute("DELETE FROM audit_auditentry WHERE ticket_id = %s AND seq >= %s", [ticket_id, later])
+        cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER USER")
+    Ticket.objects.filter(pk=ticket_id).update(state="approved", access_expires_at=None)
+    assert ticket_execute(ticket_id=ticket_id, worker="w2") == "re-check failed"
+    done = Ticket.objects.get(pk=ticket_id)
+    assert done.state == "failed" and "history does not verify" in done.error
+    assert _permissions_of(check, "prod-web-01", ADMIN_ACCESS["principal"]) == []
+
+
+def test_a_replay_through_a_forged_running_state_is_caught(api, own_lab, fresh_vcsim, requester, approver, approver2):
+    """The sweeper queues a "running" ticket whose lease ran out and whose
+    worker never called the hypervisor; the log then says it went from
+    running to approved, though it never was running after its revocation."""
+    from django.utils import timezone
+
+    from approvals.services import sweeper
+    from approvals.services.execution import PHASE_CHECKING, ticket_execute
+
+    check = fresh_vcsim.connect()
+    ticket_id = _granted_then_revoked(api, own_lab, requester, approver, approver2)
+    Ticket.objects.filter(pk=ticket_id).update(
+        state="running",
+        progress=PHASE_CHECKING,
+        lease_owner="gone",
+        lease_expires_at=timezone.now(),
+        access_expires_at=None,
+    )
+    sweeper.take_back_leases()
+    ticket_execute(ticket_id=ticket_id, worker="w2")
+    done = Ticket.objects.get(pk=ticket_id)
+    assert done.state == "failed" and "history does not verify" in done.error, (done.state, done.error)
+    assert "from running although it was revoked" in done.error
+    assert _permissions_of(check, "prod-web-01", ADMIN_ACCESS["principal"]) == []
