@@ -38,12 +38,6 @@ def sees_all_tickets(user) -> bool:
     return has_role(user, Role.APPROVER) or has_role(user, Role.AUDITOR)
 
 
-def can_see_ticket(user, ticket) -> bool:
-    if ticket.kind == TicketKind.CONFIG_CHANGE and has_role(user, Role.PORTAL_ADMIN):
-        return True
-    return sees_all_tickets(user) or ticket.requester_id == user.pk
-
-
 def can_decide(user, ticket) -> bool:
     """Approve or reject: a member of the ticket's approver group who did not
     request it. No exception for superusers."""

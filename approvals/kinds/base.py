@@ -67,7 +67,7 @@ def policy_for(kind: str, connector, zone: ZoneLabel) -> Policy:
     return policy
 
 
-def zone_words(index: InventoryIndex, what: str, obj, zone: ZoneLabel, want: ZoneLabel) -> str:
+def zone_words(what: str, obj, zone: ZoneLabel, want: ZoneLabel) -> str:
     return f"{what} {obj.name} ({obj.id}) is in zone {zone.label}, but the placement is in zone {want.label}."
 
 

@@ -138,7 +138,7 @@ def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Chec
         datastore = found[1]
         params["datastore"], objects["datastore"] = datastore.id, index.ref(*found)
         if zone is not None and index.datastore_zone(datastore.id) != zone:
-            errors["datastore"] = [zone_words(index, "Datastore", datastore, index.datastore_zone(datastore.id), zone)]
+            errors["datastore"] = [zone_words("Datastore", datastore, index.datastore_zone(datastore.id), zone)]
     networks = []
     for value in params.get("networks") or []:
         found = index.resolve_field(errors, "networks", ("network",), value)
@@ -161,7 +161,7 @@ def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Chec
             for nic, network in zip(template.nics, networks, strict=True):
                 if zone is not None and index.network_zone(network.id) != zone:
                     errors.setdefault("networks", []).append(
-                        f"{nic.label}: " + zone_words(index, "network", network, index.network_zone(network.id), zone)
+                        f"{nic.label}: " + zone_words("network", network, index.network_zone(network.id), zone)
                     )
     params.pop("network", None)
     params["networks"] = [n.id for n in networks]

@@ -14,7 +14,7 @@ from approvals import permissions
 from approvals.choices import Role, TicketKind
 from approvals.config import TARGETS
 from approvals.config.base import CREATE, refuse_self
-from approvals.errors import InvalidInput
+from approvals.errors import InvalidInput, describe_errors
 from approvals.models import Policy, Ticket
 from approvals.services.tickets import clean_justification, ticket_file
 from audit.writer import record
@@ -124,8 +124,6 @@ def config_problem(ticket: Ticket) -> str | None:
                 requester=ticket.requester,
             )
     except InvalidInput as exc:
-        from approvals.errors import describe_errors
-
         return "The change no longer meets the rules: " + describe_errors(exc.errors)
     return None
 
