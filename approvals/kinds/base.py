@@ -5,8 +5,8 @@ that kind."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from django import forms
 from rest_framework import serializers
@@ -31,6 +31,28 @@ class Kind:
     summary: Callable  # (ticket) -> str: one line in words
     operations: tuple[str, ...]  # the connector operations it needs
     revocable: bool = False  # whether its effect is taken back later (access)
+    # (ticket, Change) -> bool: whether this ticket (running or succeeded)
+    # accounts for a change the hypervisor reports; drift asks every kind.
+    explains: Callable = lambda ticket, change: False
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change the hypervisor reports, as drift detection sees it: which
+    object, what became of it, and (from vCenter's events) who did it."""
+
+    object_type: str  # "vm", "template", "host", … (index.KIND_WORDS keys), or "permission"
+    object_id: str  # managed object id; for a permission, the entity's
+    # "created", "removed", "renamed", "moved" (host, datastores, folder or
+    # networks), "power", "hardware" (cpus, memory, cards), "snapshot",
+    # "permission_added", "permission_removed", "permission_changed"
+    what: str
+    instance_uuid: str = ""  # VMs and templates
+    before: Mapping = field(default_factory=dict)  # the properties before, as synced
+    after: Mapping = field(default_factory=dict)  # and after
+    principal: str = ""  # permissions: who, and with which role
+    role: str = ""
+    user: str = ""  # the vCenter user an event names, "" when none does
 
 
 @dataclass(frozen=True)
