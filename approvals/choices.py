@@ -1,5 +1,7 @@
 from django.db import models
 
+from accounts.roles import Role  # noqa: F401 - the roles live with the accounts; approvals names them from here
+
 
 class TicketKind(models.TextChoices):
     VM_CREATE = "vm_create", "Create VM"
@@ -29,13 +31,6 @@ class TicketState(models.TextChoices):
 class Decision(models.TextChoices):
     APPROVE = "approve"
     REJECT = "reject"
-
-
-class Role(models.TextChoices):
-    REQUESTER = "requester"
-    APPROVER = "approver"
-    AUDITOR = "auditor"
-    PORTAL_ADMIN = "portal_admin"
 
 
 S = TicketState

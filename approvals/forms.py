@@ -13,7 +13,6 @@ from django.utils import timezone
 from approvals.api.views import TicketFilter
 from approvals.choices import TicketKind, TicketState
 from approvals.kinds import KINDS
-from audit.filters import AuditEntryFilter
 from connectors.models import Connector
 
 # Each kind's form lives in its module; the pages take them from here.
@@ -60,36 +59,6 @@ class TicketListFilter(TicketFilter):
 
     class Meta(TicketFilter.Meta):
         pass
-
-
-class AuditLogFilter(AuditEntryFilter):
-    """The API's audit filters, with short labels and time pickers for the page."""
-
-    LABELS = {
-        "actor": "Actor",
-        "action": "Action",
-        "ticket": "Ticket",
-        "object_type": "Object type",
-        "object_id": "Object id",
-        "since": "From",
-        "until": "Before",
-    }
-    HELP = {
-        "action": "e.g. ticket.approval; end with * for a prefix",
-        "ticket": "CHG-000042 or 42",
-        "object_type": "e.g. approvals.ticket",
-    }
-
-    @property
-    def form(self):
-        if not hasattr(self, "_form"):
-            form = super().form
-            for name, field in form.fields.items():
-                field.label = self.LABELS.get(name, field.label)
-                field.help_text = self.HELP.get(name, "")
-            for name in ("since", "until"):
-                form.fields[name].widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
-        return self._form
 
 
 def _day_start(day: date) -> datetime:

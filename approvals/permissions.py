@@ -1,33 +1,8 @@
 """Who may do what, in one place. Roles are Django groups; a superuser gets
 no approval rights from being a superuser."""
 
-from approvals.choices import Role, TicketKind
-
-
-def _groups(user) -> tuple[frozenset[int], frozenset[str]]:
-    """The ids and names of this person's groups, read once per request."""
-    cached = getattr(user, "_twokey_groups", None)
-    if cached is None:
-        pairs = list(user.groups.values_list("id", "name"))
-        cached = (frozenset(pk for pk, _ in pairs), frozenset(name for _, name in pairs))
-        user._twokey_groups = cached
-    return cached
-
-
-def role_names(user) -> frozenset[str]:
-    if not user or not user.is_authenticated:
-        return frozenset()
-    return _groups(user)[1]
-
-
-def group_ids(user) -> frozenset[int]:
-    if not user or not user.is_authenticated:
-        return frozenset()
-    return _groups(user)[0]
-
-
-def has_role(user, role: str) -> bool:
-    return role in role_names(user)
+from accounts.roles import Role, group_ids, has_role, role_names  # noqa: F401 - who holds which role, for every rule
+from approvals.choices import TicketKind
 
 
 def can_file_tickets(user) -> bool:
@@ -71,10 +46,6 @@ def can_revoke(user, ticket) -> bool:
 
 def can_manage_configuration(user) -> bool:
     return has_role(user, Role.PORTAL_ADMIN)
-
-
-def can_read_audit(user) -> bool:
-    return has_role(user, Role.AUDITOR) or has_role(user, Role.APPROVER)
 
 
 def can_read_configuration(user) -> bool:

@@ -15,13 +15,9 @@ urlpatterns = [
     path("tickets/<int:pk>/reject/", views.ticket_reject, name="ticket-reject"),
     path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket-cancel"),
     path("tickets/<int:pk>/revoke/", views.ticket_revoke, name="ticket-revoke"),
-    path("audit/", views.audit_log, name="audit"),
-    path("audit/chain/", views.audit_chain, name="audit-chain"),
-    path("findings/", views.findings, name="findings"),
     path("config/", config_views.config_overview, name="config"),
     path("config/<slug:target>/new/", config_views.config_request, name="config-new"),
     path("config/<slug:target>/<int:pk>/<slug:action>/", config_views.config_request, name="config-request"),
-    path("findings/<int:pk>/acknowledge/", views.finding_acknowledge_view, name="finding-acknowledge"),
 ]
 
 if settings.BENCH_TRIVIAL_VIEW:

@@ -80,3 +80,33 @@ class FindingFilter(django_filters.FilterSet):
 
     def filter_state(self, queryset, name, value):
         return queryset.filter(acknowledged_at__isnull=(value == "open"))
+
+
+class AuditLogFilter(AuditEntryFilter):
+    """The API's audit filters, with short labels and time pickers for the page."""
+
+    LABELS = {
+        "actor": "Actor",
+        "action": "Action",
+        "ticket": "Ticket",
+        "object_type": "Object type",
+        "object_id": "Object id",
+        "since": "From",
+        "until": "Before",
+    }
+    HELP = {
+        "action": "e.g. ticket.approval; end with * for a prefix",
+        "ticket": "CHG-000042 or 42",
+        "object_type": "e.g. approvals.ticket",
+    }
+
+    @property
+    def form(self):
+        if not hasattr(self, "_form"):
+            form = super().form
+            for name, field in form.fields.items():
+                field.label = self.LABELS.get(name, field.label)
+                field.help_text = self.HELP.get(name, "")
+            for name in ("since", "until"):
+                form.fields[name].widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
+        return self._form

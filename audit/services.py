@@ -4,10 +4,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from approvals.errors import InvalidInput, StateConflict
 from audit import rules
 from audit.models import Finding
 from audit.writer import record
+from portal.errors import InvalidInput, StateConflict
 
 
 def finding_acknowledge(*, finding_id: int, user, comment: str) -> Finding:

@@ -12,4 +12,5 @@ urlpatterns = [
     path("accounts/activate/<uidb64>/<token>/", ActivateView.as_view(), name="account-activate"),
     path("accounts/", include("accounts.urls")),
     path("", include("approvals.urls")),
+    path("", include("audit.urls")),
 ]

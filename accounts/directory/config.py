@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
-# approvals.choices.Role, spelled out: the settings load before any app
+# accounts.roles.Role, spelled out: the settings load before any app
 # (tests/directory/test_settings.py keeps the two lists equal).
 ROLES = ("requester", "approver", "auditor", "portal_admin")
 LDAP, OIDC = "ldap", "oidc"

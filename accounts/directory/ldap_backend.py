@@ -169,7 +169,7 @@ def ldap_sync(*, actor_name: str) -> list[Outcome]:
 
     from accounts.directory.services import DirectoryRefused, _account_for, entry_apply
     from accounts.models import AccountState
-    from approvals.choices import Role
+    from accounts.roles import Role
 
     connection, config = ldap_connect()
     outcomes = []

@@ -16,7 +16,7 @@ from django.db import transaction
 
 from accounts.directory import LDAP, OIDC, directory_configured
 from accounts.models import AccountState, DirectoryGrant
-from approvals.choices import Role
+from accounts.roles import Role
 from audit.writer import record
 
 USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")

@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from approvals import permissions
 from approvals.kinds import KINDS
+from audit import rules as audit_rules
 
 register = template.Library()
 
@@ -25,7 +26,7 @@ def nav_links(context) -> list[dict]:
     links = [("home", "Dashboard"), ("tickets", "Tickets")]
     if permissions.can_file_tickets(user):
         links.append(("ticket-new", "New ticket"))
-    if permissions.can_read_audit(user):
+    if audit_rules.can_read_audit(user):
         links += [("audit", "Audit log"), ("findings", "Findings")]
     if permissions.can_read_configuration(user):
         links.append(("config", "Configuration"))

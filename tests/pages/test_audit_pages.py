@@ -120,7 +120,7 @@ def test_auditor_dashboard_lists_open_findings(page, lab, auditor):
 
 
 def test_one_chain_check_at_a_time(page, auditor):
-    from approvals.views import CHAIN_CHECK_LOCK
+    from audit.views import CHAIN_CHECK_LOCK
 
     cache.add(CHAIN_CHECK_LOCK, True, 60)  # another request is checking
     html = page(auditor).get("/audit/chain/").content.decode()
