@@ -37,6 +37,7 @@ def test_every_hypervisor_kind_is_registered_with_every_part():
         "summary",
         "operations",
         "revocable",
+        "explains",
     }
 
 
