@@ -150,3 +150,18 @@ def lab_vms(lab):
     from approvals.inventory import InventoryIndex
 
     return InventoryIndex.for_connector(lab).objects("vm")
+
+
+def test_what_the_checks_derive_cannot_be_supplied(api, lab, requester):
+    forged = {
+        "vm": "prod-web-01",
+        "add_network": "pg-prod",
+        "needs_power_off": False,
+        "before": {"cpus": 64, "memory_mb": 1, "nic_keys": []},
+        "objects": {"vm": {"type": "vm", "id": "vm-1", "name": "other", "path": "/", "instance_uuid": "forged"}},
+    }
+    ticket = file_ticket(api(requester), lab, "vm_reconfigure", forged)
+    stored = Ticket.objects.get(pk=ticket["id"]).params
+    vm = next(vm for vm in lab_vms(lab) if vm.name == "prod-web-01")
+    assert stored["objects"]["vm"]["instance_uuid"] == vm.instance_uuid and stored["vm"] == vm.id
+    assert stored["before"] == {"cpus": 2, "memory_mb": 4096, "nic_keys": [n.key for n in vm.nics]}

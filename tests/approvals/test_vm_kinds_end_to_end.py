@@ -7,6 +7,7 @@ VMs no other test here touches."""
 
 import os
 import time
+import uuid
 
 import pytest
 from pyVmomi import vim
@@ -82,7 +83,9 @@ def clone_running(si, name):
     """A running VM of the lab's own, made outside the portal (setup)."""
     template = find_vm(si, "tpl-debian12")
     pool = find_vm(si, "dev-app-01").resourcePool
-    spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool), powerOn=False, template=False)
+    # A fresh instance UUID, as vCenter gives (vcsim derives one from the name).
+    config = vim.vm.ConfigSpec(instanceUuid=str(uuid.uuid4()))
+    spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=pool), powerOn=False, template=False, config=config)
     vm = wait_task(template.CloneVM_Task(folder=template.parent, name=name, spec=spec))
     wait_task(vm.PowerOnVM_Task())
     return vm
@@ -203,29 +206,42 @@ def test_vm_decommission_destroys_the_vm_and_keeps_its_configuration(
     api, kinds_lab, requester, approver, approver2, check
 ):
     vm = find_vm(check, "dev-app-02")
-    uuid, host = vm.config.instanceUuid, vm.runtime.host.name
+    instance_uuid, host = vm.config.instanceUuid, vm.runtime.host.name
     ticket = file_ticket(api(requester), kinds_lab, "vm_decommission", {"vm": "dev-app-02"})
     assert ticket["required_approvals"] == 2
     done = decide(api, ticket, approver, approver2)
-    assert check.content.searchIndex.FindByUuid(None, uuid, True, True) is None
+    assert check.content.searchIndex.FindByUuid(None, instance_uuid, True, True) is None
     assert find_vm(check, "dev-app-02") is None
     assert "shut down by its guest" in done.result["summary"]
     operation = AuditEntry.objects.get(ticket_id=ticket["id"], action="hypervisor.operation")
     last = operation.details["last_configuration"]
-    assert (last["instance_uuid"], last["cpus"], last["memory_mb"], last["power_state"]) == (uuid, 1, 2048, "poweredOn")
+    assert (last["instance_uuid"], last["cpus"], last["memory_mb"], last["power_state"]) == (
+        instance_uuid,
+        1,
+        2048,
+        "poweredOn",
+    )
     assert last["host"] == done.params["objects"]["host"]["id"] and done.params["objects"]["host"]["name"] == host
     assert [d["file"] for d in last["disks"]] == ["[ds-dev] dev-app-02/disk1.vmdk"]
     assert [n["label"] for n in last["networks"]] == ["Network adapter 1"]
 
 
-def test_a_vm_already_gone_counts_as_decommissioned(api, kinds_lab, requester, approver, approver2, check):
+def test_a_vm_already_gone_counts_as_decommissioned_and_its_namesake_is_left_alone(
+    api, kinds_lab, requester, approver, approver2, check
+):
     vm = clone_running(check, "scratch-01")
     ticket = file_ticket(api(requester), kinds_lab, "vm_decommission", {"vm": "scratch-01"})
+    # Removed outside the portal meanwhile, and another VM of the same name made.
     wait_task(vm.PowerOffVM_Task())
-    wait_task(vm.Destroy_Task())  # removed outside the portal meanwhile
+    wait_task(vm.Destroy_Task())
+    namesake = clone_running(check, "scratch-01")
     done = decide(api, ticket, approver, approver2)
     assert done.result["already_done"] is True
     assert not AuditEntry.objects.filter(ticket_id=ticket["id"], action="hypervisor.operation").exists()
+    assert AuditEntry.objects.get(ticket_id=ticket["id"], action="ticket.succeeded").details["result"]["already_done"]
+    assert find_vm(check, "scratch-01")._moId == namesake._moId
+    assert namesake.runtime.powerState == "poweredOn"
+    assert not recent_tasks(check, "destroy", namesake._moId)
 
 
 def test_a_guest_that_ignores_the_shutdown_is_powered_off_after_the_timeout(module_vcsim, check, monkeypatch):
