@@ -120,8 +120,11 @@ def test_power_refusals(api, lab, requester, params, words):
     assert words in " ".join(errors["action"]), errors
 
 
-def test_decommission_is_filed_with_two_approvals_and_the_vms_configuration(api, lab, requester):
+def test_decommission_is_filed_with_two_approvals_and_the_vms_configuration(api, client, lab, requester):
     ticket = file_ticket(api(requester), lab, "vm_decommission", {"vm": "prod-db-01"})
+    client.force_login(requester)
+    page = client.get(f"/tickets/{ticket['id']}/").content.decode()
+    assert "Destroy prod-db-01 on prod-esx-02, 4 CPU / 8192 MB, 1 disk(s)" in page
     assert ticket["required_approvals"] == 2 and ticket["zone"] == "prod"
     submitted = AuditEntry.objects.get(ticket_id=ticket["id"], action="ticket.submitted")
     config = submitted.details["params"]["configuration"]
