@@ -7,6 +7,10 @@ class TicketKind(models.TextChoices):
     VM_CREATE = "vm_create", "Create VM"
     VM_MIGRATE = "vm_migrate", "Migrate VM"
     ADMIN_ACCESS = "admin_access", "Temporary admin access"
+    VM_DECOMMISSION = "vm_decommission", "Decommission VM"
+    VM_RECONFIGURE = "vm_reconfigure", "Reconfigure VM"
+    VM_POWER = "vm_power", "Power VM on or off"
+    VM_SNAPSHOT = "vm_snapshot", "VM snapshot"
     # A change to who may act or to the rules, applied by the worker once a
     # second portal admin approved it (approvals/config/).
     CONFIG_CHANGE = "config_change", "Configuration change"

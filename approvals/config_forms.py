@@ -68,6 +68,13 @@ class PolicyForm(RequestForm):
     max_duration_minutes = forms.IntegerField(min_value=1)
     max_cpus = forms.IntegerField(min_value=1)
     max_memory_mb = forms.IntegerField(min_value=128)
+    max_nics = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10,
+        label="Max network cards",
+        help_text="vm_reconfigure only: the network cards a VM may have (left empty: unchanged).",
+    )
     require_otp = forms.BooleanField(required=False, label="Approvers confirm a one-time password")
     require_passkey = forms.BooleanField(required=False, label="Approvers sign with their passkey")
     grantable_roles = forms.CharField(
@@ -99,6 +106,8 @@ class PolicyForm(RequestForm):
         for field in ("grantable_roles", "top_level_entities"):
             if field in changes:
                 changes[field] = _names(changes[field])
+        if changes.get("max_nics", 0) is None:
+            del changes["max_nics"]
         return changes
 
 

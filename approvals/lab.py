@@ -67,6 +67,11 @@ def label_lab(connector) -> None:
                 "max_duration_minutes": 480,
                 "grantable_roles": LAB_GRANTABLE_ROLES,
             },
+            TicketKind.VM_DECOMMISSION: {"required_approvals": 2},
+            # Also the approvals a revert to a snapshot needs.
+            TicketKind.VM_RECONFIGURE: {"required_approvals": 1, "max_cpus": 8, "max_memory_mb": 32768, "max_nics": 4},
+            TicketKind.VM_POWER: {"required_approvals": 1},
+            TicketKind.VM_SNAPSHOT: {"required_approvals": 1},
         }
         for kind, values in defaults.items():
             Policy.objects.get_or_create(kind=kind, zone=None, defaults={"approver_group": approver, **values})

@@ -59,6 +59,9 @@ class Policy(models.Model):
     max_duration_minutes = models.PositiveIntegerField(default=8 * 60)
     max_cpus = models.PositiveSmallIntegerField(default=16)
     max_memory_mb = models.PositiveIntegerField(default=65536)
+    # vm_reconfigure only (with max_cpus and max_memory_mb): the most network
+    # cards a VM may have after the change.
+    max_nics = models.PositiveSmallIntegerField(default=4, db_default=4)
     require_otp = models.BooleanField(default=False)
     # Every approval signed by the approver's passkey over the exact change.
     require_passkey = models.BooleanField(default=False, db_default=False)
@@ -103,6 +106,9 @@ class Policy(models.Model):
         if self.require_passkey:
             # Only when set, so policies (and tickets) from before passkeys keep their digest.
             terms["require_passkey"] = True
+        if self.kind == TicketKind.VM_RECONFIGURE:
+            # Only for the kind it limits, so other policies keep their digest.
+            terms["max_nics"] = self.max_nics
         return hashlib.sha256(json.dumps(terms, sort_keys=True, default=str).encode()).hexdigest()
 
 

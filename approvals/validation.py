@@ -13,7 +13,16 @@ from approvals.kinds.base import Checked, policy_for
 __all__ = ["DERIVED_PARAMS", "Checked", "check_shape", "check_submission", "check_window", "policy_for"]
 
 # Parameters the checks add; the worker's re-check starts from the rest.
-DERIVED_PARAMS = ("objects", "source_host", "entity_type")
+DERIVED_PARAMS = (
+    "objects",
+    "source_host",
+    "entity_type",
+    "configuration",
+    "before",
+    "needs_power_off",
+    "removed_nic_label",
+    "snapshot_name",
+)
 
 
 def check_shape(kind: str, params) -> dict:

@@ -8,11 +8,15 @@ ticket outcomes in one place.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 # Hears the hypervisor task id as soon as the task exists.
 TaskCallback = Callable[[str], None]
+
+# What power_vm does: power on, ask the guest to shut down (waiting until it
+# is off), power off hard, reset.
+POWER_ACTIONS = ("on", "shutdown", "off", "reset")
 
 
 class ConnectorError(Exception):
@@ -170,6 +174,29 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Disk:
+    """One virtual disk of a VM or template."""
+
+    key: int  # the virtual device key
+    label: str  # "Hard disk 1"
+    capacity_kb: int
+    datastore_id: str | None
+    file: str  # "[ds-prod] prod-web-01/disk1.vmdk"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One snapshot of a VM (the tree flattened, parents first)."""
+
+    id: str  # managed object id ("snapshot-42")
+    name: str
+    description: str
+    created: str  # ISO 8601, as the hypervisor reports it
+    parent_id: str | None
+    power_state: str  # the VM's power state when it was taken
+
+
+@dataclass(frozen=True)
 class VirtualMachine:
     id: str
     name: str
@@ -182,6 +209,15 @@ class VirtualMachine:
     instance_uuid: str
     is_template: bool = False
     resource_pool_id: str | None = None
+    cpus: int = 0
+    memory_mb: int = 0
+    # What may change while the VM runs (vSphere's hot-add settings).
+    cpu_hot_add: bool = False
+    cpu_hot_remove: bool = False
+    memory_hot_add: bool = False
+    disks: tuple[Disk, ...] = ()
+    snapshots: tuple[Snapshot, ...] = ()
+    current_snapshot_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +262,9 @@ class OperationResult:
     result: str
     already_done: bool = False
     object_id: str | None = None
+    # What the audit log keeps beside the result (a destroyed VM's last
+    # configuration, say): plain JSON-able data, never a secret.
+    details: Mapping = field(default_factory=dict)
 
 
 class Connector(abc.ABC):
@@ -325,6 +364,77 @@ class Connector(abc.ABC):
         """Take `principal`'s permission on the entity away. Already absent
         counts as done."""
 
+    # -- a VM's life: power, size, snapshots, removal ----------------------
+    # Each takes the VM by managed object id and the instance UUID the ticket
+    # bound; a VM at that id with another instance UUID is OperationRejected,
+    # never acted on.
+
+    @abc.abstractmethod
+    def power_vm(
+        self,
+        *,
+        vm_id: str,
+        instance_uuid: str,
+        action: str,
+        timeout_seconds: float,
+        on_task: TaskCallback | None = None,
+    ) -> OperationResult:
+        """One of POWER_ACTIONS. "shutdown" asks the guest and waits up to
+        `timeout_seconds` for the VM to be off (OperationRejected if it is
+        not). Already on (off) counts as done for "on" ("off", "shutdown");
+        "reset" needs a VM that is on."""
+
+    @abc.abstractmethod
+    def destroy_vm(
+        self, *, vm_id: str, instance_uuid: str, shutdown_timeout_seconds: float, on_task: TaskCallback | None = None
+    ) -> OperationResult:
+        """Power the VM off (the guest's own shutdown first, a hard power-off
+        after `shutdown_timeout_seconds`) and destroy it with its disks. No VM
+        with this instance UUID counts as done. The result's details hold its
+        last configuration (host, disks, networks, cpus, memory)."""
+
+    @abc.abstractmethod
+    def reconfigure_vm(
+        self,
+        *,
+        vm_id: str,
+        instance_uuid: str,
+        cpus: int | None = None,
+        memory_mb: int | None = None,
+        add_network_id: str | None = None,
+        remove_nic_key: int | None = None,
+        on_task: TaskCallback | None = None,
+    ) -> OperationResult:
+        """Set CPUs and memory, add a network card on the network, remove the
+        card with this device key, in one task. Nothing to change counts as done."""
+
+    @abc.abstractmethod
+    def create_snapshot(
+        self,
+        *,
+        vm_id: str,
+        instance_uuid: str,
+        name: str,
+        description: str,
+        memory: bool,
+        on_task: TaskCallback | None = None,
+    ) -> OperationResult:
+        """Snapshot the VM (with its memory when asked). A snapshot of this
+        VM with the same name and description counts as done."""
+
+    @abc.abstractmethod
+    def revert_snapshot(
+        self, *, vm_id: str, instance_uuid: str, snapshot_id: str, on_task: TaskCallback | None = None
+    ) -> OperationResult:
+        """Revert the VM to its snapshot `snapshot_id`; ObjectNotFound when the
+        VM has no such snapshot."""
+
+    @abc.abstractmethod
+    def remove_snapshot(
+        self, *, vm_id: str, instance_uuid: str, snapshot_id: str, on_task: TaskCallback | None = None
+    ) -> OperationResult:
+        """Delete the snapshot (its children stay). Already gone counts as done."""
+
     @abc.abstractmethod
     def task_state(self, task_id: str) -> tuple[str, str]:
         """(state, error) of a hypervisor task: state is queued, running,
@@ -332,3 +442,25 @@ class Connector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Log out; the default does nothing."""
+
+
+def vm_configuration(vm: VirtualMachine) -> dict:
+    """A VM's configuration as the audit log keeps it (plain JSON data): where
+    it ran, its disks and cards, its size."""
+    return {
+        "id": vm.id,
+        "name": vm.name,
+        "path": vm.path,
+        "instance_uuid": vm.instance_uuid,
+        "host": vm.host_id,
+        "power_state": vm.power_state,
+        "cpus": vm.cpus,
+        "memory_mb": vm.memory_mb,
+        "datastores": list(vm.datastore_ids),
+        "disks": [
+            {"label": d.label, "capacity_kb": d.capacity_kb, "datastore": d.datastore_id, "file": d.file}
+            for d in vm.disks
+        ],
+        "networks": [{"label": n.label, "key": n.key, "network": n.network_id} for n in vm.nics],
+        "snapshots": [{"id": s.id, "name": s.name} for s in vm.snapshots],
+    }

@@ -66,6 +66,7 @@ from .base import (
     TransientConnectorError,
     VirtualMachine,
 )
+from .vsphere_vm import VM_DETAIL_PROPS, VM_OPERATIONS, VSphereVmOperations, vm_details
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +434,7 @@ _VM_PROPS = [
     "config.template",
     "config.hardware.device",
     "resourcePool",
+    *VM_DETAIL_PROPS,
 ]
 
 # What inventory() reads, per type (name and parent come for every entity).
@@ -552,10 +554,11 @@ def _normalize_uuid(value: str) -> str:
         raise OperationRejected(f"not a valid instance uuid: {value!r}") from exc
 
 
-class VSphereConnector(Connector):
-    """vCenter (or vcsim) through pyVmomi."""
+class VSphereConnector(VSphereVmOperations, Connector):
+    """vCenter (or vcsim) through pyVmomi; a VM's power, size, snapshots and
+    removal come from VSphereVmOperations (vsphere_vm.py)."""
 
-    operations = frozenset(
+    operations = VM_OPERATIONS | frozenset(
         {
             "inventory",
             "find_vm_by_uuid",
@@ -770,6 +773,7 @@ class VSphereConnector(Connector):
             instance_uuid=values.get("config.instanceUuid") or "",
             is_template=bool(values.get("config.template")),
             resource_pool_id=_moid(pool) if pool is not None else None,
+            **vm_details(values),
         )
 
     # -- read -------------------------------------------------------------
@@ -932,16 +936,18 @@ class VSphereConnector(Connector):
     def task_state(self, task_id: str) -> tuple[str, str]:
         def read(content: Any) -> tuple[str, str]:
             task = vim.Task(task_id, stub=content.taskManager._stub)
+            # The state and error only: a whole TaskInfo of a snapshot task
+            # from vcsim names a snapshot as its entity, which pyVmomi refuses.
             try:
-                info = _properties(content, [task], ["info"]).get(task_id, {}).get("info")
+                info = _properties(content, [task], ["info.state", "info.error"]).get(task_id, {})
             except vmodl.fault.ManagedObjectNotFound:
-                info = None
-            if info is None:
+                info = {}
+            if not info.get("info.state"):
                 return "unknown", ""
             error = ""
-            if info.error is not None:
-                error = getattr(info.error, "localizedMessage", "") or _fault_message(info.error)
-            return str(info.state), error
+            if info.get("info.error") is not None:
+                error = getattr(info["info.error"], "localizedMessage", "") or _fault_message(info["info.error"])
+            return str(info["info.state"]), error
 
         return self._call(read)
 

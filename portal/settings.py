@@ -362,6 +362,9 @@ EXECUTION_RETRY_BASE_SECONDS = float(os.environ.get("EXECUTION_RETRY_BASE_SECOND
 # How long one "minute" of admin_access lasts. Always 60, except in tests that
 # watch a grant expire without waiting minutes.
 ACCESS_MINUTE_SECONDS = env_int("ACCESS_MINUTE_SECONDS", 60)
+# How long the worker waits for a guest to shut down (vm_power "shutdown",
+# and vm_decommission before it powers the VM off hard).
+GUEST_SHUTDOWN_TIMEOUT_SECONDS = float(os.environ.get("GUEST_SHUTDOWN_TIMEOUT_SECONDS", 300))
 # How long a process without CREDENTIALS_KEY (the web) waits for a worker to
 # read a connector's inventory for it.
 INVENTORY_WAIT_SECONDS = float(os.environ.get("INVENTORY_WAIT_SECONDS", 20))

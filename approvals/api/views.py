@@ -114,6 +114,13 @@ class ConnectorViewSet(ConfigurationViewSet):
                         "datastores": list(v.datastore_ids),
                         "nics": [{"key": n.key, "label": n.label, "network": n.network_id} for n in v.nics],
                         "power_state": v.power_state,
+                        # What reconfigure and snapshot tickets judge by.
+                        "cpus": v.cpus,
+                        "memory_mb": v.memory_mb,
+                        "hot_add": {"cpu": v.cpu_hot_add, "cpu_remove": v.cpu_hot_remove, "memory": v.memory_hot_add},
+                        "snapshots": [
+                            {"id": snap.id, "name": snap.name, "created": snap.created} for snap in v.snapshots
+                        ],
                     }
                     for v in index.objects("vm")
                 ],

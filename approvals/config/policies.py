@@ -13,6 +13,9 @@ from approvals.errors import InvalidInput
 from approvals.inventory.index import looks_like_moid
 from approvals.models import Policy, Zone
 
+# A VM removed is not got back: two approvals unless a policy says otherwise.
+DECOMMISSION_APPROVALS = 2
+
 
 def approver_roles_for(kind: str) -> tuple[str, ...]:
     """The role groups that may approve tickets of `kind`."""
@@ -34,6 +37,7 @@ class PolicyShape(serializers.Serializer):
     max_duration_minutes = serializers.IntegerField(min_value=1, max_value=30 * 24 * 60, required=False)
     max_cpus = serializers.IntegerField(min_value=1, max_value=256, required=False)
     max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024, required=False)
+    max_nics = serializers.IntegerField(min_value=1, max_value=10, required=False)
     require_otp = serializers.BooleanField(required=False)
     require_passkey = serializers.BooleanField(required=False)
     allowed_zone_pairs = ZonePairShape(many=True, required=False)
@@ -58,6 +62,7 @@ FIELDS = (
     "max_duration_minutes",
     "max_cpus",
     "max_memory_mb",
+    "max_nics",
     "require_otp",
     "require_passkey",
     "allowed_zone_pairs",
@@ -87,6 +92,7 @@ class PolicyTarget(ConfigTarget):
             "max_duration_minutes": policy.max_duration_minutes,
             "max_cpus": policy.max_cpus,
             "max_memory_mb": policy.max_memory_mb,
+            "max_nics": policy.max_nics,
             "require_otp": policy.require_otp,
             "require_passkey": policy.require_passkey,
             "allowed_zone_pairs": list(policy.allowed_zone_pairs),
@@ -106,6 +112,8 @@ class PolicyTarget(ConfigTarget):
                 "top_level_entities": [],
                 "approver_group": approver_roles_for(kind)[0] if kind in TicketKind.values else "",
             }
+            if kind == TicketKind.VM_DECOMMISSION:
+                before["required_approvals"] = DECOMMISSION_APPROVALS
         changes = {k: v for k, v in changes.items() if k in FIELDS}
         return super().after(action=action, instance=instance, before=before, changes=changes, requester=requester)
 

@@ -560,7 +560,12 @@ def _carry_out(ticket: Ticket, worker: str, heartbeat: LeaseHeartbeat) -> str:
             actor_name=worker,
             ticket=ticket,
             obj=ticket,
-            details={"task_id": result.task_id, "result": result.result, "already_done": result.already_done},
+            details={
+                "task_id": result.task_id,
+                "result": result.result,
+                "already_done": result.already_done,
+                **dict(result.details),
+            },
         )
         return settled(_succeed(ticket, result, actor_name=worker, owner=worker), "succeeded")
     return "failed"

@@ -37,6 +37,7 @@ def test_every_hypervisor_kind_is_registered_with_every_part():
         "summary",
         "operations",
         "revocable",
+        "explains",
     }
 
 
@@ -66,3 +67,62 @@ def test_a_kind_the_connector_cannot_do_is_refused_in_words(api, lab, requester,
     response = api(requester).post("/api/tickets/", body(lab, "vm_create", VM_CREATE), format="json")
     assert response.status_code == 400
     assert "cannot do vm_create (no clone_vm)" in response.json()["kind"][0]
+
+
+# Kinds that act on one existing VM, with parameters of each action, and what
+# each explains of its VM.
+VM_KINDS = {
+    "vm_decommission": ({}, {"removed", "power"}),
+    "vm_reconfigure": ({"add_network": "pg-dev"}, {"hardware"}),
+    "vm_power": ({"action": "off"}, {"power"}),
+    "vm_snapshot": ({"action": "create", "snapshot": "s"}, {"snapshot"}),
+}
+WHATS = ("created", "removed", "renamed", "moved", "power", "hardware", "snapshot", "permission_added")
+
+
+def test_every_vm_kind_explains_its_own_vms_changes_and_nothing_else():
+    from approvals.kinds.base import Change
+    from approvals.models import Ticket
+
+    mine = {"type": "vm", "id": "vm-7", "name": "web", "path": "/lab/vm/web", "instance_uuid": "5e81-aa"}
+    for name, (params, explained) in VM_KINDS.items():
+        kind = KINDS[name]
+        assert kind.explains is not dataclasses.fields(Kind)[-1].default, name
+        ticket = Ticket(kind=name, params={"vm": "vm-7", **params, "objects": {"vm": mine}})
+        for what in WHATS:
+            change = Change(object_type="vm", object_id="vm-7", what=what, instance_uuid="5E81-AA")
+            assert kind.explains(ticket, change) == (what in explained), (name, what)
+            # Another VM at the same id (re-created: another instance UUID), or another id.
+            assert not kind.explains(ticket, Change("vm", "vm-7", what, instance_uuid="other-uuid")), (name, what)
+            assert not kind.explains(ticket, Change("vm", "vm-8", what)), (name, what)
+            assert not kind.explains(ticket, Change("host", "vm-7", what)), (name, what)
+
+
+def test_a_revert_also_explains_the_hardware_and_power_state_it_puts_back():
+    from approvals.kinds.base import Change
+    from approvals.models import Ticket
+
+    ref = {"type": "vm", "id": "vm-7", "name": "db", "path": "/db", "instance_uuid": "u-1"}
+    revert = Ticket(kind="vm_snapshot", params={"vm": "vm-7", "action": "revert", "objects": {"vm": ref}})
+    assert all(
+        KINDS["vm_snapshot"].explains(revert, Change("vm", "vm-7", w, instance_uuid="u-1"))
+        for w in ("snapshot", "hardware", "power")
+    )
+    assert not KINDS["vm_snapshot"].explains(revert, Change("vm", "vm-7", "moved", instance_uuid="u-1"))
+
+
+@pytest.mark.django_db
+def test_every_vm_kind_summarises_a_filed_ticket_in_words(api, lab, requester):
+    from approvals.models import Ticket
+    from tests.approvals.helpers import file_ticket
+
+    for name, (params, _) in VM_KINDS.items():
+        vm = "prod-db-01" if name != "vm_reconfigure" else "dev-app-01"
+        filed = file_ticket(api(requester), lab, name, {"vm": vm, **params})
+        line = KINDS[name].summary(Ticket.objects.get(pk=filed["id"]))
+        assert vm in line, (name, line)
+    assert (
+        KINDS["vm_decommission"]
+        .summary(Ticket.objects.get(kind="vm_decommission"))
+        .startswith("Destroy prod-db-01 on prod-esx-02, 4 CPU / 8192 MB, 1 disk(s)")
+    )

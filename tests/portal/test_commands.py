@@ -64,7 +64,18 @@ def test_bootstrap_demo_prints_random_passwords_once_and_keeps_them(vcsim):
     lab = Connector.objects.get(name="lab")
     assert Zone.objects.filter(connector=lab).count() == 3
     assert CatalogueTemplate.objects.filter(connector=lab).count() == 3
-    assert Policy.objects.count() == 4  # three ticket kinds and configuration changes
+    # One for every ticket kind and one for configuration changes.
+    assert set(Policy.objects.values_list("kind", flat=True)) == {
+        "vm_create",
+        "vm_migrate",
+        "admin_access",
+        "vm_decommission",
+        "vm_reconfigure",
+        "vm_power",
+        "vm_snapshot",
+        "config_change",
+    }
+    assert Policy.objects.get(kind="vm_decommission").required_approvals == 2
     assert not any(p in e.details.__repr__() for e in AuditEntry.objects.all() for p in passwords.values())
 
 
