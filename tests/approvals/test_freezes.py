@@ -182,3 +182,54 @@ def wait_for_progress(ticket_id, words, timeout=30):
             return ticket
         time.sleep(0.2)
     raise AssertionError(f"ticket {ticket_id}: {ticket.state}, {ticket.progress!r}, not {words!r}")
+
+
+@pytest.mark.django_db
+def test_emergency_ticket_passes_a_freeze_with_a_notice(
+    api, lab, requester, approver, approver2, portal_admin, portal_admin2
+):
+    from approvals.services.holds import freeze_gate
+
+    now = timezone.now()
+    freeze(
+        api,
+        portal_admin,
+        portal_admin2,
+        lab,
+        name="change-freeze",
+        starts_at=iso(now - timedelta(minutes=5)),
+        ends_at=iso(now + timedelta(hours=2)),
+    )
+    filed = file_ticket(api(requester), lab, "admin_access", ADMIN_ACCESS)
+    for user in (approver, approver2):
+        assert api(user).post(f"/api/tickets/{filed['id']}/approve/", {}, format="json").status_code == 200
+    ticket = Ticket.objects.get(pk=filed["id"])
+    assert freeze_gate(ticket, emergency=True, actor_name="worker") is None
+    [notice] = AuditEntry.objects.filter(ticket_id=ticket.pk, action="ticket.freeze_overridden")
+    assert notice.details["freeze"] == "change-freeze"
+    assert freeze_gate(ticket, emergency=False, actor_name="worker").startswith("held by freeze change-freeze until ")
+    assert Ticket.objects.get(pk=ticket.pk).state == "approved"
+
+
+@pytest.mark.django_db
+def test_freeze_request_through_the_config_page(lab, portal_admin):
+    page = Client()
+    page.force_login(portal_admin)
+    assert page.get("/config/freeze/new/").status_code == 200
+    body = {
+        "connector": lab.pk,
+        "name": "audit-week",
+        "zone": "prod",
+        "starts_at": "2027-01-04 00:00",
+        "ends_at": "2027-01-04 08:00",
+        "rrule": "FREQ=WEEKLY;COUNT=2",
+        "justification": "audit week",
+    }
+    response = page.post("/config/freeze/new/", body)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    request = Ticket.objects.get(kind="config_change")
+    assert request.params["after"]["starts_at"] == "2027-01-04T00:00:00+00:00"
+    assert request.params["after"]["rrule"] == "FREQ=WEEKLY;COUNT=2"
+    bad = page.post("/config/freeze/new/", {**body, "name": "other", "rrule": "FREQ=SECONDLY"})
+    assert bad.status_code == 400 and "Recur at most hourly" in bad.content.decode()
+    assert Ticket.objects.filter(kind="config_change").count() == 1
