@@ -133,7 +133,7 @@ def test_freeze_holds_an_approved_ticket_until_its_end(
     api, module_vcsim, roles, requester, approver, approver2, portal_admin, portal_admin2, workers
 ):
     connector = register_lab(module_vcsim, name="frozen")
-    ends = timezone.now() + timedelta(seconds=12)
+    ends = timezone.now() + timedelta(seconds=9)
     row = freeze(
         api,
         portal_admin,
