@@ -158,7 +158,9 @@ def test_freeze_holds_an_approved_ticket_until_its_end(
     assert detail["state"] == "approved" and detail["held"].startswith("held by freeze release-freeze until ")
     page = Client()
     page.force_login(approver)
-    assert "This ticket is held by freeze release-freeze until" in page.get(f"/tickets/{ticket['id']}/").text
+    text = page.get(f"/tickets/{ticket['id']}/").text
+    assert "This ticket is held by freeze release-freeze until" in text
+    assert "Held by freeze release-freeze until" in text  # the timeline
     check = module_vcsim.connect()
     while timezone.now() < ends - timedelta(seconds=1):
         assert Ticket.objects.get(pk=ticket["id"]).state == "approved"
