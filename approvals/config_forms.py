@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth.models import Group
 
 from approvals.choices import Role, TicketKind
-from approvals.models import Zone
+from approvals.models import ChatHook, Policy, Zone
 from connectors.models import Connector
 
 
@@ -165,10 +165,63 @@ class ConnectorForm(RequestForm):
         return changes
 
 
+class FreezeForm(RequestForm):
+    create_only = ("connector",)
+    connector = forms.ModelChoiceField(queryset=Connector.objects.all())
+    name = forms.SlugField(max_length=64)
+    zone = forms.SlugField(max_length=64, required=False, help_text="A zone of the connector; empty: all of it.")
+    starts_at = forms.DateTimeField(help_text="UTC, e.g. 2026-12-24 00:00.")
+    ends_at = forms.DateTimeField(help_text="UTC. A recurring freeze: the first occurrence's end.")
+    rrule = forms.CharField(
+        max_length=500, required=False, label="Recurrence", help_text="An iCalendar RRULE, e.g. FREQ=WEEKLY;BYDAY=FR."
+    )
+    reason = forms.CharField(max_length=300, required=False)
+
+    def changes(self):
+        changes = super().changes()
+        if "connector" in changes:
+            changes["connector"] = changes["connector"].pk
+        for field in ("starts_at", "ends_at"):
+            if field in changes:
+                changes[field] = changes[field].isoformat()
+        return changes
+
+
+class ChatHookForm(RequestForm):
+    name = forms.SlugField(max_length=64)
+    service = forms.ChoiceField(choices=ChatHook.Service.choices)
+    url = forms.URLField(
+        max_length=1000,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The incoming webhook URL. Sealed for the worker at once; nobody can read it back. "
+        "Needed for a new webhook.",
+    )
+    policy = forms.ModelChoiceField(queryset=Policy.objects.all(), required=False, empty_label="no policy")
+    zone = forms.ModelChoiceField(queryset=Zone.objects.all(), required=False, empty_label="no zone")
+
+    def changes(self):
+        changes = super().changes()
+        if not changes.get("url"):
+            changes.pop("url", None)
+        for field in ("policy", "zone"):
+            if field in changes:
+                changes[field] = changes[field].pk if changes[field] else None
+        return changes
+
+
 class ActionForm(forms.Form):
     """Delete, deactivate, reactivate, reset an authenticator: only why."""
 
     justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
 
 
-FORMS = {"user": UserForm, "policy": PolicyForm, "zone": ZoneForm, "template": TemplateForm, "connector": ConnectorForm}
+FORMS = {
+    "user": UserForm,
+    "policy": PolicyForm,
+    "zone": ZoneForm,
+    "template": TemplateForm,
+    "connector": ConnectorForm,
+    "freeze": FreezeForm,
+    "chat_hook": ChatHookForm,
+}

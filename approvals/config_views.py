@@ -17,7 +17,7 @@ from approvals.config import TARGETS
 from approvals.config.base import CREATE, UPDATE
 from approvals.config_forms import FORMS, ActionForm
 from approvals.errors import InvalidInput, InventoryUnavailable
-from approvals.models import CatalogueTemplate, Policy, Zone
+from approvals.models import CatalogueTemplate, ChatHook, FreezeWindow, Policy, Zone
 from approvals.services.config_requests import config_request_file
 from connectors.models import Connector
 
@@ -42,6 +42,8 @@ def config_overview(request):
         "zones": Zone.objects.select_related("connector"),
         "templates": CatalogueTemplate.objects.select_related("connector"),
         "connectors": Connector.objects.all(),
+        "freezes": FreezeWindow.objects.select_related("connector"),
+        "chat_hooks": ChatHook.objects.select_related("policy__zone", "zone__connector"),
     }
     return render(request, "approvals/config.html", context)
 

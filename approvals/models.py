@@ -226,3 +226,61 @@ class Approval(models.Model):
 
     def __str__(self):
         return f"{self.approver} {self.decision} {self.ticket}"
+
+
+class FreezeWindow(models.Model):
+    """A blackout period on one connector, or on one zone of it: no execution
+    starts inside it. One-off (starts_at to ends_at), or recurring: each
+    occurrence of `rrule` (an iCalendar RRULE, evaluated from starts_at in
+    UTC) lasts as long as the first one. Set by configuration requests; the
+    worker believes the audit log's applied requests, not this table
+    (approvals/freezes.py)."""
+
+    connector = models.ForeignKey("connectors.Connector", on_delete=models.PROTECT, related_name="freezes")
+    name = models.SlugField(max_length=64)
+    # A zone name on the connector; empty: the whole connector.
+    zone = models.SlugField(max_length=64, blank=True)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    rrule = models.CharField(max_length=500, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["connector", "starts_at", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "name"], name="freeze_unique_name"),
+            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")), name="freeze_ends_after"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ChatHook(models.Model):
+    """An incoming webhook (Slack, Mattermost, Microsoft Teams) that hears of
+    the tickets of one policy, of one zone, or (neither) of every ticket. The
+    URL is a secret: sealed to the worker's key like connector passwords;
+    people see only its hint (scheme and host)."""
+
+    class Service(models.TextChoices):
+        SLACK = "slack", "Slack"
+        MATTERMOST = "mattermost", "Mattermost"
+        TEAMS = "teams", "Microsoft Teams"
+
+    name = models.SlugField(max_length=64, unique=True)
+    service = models.CharField(max_length=20, choices=Service.choices)
+    url_sealed = models.TextField(editable=False)
+    url_hint = models.CharField(max_length=200, editable=False)
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="chat_hooks")
+    zone = models.ForeignKey(Zone, null=True, blank=True, on_delete=models.PROTECT, related_name="chat_hooks")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(service__in=["slack", "mattermost", "teams"]), name="chat_service"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name

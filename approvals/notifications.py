@@ -1,4 +1,4 @@
-"""E-mail to the people a ticket concerns. Sent by a Celery task after commit;
+"""E-mail to the people a ticket concerns (chat webhooks: approvals/chat.py). Sent by a Celery task after commit;
 a failed send is logged and never touches the ticket."""
 
 from django.conf import settings
@@ -16,11 +16,14 @@ SUBJECTS = {
     "failed": "{ref} failed",
     "expired": "{ref} expired",
     "revoked": "{ref}: access ended",
+    "freeze_overridden": "{ref} runs inside a freeze (emergency)",
 }
+# Events the approver group hears of; the requester hears of the others.
+TO_APPROVERS = ("awaiting_approval", "freeze_overridden")
 
 
 def recipients(ticket: Ticket, event: str) -> list[str]:
-    if event == "awaiting_approval":
+    if event in TO_APPROVERS:
         users = (
             get_user_model()
             .objects.filter(groups=ticket.approver_group, is_active=True)

@@ -5,8 +5,9 @@ import os
 import socket
 
 from celery import shared_task
+from django.conf import settings
 
-from approvals import inventory, notifications
+from approvals import chat, inventory, notifications
 from approvals.services import execution, sweeper
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 
@@ -62,7 +63,25 @@ def read_inventory(self, connector_id: int, nonce: str) -> str:
 @shared_task(ignore_result=True)
 def send_notification(ticket_id: int, event: str) -> int:
     try:
+        chat.fan_out(ticket_id, event)
+    except Exception:  # neither does a chat webhook
+        logger.warning("chat notifications %s for ticket %s not queued", event, ticket_id, exc_info=True)
+    try:
         return notifications.notify(ticket_id, event)
     except Exception:  # a failed send never blocks a ticket
         logger.warning("notification %s for ticket %s not sent", event, ticket_id, exc_info=True)
         return 0
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=None)
+def deliver_chat(self, hook_id: int, ticket_id: int, event: str) -> str:
+    """One chat message, tried CHAT_MAX_ATTEMPTS times with backoff; the
+    last failure is audited. It only reads the ticket."""
+    try:
+        return chat.deliver(hook_id=hook_id, ticket_id=ticket_id, event=event)
+    except chat.ChatDeliveryFailed as exc:
+        attempt = self.request.retries + 1
+        if attempt >= settings.CHAT_MAX_ATTEMPTS:
+            chat.delivery_failed(hook_id=hook_id, ticket_id=ticket_id, event=event, error=str(exc), attempts=attempt)
+            return "failed"
+        raise self.retry(exc=exc, countdown=settings.CHAT_RETRY_BASE_SECONDS * 2 ** (attempt - 1)) from None

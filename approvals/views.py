@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import otp, passkeys
-from approvals import permissions, selectors, services
+from approvals import conflicts, permissions, selectors, services
 from approvals.choices import FINAL_STATES, HYPERVISOR_KINDS, Decision, Role, TicketKind, TicketState
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict
 from approvals.forms import FORMS_BY_KIND, DecisionForm, RejectForm, TicketListFilter
@@ -23,6 +23,7 @@ from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Ticket
 from approvals.services import passkey_approvals
 from approvals.services.config_requests import config_display
+from approvals.services.holds import is_held
 from audit import selectors as audit_selectors
 from connectors.models import Connector
 from portal.paging import page_number, positive_int, query_with
@@ -189,6 +190,9 @@ def _ticket_context(request, ticket: Ticket, *, watching_since: int | None = Non
         "may_revoke": ticket.kind == TicketKind.ADMIN_ACCESS
         and ticket.state == TicketState.SUCCEEDED
         and permissions.can_revoke(user, ticket),
+        # What approvers weigh before deciding: other open tickets on the same objects.
+        "conflicts": conflicts.conflicting(ticket) if ticket.state in conflicts.OPEN_STATES else [],
+        "held": is_held(ticket),
     }
 
 

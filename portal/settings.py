@@ -317,6 +317,16 @@ PASSWORD_RESET_LIMIT_PER_HOUR = env_int("PASSWORD_RESET_LIMIT_PER_HOUR", 3)
 PASSWORD_RESET_IP_LIMIT_PER_HOUR = env_int("PASSWORD_RESET_IP_LIMIT_PER_HOUR", 10)
 PORTAL_URL = os.environ.get("PORTAL_URL", "http://127.0.0.1:8000")
 
+# Chat webhooks (Slack, Mattermost, Teams): https only unless allowed here
+# (a receiver on a private network); delivery tries CHAT_MAX_ATTEMPTS times,
+# waiting CHAT_RETRY_BASE_SECONDS, then twice as long each time.
+CHAT_WEBHOOK_ALLOW_HTTP = env_bool("CHAT_WEBHOOK_ALLOW_HTTP")
+CHAT_MAX_ATTEMPTS = env_int("CHAT_MAX_ATTEMPTS", 6)
+CHAT_RETRY_BASE_SECONDS = float(os.environ.get("CHAT_RETRY_BASE_SECONDS", 30))
+CHAT_TIMEOUT_SECONDS = float(os.environ.get("CHAT_TIMEOUT_SECONDS", 10))
+# An approved ticket whose object another running ticket holds looks again after this long.
+CONFLICT_RETRY_SECONDS = float(os.environ.get("CONFLICT_RETRY_SECONDS", 15))
+
 # Celery. These choices make a delivery survive a worker that dies mid-task:
 # - acks_late + reject_on_worker_lost: a message is acknowledged only after the
 #   task returns, and a worker killed mid-task hands it back to the broker;

@@ -2,10 +2,12 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from approvals import conflicts
 from approvals.choices import HYPERVISOR_KINDS, Role
 from approvals.config.policies import FIELDS as POLICY_FIELDS
-from approvals.models import Approval, CatalogueTemplate, Policy, Ticket, Zone
+from approvals.models import Approval, CatalogueTemplate, ChatHook, FreezeWindow, Policy, Ticket, Zone
 from approvals.services.config_requests import public_params
+from approvals.services.holds import is_held
 from connectors.models import Connector
 
 
@@ -50,6 +52,22 @@ class PolicySerializer(serializers.ModelSerializer):
         model = Policy
         # What a policy request may set (approvals.config.policies) is what the API shows.
         fields = ["id", *POLICY_FIELDS]
+        read_only_fields = fields
+
+
+class FreezeWindowSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FreezeWindow
+        fields = ["id", "connector", "name", "zone", "starts_at", "ends_at", "rrule", "reason"]
+        read_only_fields = fields
+
+
+class ChatHookSerializer(serializers.ModelSerializer):
+    """A chat webhook as everyone reads it: its hint, never the URL."""
+
+    class Meta:
+        model = ChatHook
+        fields = ["id", "name", "service", "url_hint", "policy", "zone"]
         read_only_fields = fields
 
 
@@ -159,12 +177,34 @@ class TimelineEntrySerializer(serializers.Serializer):
     details = serializers.DictField()
 
 
+class ConflictSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    ref = serializers.CharField()
+    kind = serializers.CharField()
+    state = serializers.CharField()
+
+
 class TicketDetailSerializer(TicketSerializer):
     timeline = serializers.SerializerMethodField()
+    conflicts = serializers.SerializerMethodField()
+    held = serializers.SerializerMethodField()
 
     class Meta(TicketSerializer.Meta):
-        fields = TicketSerializer.Meta.fields + ["timeline"]
+        fields = TicketSerializer.Meta.fields + ["conflicts", "held", "timeline"]
         read_only_fields = fields
+
+    @extend_schema_field(ConflictSerializer(many=True))
+    def get_conflicts(self, ticket) -> list:
+        """Other open tickets that change one of this ticket's objects."""
+        if ticket.state not in conflicts.OPEN_STATES:
+            return []
+        return ConflictSerializer(conflicts.conflicting(ticket), many=True).data
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_held(self, ticket) -> str | None:
+        """Why the worker holds this approved ticket back (a freeze, a
+        conflict), in words; None when it does not."""
+        return ticket.progress if is_held(ticket) else None
 
     @extend_schema_field(TimelineEntrySerializer(many=True))
     def get_timeline(self, ticket) -> list:

@@ -8,6 +8,8 @@ router.register("connectors", views.ConnectorViewSet)
 router.register("zones", views.ZoneViewSet)
 router.register("templates", views.CatalogueTemplateViewSet)
 router.register("policies", views.PolicyViewSet)
+router.register("freezes", views.FreezeWindowViewSet)
+router.register("chat-hooks", views.ChatHookViewSet)
 router.register("users", views.UserViewSet)
 router.register("tickets", views.TicketViewSet, basename="ticket")
 

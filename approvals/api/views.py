@@ -12,7 +12,7 @@ from approvals import selectors, services
 from approvals.api import serializers as s
 from approvals.choices import Role
 from approvals.inventory import InventoryIndex
-from approvals.models import CatalogueTemplate, Policy, Ticket, Zone
+from approvals.models import CatalogueTemplate, ChatHook, FreezeWindow, Policy, Ticket, Zone
 from approvals.services import passkey_approvals
 from approvals.services.config_requests import config_request_file
 from connectors.models import Connector
@@ -153,6 +153,19 @@ class PolicyViewSet(ConfigurationViewSet):
     serializer_class = s.PolicySerializer
     filterset_fields = ["kind", "zone"]
     target = "policy"
+
+
+class FreezeWindowViewSet(ConfigurationViewSet):
+    queryset = FreezeWindow.objects.all()
+    serializer_class = s.FreezeWindowSerializer
+    filterset_fields = ["connector"]
+    target = "freeze"
+
+
+class ChatHookViewSet(ConfigurationViewSet):
+    queryset = ChatHook.objects.all()
+    serializer_class = s.ChatHookSerializer
+    target = "chat_hook"
 
 
 class UserPermission(permissions.BasePermission):

@@ -81,6 +81,7 @@ class ConnectorTarget(ConfigTarget):
                 ("zones", connector.zones.exists()),
                 ("catalogue templates", connector.templates.exists()),
                 ("findings", connector.findings.exists()),
+                ("freeze windows", connector.freezes.exists()),
             )
             if exists
         ]

@@ -155,6 +155,10 @@ class PolicyTarget(ConfigTarget):
         if errors:
             raise InvalidInput(errors)
 
+    def check_delete(self, policy) -> None:
+        if policy.chat_hooks.exists():
+            raise InvalidInput({"object_id": ["Chat webhooks name this policy; change or delete them first."]})
+
     def apply(self, *, action, instance, after, actor_name):
         if action == "delete":
             instance.delete()

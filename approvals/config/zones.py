@@ -104,6 +104,8 @@ class ZoneTarget(ConfigTarget):
     def check_delete(self, zone) -> None:
         if zone.policies.exists():
             raise InvalidInput({"object_id": [f"Policies name zone {zone.name}; change or delete them first."]})
+        if zone.chat_hooks.exists():
+            raise InvalidInput({"object_id": [f"Chat webhooks name zone {zone.name}; change or delete them first."]})
 
     def apply(self, *, action, instance, after, actor_name):
         if action == "delete":

@@ -141,6 +141,8 @@ def config_apply(ticket: Ticket, *, actor_name: str) -> str:
         actor_name=actor_name,
         ticket=ticket,
         obj=applied if applied is not None else instance,
+        # A deleted object has lost its pk; the entry still names it.
+        object_id=str(params["object_id"]) if params["object_id"] is not None else "",
         details={
             "request": ticket.ref,
             "requested_by": ticket.requester.get_username(),

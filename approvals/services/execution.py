@@ -21,6 +21,7 @@ from approvals.kinds import KINDS
 from approvals.models import Ticket
 from approvals.services import passkey_approvals
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
+from approvals.services.holds import conflict_gate, freeze_gate
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
 from approvals.validation import DERIVED_PARAMS, check_submission
@@ -29,6 +30,7 @@ from audit.verify import configured_witness, verify_chain
 from audit.witnessed import WitnessDisowned, WitnessUnavailable
 from audit.writer import record
 from connectors.base import ConnectorError, IdentityMismatch, OperationResult, TransientConnectorError
+from connectors.models import Connector
 from connectors.registry import connector_for
 
 logger = logging.getLogger(__name__)
@@ -462,21 +464,32 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
     if ticket.not_before and now < ticket.not_before:
         # The sweeper queues it again once the window opens; no worker waits.
         return "waiting for the change window"
-    try:
-        transition(
-            ticket,
-            TicketState.RUNNING,
-            actor_name=worker,
-            details={"worker": worker, "attempt": ticket.attempts + 1},
-            lease_owner=worker,
-            lease_expires_at=_lease_until(),
-            started_at=now,
-            progress=PHASE_CHECKING,
-            attempts=ticket.attempts + 1,
-            error="",
-        )
-    except StateConflict:
-        return "claimed elsewhere"
+    with transaction.atomic():
+        if ticket.connector_id is not None:
+            # Claims on one connector one at a time: of two tickets on the
+            # same object, the second sees the first running.
+            list(Connector.objects.select_for_update().filter(pk=ticket.connector_id).values_list("pk", flat=True))
+        # `emergency`: the break-glass flag, where tickets carry one.
+        held = freeze_gate(
+            ticket, emergency=bool(getattr(ticket, "emergency", False)), actor_name=worker
+        ) or conflict_gate(ticket, actor_name=worker)
+        if held:
+            return held
+        try:
+            transition(
+                ticket,
+                TicketState.RUNNING,
+                actor_name=worker,
+                details={"worker": worker, "attempt": ticket.attempts + 1},
+                lease_owner=worker,
+                lease_expires_at=_lease_until(),
+                started_at=now,
+                progress=PHASE_CHECKING,
+                attempts=ticket.attempts + 1,
+                error="",
+            )
+        except StateConflict:
+            return "claimed elsewhere"
     if ticket.kind == TicketKind.CONFIG_CHANGE:
         return _apply_configuration(ticket, worker)
     with LeaseHeartbeat(ticket.pk, worker) as heartbeat:

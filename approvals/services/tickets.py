@@ -14,6 +14,7 @@ from approvals import permissions, seals
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
 from approvals.errors import InvalidInput, StateConflict
+from approvals.freezes import check_not_frozen
 from approvals.inventory import InventoryIndex
 from approvals.models import Approval, Policy, Ticket
 from approvals.services import passkey_approvals
@@ -172,6 +173,7 @@ def ticket_submit(
         params=params,
         index=index or InventoryIndex.for_connector(connector),
     )
+    check_not_frozen(connector=connector, zone=checked.zone.label, not_before=not_before, not_after=not_after)
     try:
         with transaction.atomic():
             return ticket_file(

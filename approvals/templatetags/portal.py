@@ -73,6 +73,10 @@ def _approvals(details: dict) -> str:
     return ""
 
 
+def _sentence(words: str) -> str:
+    return words[:1].upper() + words[1:]
+
+
 @register.filter
 def timeline_title(entry) -> str:
     """What an audit entry of a ticket means, in words."""
@@ -97,6 +101,9 @@ def timeline_title(entry) -> str:
         "ticket.revoked": "Access revoked",
         "ticket.objects_renamed": "Renamed since approval (the same objects, by identity)",
         "ticket.decision_refused": f"Decision refused for {who}",
+        "ticket.held": _sentence(str(d.get("reason") or "held")),
+        "ticket.freeze_overridden": f"Emergency: runs inside freeze {d.get('freeze', '')}",
+        "notification.chat_failed": f"Chat notification to {d.get('webhook', '')} failed",
     }
     if entry.action == "ticket.approved" and d.get("from") == "running":
         return "Queued again"

@@ -1,13 +1,16 @@
 """Every API endpoint × every role, and anonymous. An endpoint added without
 a row here fails test_every_api_route_is_in_the_matrix."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import get_resolver
 from django.utils import timezone
 
-from approvals.models import Policy, Ticket, Zone
+from approvals.models import ChatHook, FreezeWindow, Policy, Ticket, Zone
 from audit.models import Finding
+from connectors import credentials
 from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, body, file_ticket
 from tests.factories import UserFactory
 
@@ -51,6 +54,28 @@ MATRIX = [
     ("zone-detail", "patch", "/api/zones/{z}/", {}, statuses(default=403, portal_admin=400)),
     ("zone-detail", "patch", "/api/zones/{z}/", {"trust_level": 31, **J}, statuses(default=403, portal_admin=202)),
     ("zone-detail", "delete", "/api/zones/{z}/", J, statuses(default=403, portal_admin=202)),
+    ("freezewindow-list", "get", "/api/freezes/", None, statuses(default=200)),
+    ("freezewindow-list", "post", "/api/freezes/", {}, statuses(default=403, portal_admin=400)),
+    ("freezewindow-detail", "get", "/api/freezes/{w}/", None, statuses(default=200)),
+    (
+        "freezewindow-detail",
+        "patch",
+        "/api/freezes/{w}/",
+        {"reason": "audit", **J},
+        statuses(default=403, portal_admin=202),
+    ),
+    ("freezewindow-detail", "delete", "/api/freezes/{w}/", J, statuses(default=403, portal_admin=202)),
+    ("chathook-list", "get", "/api/chat-hooks/", None, statuses(default=200)),
+    ("chathook-list", "post", "/api/chat-hooks/", {}, statuses(default=403, portal_admin=400)),
+    ("chathook-detail", "get", "/api/chat-hooks/{h}/", None, statuses(default=200)),
+    (
+        "chathook-detail",
+        "patch",
+        "/api/chat-hooks/{h}/",
+        {"service": "teams", **J},
+        statuses(default=403, portal_admin=202),
+    ),
+    ("chathook-detail", "delete", "/api/chat-hooks/{h}/", J, statuses(default=403, portal_admin=202)),
     ("cataloguetemplate-list", "get", "/api/templates/", None, statuses(default=200)),
     ("cataloguetemplate-list", "post", "/api/templates/", {}, statuses(default=403, portal_admin=400)),
     ("cataloguetemplate-detail", "get", "/api/templates/{m}/", None, statuses(default=200)),
@@ -173,6 +198,16 @@ def test_permission_matrix(api, lab, role, requester, approver2):
         first_seen=timezone.now(),
         last_seen=timezone.now(),
     )
+    now = timezone.now()
+    frozen = FreezeWindow.objects.create(
+        connector=lab, name="matrix", starts_at=now + timedelta(days=30), ends_at=now + timedelta(days=31)
+    )
+    hook = ChatHook.objects.create(
+        name="matrix",
+        service="slack",
+        url_sealed=credentials.seal("https://hooks.invalid/x"),
+        url_hint="https://hooks.invalid/…",
+    )
     names = iter(range(1000))
     for name, method, path, data, expected in MATRIX:
         kind, params = (
@@ -189,6 +224,8 @@ def test_permission_matrix(api, lab, role, requester, approver2):
             p=policy.pk,
             f=finding.pk,
             u=approver2.pk,
+            w=frozen.pk,
+            h=hook.pk,
         )
         call = getattr(client, method)
         response = call(url, data, format="json") if data is not None else call(url)
@@ -199,6 +236,7 @@ def test_permission_matrix(api, lab, role, requester, approver2):
             assert Ticket.objects.get(pk=ticket["id"]).state == "pending", f"{role} {method} {url} changed the ticket"
     # Nothing any role did through these routes changed the configuration itself.
     assert Zone.objects.get(pk=zone.pk).trust_level == zone.trust_level
+    assert FreezeWindow.objects.get(pk=frozen.pk).reason == "" and ChatHook.objects.get(pk=hook.pk).service == "slack"
     assert Policy.objects.get(pk=policy.pk).required_approvals == policy.required_approvals
     assert not get_user_model().objects.filter(username="newbie").exists()
     assert get_user_model().objects.get(pk=approver2.pk).is_active

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from pyVmomi import vim
 
 from approvals.choices import TicketState
-from approvals.models import Policy, Ticket, Zone
+from approvals.models import ChatHook, FreezeWindow, Policy, Ticket, Zone
 from audit.models import AuditEntry
 from connectors.models import Connector
 from tests.approvals.helpers import ADMIN_ACCESS, migrate_within_zone
@@ -155,6 +157,20 @@ def api_repoint_the_connector(ctx):
     _config(ctx, "post", "/api/connectors/", {"name": "mine", "url": "https://127.0.0.1:1/sdk", "username": "u"})
 
 
+def api_freezes_and_chat_hooks(ctx):
+    """Neither a freeze (which holds work) nor a chat webhook (which hears of
+    every ticket) is set by one person."""
+    now = timezone.now()
+    window = {"starts_at": now.isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat()}
+    _config(ctx, "post", "/api/freezes/", {"connector": ctx.lab.pk, "name": "mine", **window})
+    _config(ctx, "patch", "/api/freezes/1/", {"ends_at": now.isoformat()})
+    _config(ctx, "delete", "/api/freezes/1/", {})
+    _config(ctx, "post", "/api/chat-hooks/", {"name": "mine", "service": "slack", "url": "https://hooks.invalid/x"})
+    _config(ctx, "patch", "/api/chat-hooks/1/", {"url": "https://hooks.invalid/y"})
+    _config(ctx, "delete", "/api/chat-hooks/1/", {})
+    assert not FreezeWindow.objects.exists() and not ChatHook.objects.exists()
+
+
 def page_configuration_requests(ctx):
     ctx.web.post("/config/user/new/", {"username": "acc-page", "roles": ["approver"], **J})
     ctx.web.post(f"/config/user/{ctx.actor.pk}/update/", {"roles": ["requester", "approver"], **J})
@@ -203,6 +219,11 @@ PATHS = [
         api_bend_the_rules,
     ),
     ("API: re-point or replace the connector", {"connector-list", "connector-detail"}, api_repoint_the_connector),
+    (
+        "API: set or lift a freeze, add a chat webhook",
+        {"freezewindow-list", "freezewindow-detail", "chathook-list", "chathook-detail"},
+        api_freezes_and_chat_hooks,
+    ),
     ("pages: configuration requests", {"config-new", "config-request", "ticket-approve"}, page_configuration_requests),
     ("Django admin: write anything", {"admin"}, admin_writes),
 ]
