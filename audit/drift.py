@@ -43,6 +43,11 @@ ACK_COVERS = {
     FindingKind.VM_MOVED: ("host",),
     FindingKind.PERMISSION_UNEXPLAINED: ("role",),
     FindingKind.ACCESS_AFTER_END: ("role", "ticket"),
+    FindingKind.VM_REMOVED: (),
+    FindingKind.VM_CHANGED: ("what", "name"),
+    FindingKind.OBJECT_CHANGED: ("what", "name"),
+    FindingKind.PERMISSION_REMOVED: ("role",),
+    FindingKind.PORTAL_ACCOUNT: ("what", "id"),
 }
 
 
@@ -281,7 +286,7 @@ def _covered(finding: Finding, drift: Drift) -> bool:
     return all(finding.observed.get(f) == drift.observed.get(f) for f in fields)
 
 
-def _raise(connector: Connector, drift: Drift, now: datetime) -> Finding | None:
+def raise_finding(connector: Connector, drift: Drift, now: datetime) -> Finding | None:
     """The new finding, or None when this drift is already known (open, or
     acknowledged as it is now): then only its last_seen moves."""
     known = (
@@ -367,7 +372,7 @@ def _detect_drift(connector: Connector) -> DriftReport:
         # first one's findings.
         baseline = DriftBaseline.objects.select_for_update().get(connector=connector)
         drifts = compare(inventory=inventory, permissions=permissions, baseline=baseline, tickets=tickets, now=now)
-        raised = [finding for drift in drifts if (finding := _raise(connector, drift, now)) is not None]
+        raised = [finding for drift in drifts if (finding := raise_finding(connector, drift, now)) is not None]
     return DriftReport(connector=connector.name, raised=tuple(raised), present=len(drifts))
 
 
