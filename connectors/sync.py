@@ -186,11 +186,19 @@ def run_syncs(connectors: list[Connector], stop: threading.Event, *, once: bool 
 
 
 def _run_one(connector: Connector, stop: threading.Event, once: bool) -> None:
-    try:
-        ConnectorSync(connector).run(stop, once=once)
-    except Exception:
-        log.exception("sync %s stopped", connector.name)
-        if not once:
-            stop.set()  # the process ends; its supervisor starts it again
-    finally:
-        close_old_connections()
+    """One connector's sync; anything unexpected (the database gone a while)
+    is logged and the sync starts over after a pause, so one connector's
+    trouble neither ends the process nor stops the others."""
+    pause = 1.0
+    while not stop.is_set():
+        try:
+            ConnectorSync(connector).run(stop, once=once)
+            return
+        except Exception:
+            log.exception("sync %s failed; starting over in %.0f s", connector.name, pause)
+            if once:
+                return
+            stop.wait(pause)
+            pause = min(pause * 2, settings.SYNC_BACKOFF_MAX_SECONDS)
+        finally:
+            close_old_connections()
