@@ -19,7 +19,8 @@ from pyVmomi import vim
 
 from audit.models import AuditEntry, Finding
 from connectors.models import InventoryObject, InventoryState
-from tests.audit.test_drift import clone_by_hand, find, grant_by_hand, move_by_hand, wait
+from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE
+from tests.audit.test_drift import carry_out, clone_by_hand, find, grant_by_hand, move_by_hand, wait
 from tests.conftest import register_lab
 from tests.fixtures.workers import subprocess_database_url
 
@@ -199,3 +200,24 @@ def test_hypervisor_down_is_said_in_words_and_cleared_when_back(lab, fresh_vcsim
     wait_for(lambda: state(lab).error == "", timeout=20, what=sync.output)
     beat = state(lab).synced_at
     wait_for(lambda: state(lab).synced_at > beat, timeout=5)
+
+
+def test_what_tickets_do_is_explained_while_it_follows(lab, si, syncs, api, requester, approver, approver2):
+    sync = syncs(lab.name)
+    synced(lab, sync)
+    carry_out(api, lab, requester, [approver], "vm_create", VM_CREATE)
+    carry_out(api, lab, requester, [approver], "vm_migrate", {"vm": "dev-app-01", "target_host": "dev-esx-02"})
+    carry_out(api, lab, requester, [approver, approver2], "admin_access", ADMIN_ACCESS)
+    # The table shows all three...
+    wait_for(lambda: InventoryObject.objects.filter(connector=lab, name=VM_CREATE["name"]).exists(), timeout=10)
+    wait_for(
+        lambda: any(p["principal"] == ADMIN_ACCESS["principal"] for p in state(lab).permissions),
+        timeout=10,
+        what=sync.output,
+    )
+    moved = InventoryObject.objects.get(connector=lab, name="dev-app-01")
+    assert moved.host_id == find(si, vim.HostSystem, "dev-esx-02")._moId
+    # ...and no finding, though the portal's account made every change.
+    move_by_hand(si, "prod-db-01", "prod-esx-01")
+    wait_for(finding("vm_moved", name="prod-db-01"), timeout=10, what=sync.output)
+    assert Finding.objects.count() == 1
