@@ -173,16 +173,27 @@ class ConnectorSync:
             state_update(connector=self.connector, permissions=rows, permissions_read_at=timezone.now())
 
 
-def run_syncs(connectors: list[Connector], stop: threading.Event, *, once: bool = False) -> None:
-    """One sync per connector, each in a thread of its own."""
-    threads = [
-        threading.Thread(target=_run_one, args=(c, stop, once), name=f"sync-{c.name}", daemon=True) for c in connectors
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.5)
+# How often the sync of every connector looks for newly registered ones.
+DISCOVER_SECONDS = 10
+
+
+def run_syncs(stop: threading.Event, *, name: str | None = None) -> None:
+    """One sync per connector (or only `name`'s), each in a thread of its
+    own; connectors registered later are picked up within DISCOVER_SECONDS."""
+    threads: dict[int, threading.Thread] = {}
+    while not stop.is_set():
+        connectors = Connector.objects.order_by("name")
+        for connector in connectors.filter(name=name) if name else connectors:
+            if connector.pk not in threads:
+                thread = threading.Thread(
+                    target=_run_one, args=(connector, stop, False), name=f"sync-{connector.name}", daemon=True
+                )
+                threads[connector.pk] = thread
+                thread.start()
+        close_old_connections()
+        stop.wait(DISCOVER_SECONDS)
+    for thread in threads.values():
+        thread.join(10)
 
 
 def _run_one(connector: Connector, stop: threading.Event, once: bool) -> None:

@@ -47,8 +47,6 @@ class Command(BaseCommand):
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        if not connectors:
-            self.stderr.write("no connectors yet; waiting for one")
-        while not connectors and not stop.wait(5):
-            connectors = list(Connector.objects.order_by("name"))
-        run_syncs(connectors, stop)
+        if not connectors and not connector:
+            self.stderr.write("no connectors yet; following each one once it is registered")
+        run_syncs(stop, name=connector)
