@@ -1,25 +1,28 @@
 """Drift detection: what a hypervisor holds that no ticket explains.
 
 A connector's baseline is what its hypervisor held when it was registered.
-Beyond that, succeeded tickets explain VMs (vm_create: the VM carries the
-ticket's operation uuid), where they run (vm_create placement, then the
-latest vm_migrate) and permissions (admin_access while its time runs).
-Tickets still running explain their effect too: the hypervisor may already
-show it before the ticket records success. Each difference becomes one
+Beyond that, tickets explain what they did: each kind says which changes it
+accounts for (approvals.kinds: Kind.explains), here asked about VMs (their
+creation, then their latest move) and permissions. Tickets still running
+explain their effect too: the hypervisor may already show it before the
+ticket records success. This full reconciliation is the safety net; the
+inventory sync raises findings from updates as they arrive (audit.live). Each difference becomes one
 Finding, kept open until an approver acknowledges it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals.choices import TicketKind, TicketState
+from approvals.choices import TicketState
+from approvals.kinds import KINDS
+from approvals.kinds.admin_access import ENDED, access_grace  # noqa: F401 - access_grace: re-exported
+from approvals.kinds.base import Change
 from approvals.models import Ticket
 from audit.models import DriftBaseline, Finding, FindingKind
 from audit.writer import record
@@ -32,8 +35,6 @@ logger = logging.getLogger(__name__)
 ACTOR_NAME = "drift"
 # Tickets whose effect may be on the hypervisor now.
 EXPLAINING = (TicketState.SUCCEEDED, TicketState.RUNNING)
-# admin_access tickets whose permission must be gone.
-ENDED = (TicketState.REVOKED, TicketState.FAILED, TicketState.EXPIRED)
 
 # The part of an observation an acknowledgement covers: once acknowledged,
 # the same drift seen again is not raised again; a different one is.
@@ -42,6 +43,11 @@ ACK_COVERS = {
     FindingKind.VM_MOVED: ("host",),
     FindingKind.PERMISSION_UNEXPLAINED: ("role",),
     FindingKind.ACCESS_AFTER_END: ("role", "ticket"),
+    FindingKind.VM_REMOVED: (),
+    FindingKind.VM_CHANGED: ("what", "name"),
+    FindingKind.OBJECT_CHANGED: ("what", "name"),
+    FindingKind.PERMISSION_REMOVED: ("role",),
+    FindingKind.PORTAL_ACCOUNT: ("what", "id"),
 }
 
 
@@ -61,12 +67,6 @@ class DriftReport:
     present: int = 0  # differences seen in this run, new or already known
     baseline_taken: bool = False
     error: str = ""
-
-
-def access_grace() -> timedelta:
-    """How long expired access may linger: the sweeper removes it on its next
-    run, and the worker needs a moment."""
-    return timedelta(seconds=2 * settings.SWEEP_INTERVAL_SECONDS + 60)
 
 
 def read_hypervisor(connector: Connector) -> tuple[Inventory, tuple[Permission, ...]]:
@@ -130,25 +130,47 @@ def compare(
     return _vm_drift(inventory, baseline, tickets) + _permission_drift(permissions, baseline, tickets, now)
 
 
-def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticket]) -> list[Drift]:
-    creates = [t for t in tickets if t.kind == TicketKind.VM_CREATE]
-    created = {str(t.operation_uuid): t for t in creates if t.state in EXPLAINING}
-    failed_creates = {str(t.operation_uuid): t for t in creates if t.state not in EXPLAINING}
-    migrations = sorted(
-        (t for t in tickets if t.kind == TicketKind.VM_MIGRATE and t.state in EXPLAINING),
-        # Running ones last: they add their target rather than replace the host.
-        key=lambda t: (t.state == TicketState.RUNNING, t.finished_at or t.started_at or t.created_at),
+def _strings(value) -> set[str]:
+    """Every string inside a ticket's parameters."""
+    if isinstance(value, str):
+        return {value.lower()}
+    if isinstance(value, dict):
+        return set().union(*map(_strings, value.values())) if value else set()
+    if isinstance(value, list | tuple):
+        return set().union(*map(_strings, value)) if value else set()
+    return set()
+
+
+def _explains(ticket: Ticket, change: Change) -> bool:
+    kind = KINDS.get(ticket.kind)
+    return kind is not None and kind.explains(ticket, change)
+
+
+def _moved_to(vm, host) -> Change:
+    return Change(
+        object_type="vm",
+        object_id=vm.id,
+        what="moved",
+        instance_uuid=vm.instance_uuid,
+        after={"host": host.id, "cluster": host.cluster_id},
     )
-    # Hosts by id, clusters' hosts by the cluster's id: tickets bind ids.
+
+
+def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticket]) -> list[Drift]:
+    """VMs no ticket created, and VMs on a host neither their creation nor
+    their latest move puts them on; every kind says what it explains."""
+    explaining = [t for t in tickets if t.state in EXPLAINING]
+    # A ticket names a VM by id, instance UUID or (creating it) its operation uuid.
+    mentions = {t.pk: _strings(t.params) | {str(t.operation_uuid).lower()} for t in tickets}
+    # Moves by time, running ones last: they add their hosts rather than replace them.
+    explaining.sort(key=lambda t: (t.state == TicketState.RUNNING, t.finished_at or t.started_at or t.created_at))
     host_names = {host.id: host.name for host in inventory.hosts}
-    cluster_hosts: dict[str | None, set[str]] = {}
-    for host in inventory.hosts:
-        cluster_hosts.setdefault(host.cluster_id, set()).add(host.id)
     in_baseline = {vm["uuid"]: vm for vm in baseline.vms}
 
     drifts = []
     for vm in inventory.vms:
         key = vm_key(vm)
+        mine = [t for t in explaining if vm.id.lower() in mentions[t.pk] or key in mentions[t.pk]]
         seen = {
             "name": vm.name,
             "id": vm.id,
@@ -157,15 +179,15 @@ def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticke
             "instance_uuid": vm.instance_uuid,
         }
         explained_by: Ticket | None = None
+        created = Change(object_type="vm", object_id=vm.id, what="created", instance_uuid=vm.instance_uuid)
         if key in in_baseline:
             hosts, since = {in_baseline[key]["host"]}, baseline.taken_at
-        elif key in created:
-            explained_by = created[key]
-            params = explained_by.params
-            hosts = {params["host"]} if params.get("host") else cluster_hosts.get(params.get("cluster"), set())
-            since = explained_by.started_at or explained_by.created_at
+        elif (creator := next((t for t in mine if _explains(t, created)), None)) is not None:
+            explained_by = creator
+            hosts = {h.id for h in inventory.hosts if _explains(creator, _moved_to(vm, h))}
+            since = creator.started_at or creator.created_at
         else:
-            failed = failed_creates.get(key)
+            failed = next((t for t in tickets if t.state not in EXPLAINING and str(t.operation_uuid) == key), None)
             observed = {**seen, **({"ticket": failed.ref, "ticket_state": failed.state} if failed else {})}
             drifts.append(
                 Drift(
@@ -177,11 +199,13 @@ def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticke
                 )
             )
             continue
-        for ticket in migrations:
-            if ticket.params.get("vm") != vm.id or (ticket.finished_at and ticket.finished_at < since):
+        for ticket in mine:
+            if ticket is explained_by or (ticket.finished_at and ticket.finished_at < since):
                 continue
-            target = ticket.params["target_host"]
-            hosts = hosts | {target} if ticket.state == TicketState.RUNNING else {target}
+            targets = {h.id for h in inventory.hosts if _explains(ticket, _moved_to(vm, h))}
+            if not targets:
+                continue
+            hosts = hosts | targets if ticket.state == TicketState.RUNNING else targets
             explained_by = ticket
         if vm.host_id not in hosts:
             drifts.append(
@@ -196,37 +220,32 @@ def _vm_drift(inventory: Inventory, baseline: DriftBaseline, tickets: list[Ticke
     return drifts
 
 
+def permission_ref(entity_id: str, is_group: bool, principal: str) -> str:
+    return f"permission:{entity_id}:{'group' if is_group else 'user'}:{principal.casefold()}"
+
+
 def _permission_drift(
     permissions: tuple[Permission, ...], baseline: DriftBaseline, tickets: list[Ticket], now: datetime
 ) -> list[Drift]:
-    grace = access_grace()
+    """Permissions no ticket explains; those a ticket granted and whose access
+    has ended (the ticket explains their removal) are access after the end."""
     in_baseline = {
         _permission_key(p["principal"], p["is_group"], p["role"], p["entity_id"]) for p in baseline.permissions
     }
-    active, ended = [], []
-    for ticket in tickets:
-        if ticket.kind != TicketKind.ADMIN_ACCESS:
-            continue
-        running_out = ticket.access_expires_at is not None and ticket.access_expires_at + grace <= now
-        if ticket.state == TicketState.RUNNING or (ticket.state == TicketState.SUCCEEDED and not running_out):
-            active.append(ticket)
-        elif ticket.state in ENDED or ticket.state == TicketState.SUCCEEDED:
-            ended.append(ticket)
-
-    def grants(ticket: Ticket, permission: Permission) -> bool:
-        params = ticket.params
-        return (
-            not permission.is_group
-            and params["principal"].casefold() == permission.principal.casefold()
-            and params["entity"] == permission.entity_id
-        )
-
     drifts = []
     for permission in permissions:
         key = _permission_key(permission.principal, permission.is_group, permission.role, permission.entity_id)
         if key in in_baseline:
             continue
-        if any(grants(t, permission) and t.params["role"] == permission.role for t in active):
+        present = Change(
+            object_type="permission",
+            object_id=permission.entity_id,
+            what="present",
+            principal=permission.principal,
+            role=permission.role,
+            after={"group": permission.is_group},
+        )
+        if any(_explains(t, present) for t in tickets):
             continue
         seen = {
             "principal": permission.principal,
@@ -235,8 +254,9 @@ def _permission_drift(
             "entity": permission.entity_name,
             "entity_id": permission.entity_id,
         }
-        ref = f"permission:{permission.entity_id}:{'group' if permission.is_group else 'user'}:{key[0]}"
-        granted_before = [t for t in ended if grants(t, permission)]
+        ref = permission_ref(permission.entity_id, permission.is_group, permission.principal)
+        removal = replace(present, what="permission_removed", before={"group": permission.is_group}, after={})
+        granted_before = [t for t in tickets if _explains(t, removal)]
         if granted_before:
             ticket = max(granted_before, key=lambda t: t.access_expires_at or t.finished_at or t.updated_at)
             ended_at = ticket.access_expires_at or ticket.finished_at
@@ -266,7 +286,7 @@ def _covered(finding: Finding, drift: Drift) -> bool:
     return all(finding.observed.get(f) == drift.observed.get(f) for f in fields)
 
 
-def _raise(connector: Connector, drift: Drift, now: datetime) -> Finding | None:
+def raise_finding(connector: Connector, drift: Drift, now: datetime) -> Finding | None:
     """The new finding, or None when this drift is already known (open, or
     acknowledged as it is now): then only its last_seen moves."""
     known = (
@@ -352,7 +372,7 @@ def _detect_drift(connector: Connector) -> DriftReport:
         # first one's findings.
         baseline = DriftBaseline.objects.select_for_update().get(connector=connector)
         drifts = compare(inventory=inventory, permissions=permissions, baseline=baseline, tickets=tickets, now=now)
-        raised = [finding for drift in drifts if (finding := _raise(connector, drift, now)) is not None]
+        raised = [finding for drift in drifts if (finding := raise_finding(connector, drift, now)) is not None]
     return DriftReport(connector=connector.name, raised=tuple(raised), present=len(drifts))
 
 

@@ -93,6 +93,11 @@ class FindingKind(models.TextChoices):
     ACCESS_AFTER_END = "access_after_end", "Access still present after its ticket ended"
     RECORDS_UNVERIFIED = "records_unverified", "Ticket records whose seals do not verify"
     CONNECTOR_IDENTITY = "connector_identity", "Connector endpoint is not the pinned hypervisor"
+    VM_REMOVED = "vm_removed", "VM that no ticket removed"
+    VM_CHANGED = "vm_changed", "VM renamed or changed without a ticket"
+    OBJECT_CHANGED = "object_changed", "Inventory object created, removed or changed without a ticket"
+    PERMISSION_REMOVED = "permission_removed", "Permission removed without a ticket"
+    PORTAL_ACCOUNT = "portal_account", "The portal's account acted without a ticket"
 
 
 class Finding(models.Model):

@@ -63,3 +63,64 @@ class Connector(models.Model):
             instance_uuid=self.instance_uuid or None,
             tls_fingerprint=self.tls_fingerprint or None,
         )
+
+
+class InventoryObject(models.Model):
+    """One object of a connector's inventory as the sync last saw it, keyed by
+    its managed object id. `type` is one of approvals.inventory.index
+    KIND_WORDS' keys; the fields a type does not have stay blank."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="inventory_objects")
+    moid = models.CharField(max_length=200)
+    type = models.CharField(max_length=32)
+    name = models.CharField(max_length=255)
+    parent_id = models.CharField(max_length=200, blank=True, default="")  # "" for the root folder
+    path = models.TextField()  # as the connector gives it, names escaped
+    instance_uuid = models.CharField(max_length=64, blank=True, default="")  # VMs and templates
+    host_id = models.CharField(max_length=200, blank=True, default="")
+    cluster_id = models.CharField(max_length=200, blank=True, default="")
+    datastore_cluster_id = models.CharField(max_length=200, blank=True, default="")
+    resource_pool_id = models.CharField(max_length=200, blank=True, default="")
+    datastore_ids = models.JSONField(default=list, blank=True)
+    nics = models.JSONField(default=list, blank=True)  # [{"key", "label", "network_id"}]
+    host_ids = models.JSONField(default=list, blank=True)  # resource pools: the owner's hosts
+    power_state = models.CharField(max_length=32, blank=True, default="")
+    attrs = models.JSONField(default=dict, blank=True)  # anything else (cpus, memory_mb, …)
+    version = models.CharField(max_length=64, blank=True, default="")  # the update version that last wrote it
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "moid"], name="inventory_object_unique_moid"),
+        ]
+        indexes = [
+            models.Index(fields=["connector", "type", "name"], name="inventory_type_name"),
+            models.Index(fields=["connector", "path"], name="inventory_path"),
+            models.Index(fields=["connector", "instance_uuid"], name="inventory_instance_uuid"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.name} ({self.moid})"
+
+
+class InventoryState(models.Model):
+    """Where a connector's sync stands: how far it has read, when it last
+    confirmed the table is current, and what is wrong when something is."""
+
+    connector = models.OneToOneField(Connector, on_delete=models.CASCADE, related_name="inventory_state")
+    version = models.CharField(max_length=64, blank=True, default="")  # last WaitForUpdatesEx version
+    root_folder_id = models.CharField(max_length=200, blank=True, default="")
+    roles = models.JSONField(default=list, blank=True)  # [{"id", "name"}]
+    full_read_at = models.DateTimeField(null=True, blank=True)
+    # A heartbeat: refreshed every few seconds while the sync follows updates.
+    synced_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")  # the last error in words, "" when fine
+    holder = models.CharField(max_length=200, blank=True, default="")  # the active sync process
+    # The key of the last vCenter event drift has looked at (resumes there).
+    event_key = models.BigIntegerField(null=True, blank=True)
+    # The permissions as last read ([{principal, role, entity_id, …}]).
+    permissions = models.JSONField(default=list, blank=True)
+    permissions_read_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"inventory state of {self.connector}"

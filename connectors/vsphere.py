@@ -440,7 +440,7 @@ _VM_PROPS = [
 # What inventory() reads, per type (name and parent come for every entity).
 # Subtypes (ClusterComputeResource, StoragePod, VirtualApp, port groups) get
 # their supertype's properties too.
-_INVENTORY_PROPS: dict[type, list[str]] = {
+INVENTORY_PROPS: dict[type, list[str]] = {
     vim.Datacenter: [],
     vim.Folder: [],
     vim.ComputeResource: ["host"],
@@ -552,6 +552,125 @@ def _normalize_uuid(value: str) -> str:
         return str(uuidlib.UUID(str(value)))
     except ValueError as exc:
         raise OperationRejected(f"not a valid instance uuid: {value!r}") from exc
+
+
+def inventory_filter_spec(view: Any, root: Any) -> Any:
+    """The property filter over the whole inventory: the container view's
+    objects (datastores inside datastore clusters too) with the properties
+    INVENTORY_PROPS names, and the root folder itself."""
+    pc = vmodl.query.PropertyCollector
+    return pc.FilterSpec(
+        objectSet=[
+            pc.ObjectSpec(
+                obj=view,
+                skip=True,
+                selectSet=[
+                    pc.TraversalSpec(
+                        name="view",
+                        type=vim.view.ContainerView,
+                        path="view",
+                        skip=False,
+                        # Datastores inside a datastore cluster, for servers
+                        # whose view does not descend into storage pods (vcsim).
+                        selectSet=[pc.TraversalSpec(type=vim.Datacenter, path="datastore", skip=False)],
+                    )
+                ],
+            ),
+            pc.ObjectSpec(obj=root, skip=False),
+        ],
+        propSet=[pc.PropertySpec(type=vim.ManagedEntity, pathSet=["name", "parent"], all=False)]
+        + [pc.PropertySpec(type=t, pathSet=props, all=False) for t, props in INVENTORY_PROPS.items() if props]
+        + [pc.PropertySpec(type=vim.OpaqueNetwork, pathSet=["summary"], all=False)],
+    )
+
+
+def build_inventory(root_id: str, objects: Iterable[tuple[Any, dict[str, Any]]], roles: Iterable[Any]) -> Inventory:
+    """The Inventory from (managed object, its properties) pairs as the
+    inventory filter reports them, and the role list."""
+    tree = _Tree(root_id)
+    seen: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for obj, values in objects:
+        moid = _moid(obj)
+        if moid in seen:
+            continue
+        seen[moid] = (obj, values)
+        parent = values.get("parent") or values.get("parentVApp")
+        tree.add(moid, values.get("name", ""), _moid(parent) if parent is not None else None)
+
+    portgroups = {
+        v["key"]: moid
+        for moid, (obj, v) in seen.items()
+        if isinstance(obj, vim.dvs.DistributedVirtualPortgroup) and v.get("key")
+    }
+    opaques = {
+        v["summary"].opaqueNetworkId: moid
+        for moid, (obj, v) in seen.items()
+        if isinstance(obj, vim.OpaqueNetwork) and getattr(v.get("summary"), "opaqueNetworkId", None)
+    }
+    # Compute resource -> its hosts; a cluster's id for its hosts and pools.
+    members: dict[str, tuple[str, ...]] = {
+        moid: tuple(_moid(h) for h in v.get("host") or ())
+        for moid, (obj, v) in seen.items()
+        if isinstance(obj, vim.ComputeResource)
+    }
+    clusters = {moid for moid, (obj, _) in seen.items() if isinstance(obj, vim.ClusterComputeResource)}
+
+    def base(moid: str) -> dict[str, Any]:
+        return {
+            "id": moid,
+            "name": tree.names.get(moid, ""),
+            "parent_id": tree.parents.get(moid),
+            "path": tree.path(moid),
+        }
+
+    kinds: dict[str, list[Any]] = {k: [] for k in ("dc", "folder", "cluster", "host", "pool", "pod", "ds", "net", "vm")}
+    for moid, (obj, v) in seen.items():
+        if isinstance(obj, vim.Datacenter):
+            kinds["dc"].append(Datacenter(**base(moid)))
+        elif isinstance(obj, vim.StoragePod):
+            kinds["pod"].append(DatastoreCluster(**base(moid)))
+        elif isinstance(obj, vim.Folder):
+            kinds["folder"].append(Folder(**base(moid)))
+        elif isinstance(obj, vim.ClusterComputeResource):
+            kinds["cluster"].append(Cluster(**base(moid)))
+        elif isinstance(obj, vim.HostSystem):
+            parent = tree.parents.get(moid)
+            kinds["host"].append(Host(**base(moid), cluster_id=parent if parent in clusters else None))
+        elif isinstance(obj, vim.ResourcePool):
+            owner = v.get("owner")
+            owner_id = _moid(owner) if owner is not None else None
+            kinds["pool"].append(
+                ResourcePool(
+                    **base(moid),
+                    cluster_id=owner_id if owner_id in clusters else None,
+                    host_ids=members.get(owner_id, ()) if owner_id else (),
+                )
+            )
+        elif isinstance(obj, vim.Datastore):
+            parent = tree.parents.get(moid)
+            pod = parent if parent is not None and isinstance(seen.get(parent, (None,))[0], vim.StoragePod) else None
+            kinds["ds"].append(Datastore(**base(moid), datastore_cluster_id=pod))
+        elif isinstance(obj, vim.Network):
+            kinds["net"].append(Network(**base(moid)))
+        elif isinstance(obj, vim.VirtualMachine):
+            kinds["vm"].append(VSphereConnector._vm_from(obj, v, tree, portgroups, opaques))
+
+    def ordered(items: Iterable[Any]) -> tuple[Any, ...]:
+        return tuple(sorted(items, key=lambda x: (x.path, x.id)))
+
+    return Inventory(
+        root_folder_id=root_id,
+        datacenters=ordered(kinds["dc"]),
+        folders=ordered(kinds["folder"]),
+        clusters=ordered(kinds["cluster"]),
+        hosts=ordered(kinds["host"]),
+        resource_pools=ordered(kinds["pool"]),
+        datastore_clusters=ordered(kinds["pod"]),
+        datastores=ordered(kinds["ds"]),
+        networks=ordered(kinds["net"]),
+        vms=ordered(kinds["vm"]),
+        roles=tuple(sorted((Role(id=r.roleId, name=r.name) for r in roles), key=lambda r: r.id)),
+    )
 
 
 class VSphereConnector(VSphereVmOperations, Connector):
@@ -788,131 +907,16 @@ class VSphereConnector(VSphereVmOperations, Connector):
         """Every object in one property-collector retrieve (plus its
         continuation pages): a container view over the types we report, and
         the root folder itself."""
-        pc = vmodl.query.PropertyCollector
         root = content.rootFolder
-        view = content.viewManager.CreateContainerView(root, list(_INVENTORY_PROPS), True)
+        view = content.viewManager.CreateContainerView(root, list(INVENTORY_PROPS), True)
         try:
-            spec = pc.FilterSpec(
-                objectSet=[
-                    pc.ObjectSpec(
-                        obj=view,
-                        skip=True,
-                        selectSet=[
-                            pc.TraversalSpec(
-                                name="view",
-                                type=vim.view.ContainerView,
-                                path="view",
-                                skip=False,
-                                # Datastores inside a datastore cluster, for
-                                # servers whose view does not descend into
-                                # storage pods (vcsim).
-                                selectSet=[pc.TraversalSpec(type=vim.Datacenter, path="datastore", skip=False)],
-                            )
-                        ],
-                    ),
-                    pc.ObjectSpec(obj=root, skip=False),
-                ],
-                propSet=[pc.PropertySpec(type=vim.ManagedEntity, pathSet=["name", "parent"], all=False)]
-                + [pc.PropertySpec(type=t, pathSet=props, all=False) for t, props in _INVENTORY_PROPS.items() if props]
-                + [pc.PropertySpec(type=vim.OpaqueNetwork, pathSet=["summary"], all=False)],
-            )
-            objects = _collect(content, spec)
+            objects = _collect(content, inventory_filter_spec(view, root))
         finally:
             try:
                 view.DestroyView()
             except Exception as exc:  # views die with the session anyway
                 log.debug("DestroyView failed: %s", type(exc).__name__)
-
-        root_id = _moid(root)
-        tree = _Tree(root_id)
-        seen: dict[str, tuple[Any, dict[str, Any]]] = {}
-        for obj, values in objects:
-            moid = _moid(obj)
-            if moid in seen:
-                continue
-            seen[moid] = (obj, values)
-            parent = values.get("parent") or values.get("parentVApp")
-            tree.add(moid, values.get("name", ""), _moid(parent) if parent is not None else None)
-
-        portgroups = {
-            v["key"]: moid
-            for moid, (obj, v) in seen.items()
-            if isinstance(obj, vim.dvs.DistributedVirtualPortgroup) and v.get("key")
-        }
-        opaques = {
-            v["summary"].opaqueNetworkId: moid
-            for moid, (obj, v) in seen.items()
-            if isinstance(obj, vim.OpaqueNetwork) and getattr(v.get("summary"), "opaqueNetworkId", None)
-        }
-        # Compute resource -> its hosts; a cluster's id for its hosts and pools.
-        members: dict[str, tuple[str, ...]] = {
-            moid: tuple(_moid(h) for h in v.get("host") or ())
-            for moid, (obj, v) in seen.items()
-            if isinstance(obj, vim.ComputeResource)
-        }
-        clusters = {moid for moid, (obj, _) in seen.items() if isinstance(obj, vim.ClusterComputeResource)}
-
-        def base(moid: str) -> dict[str, Any]:
-            return {
-                "id": moid,
-                "name": tree.names.get(moid, ""),
-                "parent_id": tree.parents.get(moid),
-                "path": tree.path(moid),
-            }
-
-        kinds: dict[str, list[Any]] = {
-            k: [] for k in ("dc", "folder", "cluster", "host", "pool", "pod", "ds", "net", "vm")
-        }
-        for moid, (obj, v) in seen.items():
-            if isinstance(obj, vim.Datacenter):
-                kinds["dc"].append(Datacenter(**base(moid)))
-            elif isinstance(obj, vim.StoragePod):
-                kinds["pod"].append(DatastoreCluster(**base(moid)))
-            elif isinstance(obj, vim.Folder):
-                kinds["folder"].append(Folder(**base(moid)))
-            elif isinstance(obj, vim.ClusterComputeResource):
-                kinds["cluster"].append(Cluster(**base(moid)))
-            elif isinstance(obj, vim.HostSystem):
-                parent = tree.parents.get(moid)
-                kinds["host"].append(Host(**base(moid), cluster_id=parent if parent in clusters else None))
-            elif isinstance(obj, vim.ResourcePool):
-                owner = v.get("owner")
-                owner_id = _moid(owner) if owner is not None else None
-                kinds["pool"].append(
-                    ResourcePool(
-                        **base(moid),
-                        cluster_id=owner_id if owner_id in clusters else None,
-                        host_ids=members.get(owner_id, ()) if owner_id else (),
-                    )
-                )
-            elif isinstance(obj, vim.Datastore):
-                parent = tree.parents.get(moid)
-                pod = (
-                    parent if parent is not None and isinstance(seen.get(parent, (None,))[0], vim.StoragePod) else None
-                )
-                kinds["ds"].append(Datastore(**base(moid), datastore_cluster_id=pod))
-            elif isinstance(obj, vim.Network):
-                kinds["net"].append(Network(**base(moid)))
-            elif isinstance(obj, vim.VirtualMachine):
-                kinds["vm"].append(self._vm_from(obj, v, tree, portgroups, opaques))
-
-        def ordered(items: Iterable[Any]) -> tuple[Any, ...]:
-            return tuple(sorted(items, key=lambda x: (x.path, x.id)))
-
-        roles = content.authorizationManager.roleList or []
-        return Inventory(
-            root_folder_id=root_id,
-            datacenters=ordered(kinds["dc"]),
-            folders=ordered(kinds["folder"]),
-            clusters=ordered(kinds["cluster"]),
-            hosts=ordered(kinds["host"]),
-            resource_pools=ordered(kinds["pool"]),
-            datastore_clusters=ordered(kinds["pod"]),
-            datastores=ordered(kinds["ds"]),
-            networks=ordered(kinds["net"]),
-            vms=ordered(kinds["vm"]),
-            roles=tuple(sorted((Role(id=r.roleId, name=r.name) for r in roles), key=lambda r: r.id)),
-        )
+        return build_inventory(_moid(root), objects, content.authorizationManager.roleList or [])
 
     def find_vm_by_uuid(self, instance_uuid: str) -> VirtualMachine | None:
         def find(content: Any) -> VirtualMachine | None:

@@ -348,7 +348,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_TIMEZONE = TIME_ZONE
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 30)
 INVENTORY_REFRESH_SECONDS = env_int("INVENTORY_REFRESH_SECONDS", 60)
-DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 300)
+# The full reconciliation is the safety net behind the sync: less often.
+DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 1800)
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "approvals.tasks.sweep", "schedule": SWEEP_INTERVAL_SECONDS},
     "refresh-inventories": {
@@ -401,3 +402,14 @@ if TWOKEY_DIRECTORY:  # noqa: F821 - set just above
         "task": "accounts.tasks.sync_directory",
         "schedule": DIRECTORY_SYNC_SECONDS,  # noqa: F821
     }
+
+# The inventory sync (manage.py sync_inventory): how long a follow waits for
+# updates before it beats its heartbeat, how often it reads every permission,
+# how long a finished ticket still explains changes the sync sees, the
+# longest pause between reconnects, and after how long without a heartbeat
+# pages call the inventory stale.
+SYNC_HEARTBEAT_SECONDS = env_int("SYNC_HEARTBEAT_SECONDS", 2)
+SYNC_PERMISSIONS_SECONDS = env_int("SYNC_PERMISSIONS_SECONDS", 5)
+SYNC_EXPLAIN_SECONDS = env_int("SYNC_EXPLAIN_SECONDS", 600)
+SYNC_BACKOFF_MAX_SECONDS = env_int("SYNC_BACKOFF_MAX_SECONDS", 30)
+SYNC_STALE_SECONDS = env_int("SYNC_STALE_SECONDS", 30)

@@ -3,10 +3,14 @@ limited time; taken back when the time is up or on revocation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
-from approvals.choices import TicketKind
+from approvals.choices import TicketKind, TicketState
 from approvals.inventory import InventoryIndex
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for, where
 from approvals.models import Policy
@@ -119,6 +123,47 @@ def done(ticket, backend, index=None) -> bool:
     )
 
 
+def access_grace() -> timedelta:
+    """How long expired access may linger: the sweeper removes it on its next
+    run, and the worker needs a moment."""
+    return timedelta(seconds=2 * settings.SWEEP_INTERVAL_SECONDS + 60)
+
+
+# Ended: the permission the ticket granted must be gone.
+ENDED = (TicketState.REVOKED, TicketState.FAILED, TicketState.EXPIRED)
+
+
+def grants(ticket, change) -> bool:
+    """Whether the change is about the permission this ticket grants: the
+    principal (a user, never a group) on the entity, by id."""
+    params = ticket.params or {}
+    return (
+        change.object_type == "permission"
+        and not change.after.get("group", change.before.get("group", False))
+        and change.principal.casefold() == str(params.get("principal", "")).casefold()
+        and change.object_id == params.get("entity")
+    )
+
+
+def explains(ticket, change) -> bool:
+    """The principal holding the ticket's role on the entity while the ticket
+    runs or its time runs (with the sweeper's grace); and the permission
+    going away once the access ended."""
+    if not grants(ticket, change):
+        return False
+    expires = ticket.access_expires_at
+    if change.what == "permission_removed":
+        ran_out = ticket.state == TicketState.SUCCEEDED and expires is not None and expires <= timezone.now()
+        return ticket.state in ENDED or ran_out
+    if change.what not in ("permission_added", "permission_changed", "present"):
+        return False
+    if change.role != (ticket.params or {}).get("role"):
+        return False
+    if ticket.state == TicketState.RUNNING:
+        return True
+    return ticket.state == TicketState.SUCCEEDED and (expires is None or expires + access_grace() > timezone.now())
+
+
 def summary(ticket) -> str:
     p, o = ticket.params or {}, (ticket.params or {}).get("objects") or {}
     return (
@@ -137,4 +182,5 @@ KIND = Kind(
     summary=summary,
     operations=("add_permission", "remove_permission", "permissions"),
     revocable=True,
+    explains=explains,
 )

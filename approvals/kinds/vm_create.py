@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from rest_framework import serializers
 
-from approvals.choices import TicketKind
+from approvals.choices import TicketKind, TicketState
 from approvals.inventory import InventoryIndex, looks_like_moid
 from approvals.kinds.base import (
     Checked,
@@ -200,6 +200,27 @@ def done(ticket, backend, index=None) -> bool:
     return backend.find_vm_by_uuid(str(ticket.operation_uuid)) is not None
 
 
+def explains(ticket, change) -> bool:
+    """The VM carrying the ticket's operation uuid: while the ticket runs,
+    whatever the clone does to it; once succeeded, its creation and its
+    placement on the ticket's host or cluster."""
+    if change.object_type != "vm" or change.instance_uuid.lower() != str(ticket.operation_uuid).lower():
+        return False
+    if ticket.state == TicketState.RUNNING:
+        return True
+    if ticket.state != TicketState.SUCCEEDED:
+        return False
+    if change.what == "created":
+        return True
+    if change.what == "moved":
+        params, after = ticket.params or {}, change.after
+        host = after.get("host")
+        return bool(host) and (
+            host == params.get("host") or (bool(params.get("cluster")) and after.get("cluster") == params["cluster"])
+        )
+    return False
+
+
 def summary(ticket) -> str:
     p, o = ticket.params or {}, (ticket.params or {}).get("objects") or {}
     where_to = object_name(o, "host", None) or object_name(o, "cluster")
@@ -218,4 +239,5 @@ KIND = Kind(
     done=done,
     summary=summary,
     operations=("clone_vm", "find_vm_by_uuid"),
+    explains=explains,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from rest_framework import serializers
 
-from approvals.choices import TicketKind
+from approvals.choices import TicketKind, TicketState
 from approvals.inventory import InventoryIndex
 from approvals.kinds.base import (
     DEFAULT_CROSS_ZONE_APPROVALS,
@@ -214,6 +214,21 @@ def done(ticket, backend, index=None) -> bool:
     )
 
 
+def explains(ticket, change) -> bool:
+    """A move of the approved VM (by id, and instance UUID where bound) onto
+    the target host; while the ticket runs the VM may still be on its source."""
+    params = ticket.params or {}
+    if change.object_type != "vm" or change.what != "moved" or change.object_id != params.get("vm"):
+        return False
+    approved = (params.get("objects") or {}).get("vm", {}).get("instance_uuid")
+    if approved and change.instance_uuid and change.instance_uuid.lower() != approved.lower():
+        return False
+    host = change.after.get("host")
+    if ticket.state == TicketState.RUNNING:
+        return host in (params.get("target_host"), params.get("source_host"))
+    return ticket.state == TicketState.SUCCEEDED and host == params.get("target_host")
+
+
 def summary(ticket) -> str:
     p, o = ticket.params or {}, (ticket.params or {}).get("objects") or {}
     line = f"{object_name(o, 'vm', p.get('vm'))}: {object_name(o, 'source_host')} → {object_name(o, 'target_host', p.get('target_host'))}"
@@ -231,4 +246,5 @@ KIND = Kind(
     done=done,
     summary=summary,
     operations=("relocate_vm", "read_vm"),
+    explains=explains,
 )

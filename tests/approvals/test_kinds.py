@@ -24,7 +24,7 @@ def test_every_hypervisor_kind_is_registered_with_every_part():
         # The form fills its choices from the inventory and builds the kind's parameters.
         assert kind.form.fill_choices is not TicketForm.fill_choices, name
         assert kind.form.params is not TicketForm.params, name
-        for part in ("check", "perform", "done", "summary"):
+        for part in ("check", "perform", "done", "summary", "explains"):
             assert callable(getattr(kind, part)), f"{name} has no {part}"
         assert kind.operations, f"{name} names no connector operation"
     assert {f.name for f in dataclasses.fields(Kind)} == {

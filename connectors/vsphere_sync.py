@@ -1,0 +1,200 @@
+"""The vSphere inventory feed (connectors.feed): a property filter over the
+whole inventory followed with WaitForUpdatesEx, permissions with one
+RetrieveAllPermissions, events from an event history collector.
+
+The feed keeps the properties it has seen per object (network cards only of
+the device list) and rebuilds the Inventory from them after each batch of
+updates, with the same derivation the connector's own inventory() uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from connectors.base import Inventory, Permission
+from connectors.feed import Event, FeedLost, InventoryFeed
+from connectors.vsphere import (
+    INVENTORY_PROPS,
+    _ethernet_cards,
+    _login,
+    _logout,
+    _moid,
+    _Session,
+    _translate_errors,
+    build_inventory,
+    inventory_filter_spec,
+)
+
+log = logging.getLogger(__name__)
+
+DEVICES = "config.hardware.device"
+# Updates per WaitForUpdatesEx answer; a larger estate comes in several.
+MAX_OBJECT_UPDATES = 1000
+EVENT_PAGE = 200
+
+
+class VSphereFeed(InventoryFeed):
+    def __init__(self, config):
+        super().__init__(config)
+        self._session: _Session | None = None
+        self._collector: Any = None
+        self._filter: Any = None
+        self._events: Any = None
+        self._objects: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._roles: list[Any] = []
+        self._version = ""
+
+    def __repr__(self) -> str:
+        return f"<VSphereFeed {self.config.url}>"
+
+    # -- following ----------------------------------------------------------
+
+    def open(self) -> tuple[Inventory, str]:
+        self.close()
+        with _translate_errors(self.config):
+            self._session = _login(self.config)
+            content = self._session.content
+            self._collector = content.propertyCollector.CreatePropertyCollector()
+            root = content.rootFolder
+            view = content.viewManager.CreateContainerView(root, list(INVENTORY_PROPS), True)
+            self._filter = self._collector.CreateFilter(inventory_filter_spec(view, root), partialUpdates=False)
+            self._roles = list(content.authorizationManager.roleList or [])
+            self._objects = {}
+            self._version = ""
+            truncated = True
+            while truncated:  # the first answers hold everything, in pages
+                update = self._collector.WaitForUpdatesEx(self._version, self._options(0))
+                truncated = bool(update is not None and update.truncated)
+                if update is not None:
+                    self._apply(update)
+        return self._inventory(), self._version
+
+    def wait(self, seconds: float) -> tuple[Inventory, str] | None:
+        if self._collector is None:
+            raise FeedLost("the feed is not open")
+        changed = False
+        with _translate_errors(self.config):
+            try:
+                update = self._collector.WaitForUpdatesEx(self._version, self._options(max(1, int(seconds))))
+                while update is not None:
+                    self._apply(update)
+                    changed = True
+                    if not update.truncated:
+                        break
+                    update = self._collector.WaitForUpdatesEx(self._version, self._options(0))
+            except vmodl.query.InvalidCollectorVersion as exc:
+                raise FeedLost("the hypervisor lost the update version") from exc
+            except vmodl.fault.RequestCanceled as exc:
+                raise FeedLost("the update wait was cancelled") from exc
+        return (self._inventory(), self._version) if changed else None
+
+    @staticmethod
+    def _options(seconds: int) -> Any:
+        return vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=seconds, maxObjectUpdates=MAX_OBJECT_UPDATES)
+
+    def _apply(self, update: Any) -> None:
+        self._version = str(update.version or "")
+        for filter_update in update.filterSet or ():
+            for item in filter_update.objectSet or ():
+                moid = _moid(item.obj)
+                if item.kind == "leave":
+                    self._objects.pop(moid, None)
+                    continue
+                obj, values = self._objects.get(moid, (item.obj, {}))
+                if item.kind == "enter":
+                    values = {}
+                for change in item.changeSet or ():
+                    if change.op in ("remove", "indirectRemove"):
+                        values.pop(change.name, None)
+                    else:
+                        values[change.name] = _slim(change.name, change.val)
+                self._objects[moid] = (obj, values)
+
+    def _inventory(self) -> Inventory:
+        root = self._session.content.rootFolder if self._session else None
+        return build_inventory(_moid(root) if root is not None else "", self._objects.values(), self._roles)
+
+    # -- permissions and events ---------------------------------------------
+
+    def permissions(self) -> tuple[Permission, ...]:
+        content = self._content()
+        with _translate_errors(self.config):
+            self._roles = list(content.authorizationManager.roleList or [])
+            raw = content.authorizationManager.RetrieveAllPermissions()
+            # Entity names from what the feed holds: no second round trip.
+            return tuple(
+                sorted(
+                    (
+                        Permission(
+                            principal=p.principal,
+                            role=_role_name(self._roles, p.roleId),
+                            entity_id=_moid(p.entity) if p.entity is not None else "",
+                            entity_name=self._name(p.entity),
+                            propagate=bool(p.propagate),
+                            is_group=bool(p.group),
+                        )
+                        for p in raw or ()
+                    ),
+                    key=lambda x: (x.entity_id, x.principal.lower(), x.is_group),
+                )
+            )
+
+    def events(self, after: int | None) -> list[Event]:
+        content = self._content()
+        with _translate_errors(self.config):
+            if self._events is None:
+                spec = vim.event.EventFilterSpec(maxCount=EVENT_PAGE)
+                self._events = content.eventManager.CreateCollectorForEvents(filter=spec)
+            page = self._events.latestPage or ()
+            out = [_event(e) for e in page if after is None or int(e.key) > after]
+        out.sort(key=lambda e: e.key)
+        return out if after is not None else out[-1:]
+
+    def _name(self, entity: Any) -> str:
+        if entity is None:
+            return ""
+        _, values = self._objects.get(_moid(entity), (None, {}))
+        return str(values.get("name", ""))
+
+    def _content(self) -> Any:
+        if self._session is None:
+            raise FeedLost("the feed is not open")
+        return self._session.content
+
+    def close(self) -> None:
+        session, self._session = self._session, None
+        self._collector = self._filter = self._events = None
+        if session is not None:
+            try:
+                _logout(session)
+            except Exception as exc:  # the session may be gone with the connection
+                log.debug("logout failed: %s", type(exc).__name__)
+
+
+def _slim(name: str, value: Any) -> Any:
+    """Only the network cards of a device list: what the inventory needs."""
+    return _ethernet_cards(value) if name == DEVICES else value
+
+
+def _role_name(roles: list[Any], role_id: int) -> str:
+    return next((r.name for r in roles if r.roleId == role_id), str(role_id))
+
+
+def _event(e: Any) -> Event:
+    vm = getattr(e, "vm", None)
+    entity = getattr(e, "entity", None)
+    target = getattr(vm, "vm", None) or getattr(entity, "entity", None)
+    role = getattr(e, "role", None)
+    return Event(
+        key=int(e.key),
+        type=type(e).__name__.rsplit(".", 1)[-1],
+        created=e.createdTime,
+        user=str(e.userName or ""),
+        object_id=_moid(target) if target is not None else "",
+        principal=str(getattr(e, "principal", "") or ""),
+        role=str(getattr(role, "name", "") or ""),
+        message=str(e.fullFormattedMessage or ""),
+    )
