@@ -29,6 +29,8 @@ class TicketState(models.TextChoices):
 class Decision(models.TextChoices):
     APPROVE = "approve"
     REJECT = "reject"
+    # A post-review of an emergency that already ran (approvals/services/emergencies.py).
+    REVIEW = "review"
 
 
 class Role(models.TextChoices):
@@ -36,6 +38,8 @@ class Role(models.TextChoices):
     APPROVER = "approver"
     AUDITOR = "auditor"
     PORTAL_ADMIN = "portal_admin"
+    # May file an emergency ticket that runs at once and is reviewed afterwards.
+    BREAK_GLASS = "break_glass"
 
 
 S = TicketState

@@ -34,6 +34,11 @@ class Kind:
     # (ticket, Change) -> bool: whether this ticket (running or succeeded)
     # accounts for a change the hypervisor reports; drift asks every kind.
     explains: Callable = lambda ticket, change: False
+    # Standard changes (approvals/standard.py): the shape of the scope a
+    # policy may declare for this kind (None: no standard changes of it), and
+    # (checked, index, scope) -> list[str], why a checked ticket falls outside it.
+    standard_scope: type[serializers.Serializer] | None = None
+    standard_misfits: Callable | None = None
 
 
 @dataclass(frozen=True)
