@@ -23,7 +23,7 @@ from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, 
 from approvals.forms import FORMS_BY_KIND, AuditLogFilter, DecisionForm, RejectForm, TicketListFilter
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Ticket
-from approvals.services import passkey_approvals
+from approvals.services import emergencies, passkey_approvals
 from approvals.services.config_requests import config_display
 from audit import rules as audit_rules
 from audit import selectors as audit_selectors
@@ -71,6 +71,8 @@ def dashboard(request):
         # no connector column, so none is joined.
         awaiting = selectors.tickets_awaiting(user).order_by("created_at", "id")
         context["queue"] = selectors.ticket_rows(awaiting, connector=False)[:25]
+    if permissions.hears_of_emergencies(user):
+        context["overdue_emergencies"] = list(emergencies.overdue_emergencies().select_related("requester")[:20])
     if permissions.has_role(user, Role.AUDITOR):
         context["activity"] = audit_selectors.audit_entries()[:10]
         open_findings = audit_selectors.open_findings()
@@ -206,6 +208,11 @@ def _ticket_context(request, ticket: Ticket, *, watching_since: int | None = Non
         "has_passkey": ticket.require_passkey and passkey_approvals.active_passkeys(user).exists(),
         "may_cancel": ticket.state in (TicketState.PENDING, TicketState.APPROVED)
         and permissions.can_cancel(user, ticket),
+        "emergency": emergencies.review_state(ticket) if ticket.is_emergency else None,
+        "may_review": ticket.is_emergency
+        and not decided
+        and permissions.can_decide(user, ticket)
+        and permissions.conflict_of_interest(user, ticket) is None,
         "may_revoke": ticket.kind == TicketKind.ADMIN_ACCESS
         and ticket.state == TicketState.SUCCEEDED
         and permissions.can_revoke(user, ticket),
@@ -289,6 +296,24 @@ def ticket_reject(request, pk: int):
     except InvalidInput as exc:
         form.add_error("comment", exc.errors.get("comment", ["Say why."]))
         return ticket_detail(request, pk, reject_form=form, status=400)
+    return redirect("ticket", pk=pk)
+
+
+@login_required
+@require_POST
+def ticket_review(request, pk: int):
+    """An approver's post-review of an emergency."""
+    form = RejectForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+
+    def review(ticket):
+        emergencies.emergency_review(ticket_id=ticket.pk, reviewer=request.user, comment=comment)
+        messages.success(request, f"You reviewed {ticket.ref}.")
+
+    try:
+        _act(request, pk, review)
+    except InvalidInput as exc:
+        messages.error(request, " ".join(exc.errors.get("comment", ["Say what you found."])))
     return redirect("ticket", pk=pk)
 
 

@@ -79,8 +79,6 @@ def emergency_review(*, ticket_id: int, reviewer, comment: str) -> Ticket:
         raise InvalidInput({"comment": ["Say what you found when reviewing this emergency."]})
     with refusal_audited(ticket_id, reviewer, Decision.REVIEW), transaction.atomic():
         ticket = Ticket.objects.select_for_update().select_related("approver_group").get(pk=ticket_id)
-        if not ticket.is_emergency:
-            raise StateConflict(f"{ticket.ref} is not an emergency; it takes approvals, not reviews.")
         if ticket.requester_id == reviewer.pk:
             raise PermissionDenied("You cannot review an emergency you filed.")
         if not permissions.can_decide(reviewer, ticket):
@@ -88,6 +86,8 @@ def emergency_review(*, ticket_id: int, reviewer, comment: str) -> Ticket:
         conflict = permissions.conflict_of_interest(reviewer, ticket)
         if conflict:
             raise PermissionDenied(conflict)
+        if not ticket.is_emergency:
+            raise StateConflict(f"{ticket.ref} is not an emergency; it takes approvals, not reviews.")
         if ticket.approvals.filter(approver=reviewer).exists():
             raise StateConflict(f"You already reviewed {ticket.ref}.")
         review = Approval.objects.create(
