@@ -15,7 +15,7 @@ BEGIN
         FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id
         WHERE ug.user_id = NEW.user_id;
     IF 'portal_admin' = ANY(held) AND held && ARRAY['approver', 'requester', 'break_glass']::text[] THEN
-        RAISE EXCEPTION 'role conflict: user % cannot hold portal_admin together with approver, requester or break_glass (roles would be: %)',
+        RAISE EXCEPTION 'role conflict: user % cannot hold portal_admin together with approver or requester or break_glass (roles would be: %)',
             NEW.user_id, array_to_string(held, ', ')
             USING ERRCODE = 'check_violation';
     END IF;
