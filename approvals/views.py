@@ -129,7 +129,7 @@ def _query_with(request, **values) -> str:
 @login_required
 def ticket_new(request, kind: str | None = None):
     user = request.user
-    if not permissions.can_file_tickets(user):
+    if not (permissions.can_file_tickets(user) or permissions.can_file_emergency(user)):
         raise PermissionDenied("Only requesters file tickets.")
     connectors = list(Connector.objects.all())
     kinds = [(k, TicketKind(k).label) for k in HYPERVISOR_KINDS]
@@ -151,7 +151,9 @@ def ticket_new(request, kind: str | None = None):
         context["inventory_error"] = str(exc)
         return render(request, "approvals/ticket_new.html", context, status=503)
     catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
-    form = form_class(request.POST or None, index=index, catalogue=catalogue)
+    form = form_class(
+        request.POST or None, index=index, catalogue=catalogue, emergency=permissions.can_file_emergency(user)
+    )
     context["form"] = form
     if request.method == "POST" and form.is_valid():
         try:
@@ -162,7 +164,12 @@ def ticket_new(request, kind: str | None = None):
             context["inventory_error"] = str(exc)
             return render(request, "approvals/ticket_new.html", context, status=503)
         else:
-            messages.success(request, f"{ticket.ref} filed; it waits for {ticket.required_approvals} approval(s).")
+            if ticket.is_emergency:
+                messages.warning(request, f"EMERGENCY {ticket.ref} filed; it runs now and must be reviewed.")
+            elif ticket.is_standard:
+                messages.success(request, f"{ticket.ref} filed; a standard change, approved by its policy.")
+            else:
+                messages.success(request, f"{ticket.ref} filed; it waits for {ticket.required_approvals} approval(s).")
             return redirect("ticket", pk=ticket.pk)
     return render(request, "approvals/ticket_new.html", context, status=400 if form.errors else 200)
 

@@ -169,3 +169,30 @@ def test_an_emergency_flag_written_in_the_database_is_refused(api, lab, requeste
     assert failed.state == "failed" and "do not verify" in failed.error
     assert host_of(vcsim.connect(), "dev-app-01") == before
     assert AuditEntry.objects.filter(ticket_id=ticket["id"], action="ticket.records_unverified").exists()
+
+
+def test_the_page_files_an_emergency_for_break_glass_holders_only(api, lab, breaker, requester):
+    inventory = api(breaker).get(f"/api/connectors/{lab.pk}/inventory/").json()
+    params = migrate_within_zone(api(breaker), lab)
+    form = {
+        "connector": lab.pk,
+        "vm": next(vm["id"] for vm in inventory["vms"] if vm["name"] == params["vm"]),
+        "target_host": next(h["id"] for h in inventory["hosts"] if h["name"] == params["target_host"]),
+        "justification": "host failing",
+        "emergency": "on",
+        "emergency_reason": "",
+    }
+    web = Client()
+    web.force_login(breaker)
+    url = f"/tickets/new/vm_migrate/?connector={lab.pk}"
+    assert "Emergency (break-glass)" in web.get(url).content.decode()
+    no_reason = web.post(url, form)
+    assert no_reason.status_code == 400 and not Ticket.objects.exists()
+    filed = web.post(url, {**form, "emergency_reason": "disk controller dying"})
+    assert filed.status_code == 302
+    ticket = Ticket.objects.get()
+    assert ticket.is_emergency and ticket.state == "approved"
+    page = web.get(f"/tickets/{ticket.pk}/").content.decode()
+    assert "EMERGENCY" in page and "disk controller dying" in page
+    web.force_login(requester)
+    assert "Emergency (break-glass)" not in web.get(url).content.decode()
