@@ -109,3 +109,28 @@ def test_a_policy_made_standard_in_the_database_is_refused_by_the_worker(api, ow
     assert "standard change refused" in refused.details["problem"]
     assert Finding.objects.filter(kind=FindingKind.RECORDS_UNVERIFIED, object_ref=f"ticket:{ticket['id']}:records")
     assert not AuditEntry.objects.filter(ticket_id=ticket["id"], action="hypervisor.operation").exists()
+
+
+def test_the_policy_page_files_a_standard_scope_as_a_request(client, lab, portal_admin):
+    policy = Policy.objects.get(kind="admin_access", zone=None)
+    client.force_login(portal_admin)
+    fields = {
+        "required_approvals": policy.required_approvals,
+        "approver_group": "approver",
+        "pending_ttl_minutes": policy.pending_ttl_minutes,
+        "max_duration_minutes": policy.max_duration_minutes,
+        "max_cpus": policy.max_cpus,
+        "max_memory_mb": policy.max_memory_mb,
+        "grantable_roles": ", ".join(policy.grantable_roles),
+        "allowed_zone_pairs": "[]",
+        "justification": "read-only access is routine",
+    }
+    bad = client.post(f"/config/policy/{policy.pk}/update/", {**fields, "standard_scope": '{"role": "ReadOnly"}'})
+    assert bad.status_code == 400 and "max_minutes" in bad.content.decode()
+    response = client.post(
+        f"/config/policy/{policy.pk}/update/", {**fields, "standard_scope": '{"role": "ReadOnly", "max_minutes": 30}'}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    ticket = Ticket.objects.get(kind="config_change")
+    assert ticket.params["after"]["standard_scope"] == {"role": "ReadOnly", "max_minutes": 30}
+    assert Policy.objects.get(pk=policy.pk).standard_scope == {}  # nothing changes until approved
