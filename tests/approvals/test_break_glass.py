@@ -149,8 +149,16 @@ def test_unreviewed_emergency_becomes_a_finding_a_banner_and_a_daily_reminder(
     assert emergencies.remind_overdue() == 1 and len(mail.outbox) == 2
     audit = web.get("/audit/")  # the requester reads no audit log
     assert audit.status_code in (302, 403)
+    # Rows of the audit log of an emergency's ticket are marked, also those that do not say so themselves.
+    from audit.writer import record
+
+    # As the worker's entries (hypervisor.operation, ticket.succeeded) do not say so themselves.
+    record("hypervisor.operation", actor_name="worker", ticket=Ticket.objects.get(pk=ticket["id"]), details={})
     web.force_login(auditor)
-    assert "EMERGENCY" in web.get("/audit/").content.decode()
+    log = web.get("/audit/").content.decode()
+    marked = [row for row in log.split("<tr>") if ticket["ref"] in row]
+    assert any("hypervisor.operation" in row for row in marked)
+    assert len(marked) >= 4 and all("EMERGENCY" in row for row in marked)
 
 
 def test_an_emergency_flag_written_in_the_database_is_refused(api, lab, requester, vcsim):
