@@ -9,6 +9,8 @@ class Role(models.TextChoices):
     APPROVER = "approver"
     AUDITOR = "auditor"
     PORTAL_ADMIN = "portal_admin"
+    # May file an emergency ticket that runs at once and is reviewed afterwards.
+    BREAK_GLASS = "break_glass"
 
 
 def _groups(user) -> tuple[frozenset[int], frozenset[str]]:

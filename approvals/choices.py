@@ -35,6 +35,8 @@ class TicketState(models.TextChoices):
 class Decision(models.TextChoices):
     APPROVE = "approve"
     REJECT = "reject"
+    # A post-review of an emergency that already ran (approvals/services/emergencies.py).
+    REVIEW = "review"
 
 
 S = TicketState

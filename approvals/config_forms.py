@@ -90,6 +90,25 @@ class PolicyForm(RequestForm):
         help_text='JSON, e.g. [{"source": "dev", "target": "prod", "required_approvals": 2}]',
     )
 
+    standard_scope = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Standard change",
+        help_text='JSON; tickets that fit are approved by the policy at submission. vm_migrate {"zone": "dev"}; '
+        'vm_create {"zone": "dev", "template": "tpl-debian12", "max_cpus": 2, "max_memory_mb": 4096}; '
+        'admin_access {"role": "ReadOnly", "max_minutes": 30}. Empty: none.',
+    )
+
+    def clean_standard_scope(self):
+        text = self.cleaned_data["standard_scope"].strip()
+        try:
+            scope = json.loads(text) if text else {}
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not JSON: {exc.msg}.") from exc
+        if not isinstance(scope, dict):
+            raise forms.ValidationError('A JSON object, like {"zone": "dev"}.')
+        return scope
+
     def clean_allowed_zone_pairs(self):
         text = self.cleaned_data["allowed_zone_pairs"].strip()
         try:

@@ -65,6 +65,8 @@ def _initial(form_class, before: dict) -> dict:
                 value = json.dumps(value)
             else:
                 value = ", ".join(map(str, value))
+        elif isinstance(value, dict) and type(field) is forms.CharField:
+            value = json.dumps(value) if value else ""
         initial[name] = value
     return initial
 

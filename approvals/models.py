@@ -73,6 +73,10 @@ class Policy(models.Model):
     # datacenters, by id) it lets access be granted on at all.
     grantable_roles = models.JSONField(default=list, blank=True)
     top_level_entities = models.JSONField(default=list, blank=True)
+    # A narrowly scoped standard change ({} = none): a ticket that fits is
+    # approved at submission by this policy. The fields are the kind's own
+    # (approvals/standard.py, Kind.standard_scope).
+    standard_scope = models.JSONField(default=dict, blank=True, db_default={})
 
     class Meta:
         ordering = ["kind", "zone__name"]
@@ -109,6 +113,9 @@ class Policy(models.Model):
         if self.kind == TicketKind.VM_RECONFIGURE:
             # Only for the kind it limits, so other policies keep their digest.
             terms["max_nics"] = self.max_nics
+        if self.standard_scope:
+            # Likewise only when set.
+            terms["standard_scope"] = self.standard_scope
         return hashlib.sha256(json.dumps(terms, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -158,6 +165,19 @@ class Ticket(models.Model):
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     access_expires_at = models.DateTimeField(null=True, blank=True)
+    # Approved at submission by its policy's standard-change scope; the
+    # verdict says why it was or was not standard, in words.
+    is_standard = models.BooleanField(default=False, db_default=False)
+    standard_verdict = models.JSONField(default=dict, blank=True, db_default={})
+    # Break-glass: filed by a break_glass holder, run at once without
+    # approvals, reviewed afterwards by review_due_at.
+    is_emergency = models.BooleanField(default=False, db_default=False)
+    emergency_reason = models.TextField(blank=True, default="", db_default="")
+    review_due_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_reminded_at = models.DateTimeField(null=True, blank=True)
+    # Pending tickets nearing their TTL remind their approver group once.
+    ttl_reminded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -165,6 +185,11 @@ class Ticket(models.Model):
             models.Index(fields=["state", "created_at"]),
             models.Index(fields=["requester", "created_at"]),
             models.Index(fields=["state", "access_expires_at"]),
+            models.Index(
+                fields=["review_due_at"],
+                condition=models.Q(is_emergency=True, reviewed_at__isnull=True),
+                name="ticket_emergency_unreviewed",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(state__in=TicketState.values), name="ticket_state_valid"),
@@ -174,6 +199,12 @@ class Ticket(models.Model):
             models.CheckConstraint(
                 condition=models.Q(kind=TicketKind.CONFIG_CHANGE) | models.Q(connector__isnull=False),
                 name="ticket_hypervisor_kinds_have_connector",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_emergency=False) | ~models.Q(emergency_reason=""), name="emergency_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(is_emergency=True, is_standard=True), name="emergency_or_standard"
             ),
             # Two open tickets may not create the same VM name on one connector.
             models.UniqueConstraint(
@@ -221,6 +252,9 @@ class Approval(models.Model):
             models.UniqueConstraint(fields=["ticket", "approver"], name="approval_once_per_person"),
             models.CheckConstraint(
                 condition=~models.Q(decision=Decision.REJECT) | ~models.Q(comment=""), name="rejection_has_comment"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(decision=Decision.REVIEW) | ~models.Q(comment=""), name="review_has_comment"
             ),
         ]
 

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 
+from approvals.choices import Role
 from approvals.models import Ticket
 from approvals.templatetags.portal import bound_objects, ticket_summary
 
@@ -17,12 +18,24 @@ SUBJECTS = {
     "expired": "{ref} expired",
     "revoked": "{ref}: access ended",
     "freeze_overridden": "{ref} runs inside a freeze (emergency)",
+    "emergency": "EMERGENCY {ref} was carried out without approval; review it",
+    "review_overdue": "EMERGENCY {ref} was not reviewed in time",
+    "ttl_reminder": "{ref} expires soon and still awaits your approval",
 }
+# Told to every approver and auditor, not only the ticket's approver group.
+EVERYONE_WATCHING = ("emergency", "review_overdue")
 # Events the approver group hears of; the requester hears of the others.
-TO_APPROVERS = ("awaiting_approval", "freeze_overridden")
+TO_APPROVERS = ("awaiting_approval", "ttl_reminder", "freeze_overridden")
 
 
 def recipients(ticket: Ticket, event: str) -> list[str]:
+    if event in EVERYONE_WATCHING:
+        users = (
+            get_user_model()
+            .objects.filter(groups__name__in=(Role.APPROVER, Role.AUDITOR), is_active=True)
+            .exclude(pk=ticket.requester_id)
+        )
+        return sorted({u.email for u in users if u.email})
     if event in TO_APPROVERS:
         users = (
             get_user_model()
@@ -48,6 +61,17 @@ def notify(ticket_id: int, event: str) -> int:
         + (f"Objects:\n{objects}" if objects else "")
         + f"Requested by: {ticket.requester.get_username()}\n"
         f"Justification: {ticket.justification}\nState: {ticket.state}\n"
+        + (
+            f"Emergency reason: {ticket.emergency_reason}\nReview due by: {ticket.review_due_at:%Y-%m-%d %H:%M} UTC "
+            f"({ticket.required_approvals} reviewer(s), never the requester)\n"
+            if ticket.is_emergency
+            else ""
+        )
+        + (
+            f"Expires unless approved by: {ticket.pending_expires_at:%Y-%m-%d %H:%M} UTC\n"
+            if event == "ttl_reminder"
+            else ""
+        )
         + (f"Error: {ticket.error}\n" if ticket.error else "")
         + f"\n{settings.PORTAL_URL.rstrip('/')}/tickets/{ticket.pk}/\n"
     )

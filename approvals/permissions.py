@@ -9,6 +9,15 @@ def can_file_tickets(user) -> bool:
     return has_role(user, Role.REQUESTER)
 
 
+def can_file_emergency(user) -> bool:
+    return has_role(user, Role.BREAK_GLASS)
+
+
+def hears_of_emergencies(user) -> bool:
+    """Approvers and auditors: told of every emergency, shown the overdue ones."""
+    return has_role(user, Role.APPROVER) or has_role(user, Role.AUDITOR)
+
+
 def sees_all_tickets(user) -> bool:
     return has_role(user, Role.APPROVER) or has_role(user, Role.AUDITOR)
 

@@ -44,6 +44,14 @@ def terms(ticket) -> dict:
     if ticket.require_passkey:
         # Only when set, so seals made before passkeys existed still verify.
         terms["require_passkey"] = True
+    # Likewise: a ticket approved at submission by its policy's standard
+    # change, or filed as an emergency, says so under the requester's seal;
+    # setting either flag in the database breaks the seal.
+    if ticket.is_standard:
+        terms["standard"] = True
+    if ticket.is_emergency:
+        terms["emergency"] = True
+        terms["emergency_reason"] = ticket.emergency_reason
     return terms
 
 

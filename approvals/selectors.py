@@ -58,7 +58,7 @@ def tickets_awaiting(user) -> QuerySet[Ticket]:
 
 
 # What a row of tickets shows; loading only these keeps long pages cheap.
-TICKET_ROW_FIELDS = ("id", "kind", "state", "params", "required_approvals", "created_at")
+TICKET_ROW_FIELDS = ("id", "kind", "state", "params", "required_approvals", "created_at", "is_emergency", "is_standard")
 
 
 def ticket_rows(tickets: QuerySet[Ticket], *, requester: bool = True, connector: bool = True) -> QuerySet[Ticket]:

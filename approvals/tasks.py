@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 
 from approvals import chat, inventory, notifications
-from approvals.services import execution, sweeper
+from approvals.services import emergencies, execution, sweeper
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ def revoke_access(self, ticket_id: int) -> str:
 @shared_task
 def sweep() -> dict:
     return sweeper.sweep()
+
+
+@shared_task
+def remind_unreviewed_emergencies() -> int:
+    return emergencies.remind_overdue()
 
 
 @shared_task(bind=True)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("tickets/<int:pk>/live/", views.ticket_live, name="ticket-live"),
     path("tickets/<int:pk>/approve/", views.ticket_approve, name="ticket-approve"),
     path("tickets/<int:pk>/reject/", views.ticket_reject, name="ticket-reject"),
+    path("tickets/<int:pk>/review/", views.ticket_review, name="ticket-review-page"),
     path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket-cancel"),
     path("tickets/<int:pk>/revoke/", views.ticket_revoke, name="ticket-revoke"),
     path("config/", config_views.config_overview, name="config"),

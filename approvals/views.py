@@ -21,7 +21,7 @@ from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict
 from approvals.forms import FORMS_BY_KIND, DecisionForm, RejectForm, TicketListFilter
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Ticket
-from approvals.services import passkey_approvals
+from approvals.services import emergencies, passkey_approvals
 from approvals.services.config_requests import config_display
 from approvals.services.holds import is_held
 from audit import selectors as audit_selectors
@@ -66,6 +66,8 @@ def dashboard(request):
         # no connector column, so none is joined.
         awaiting = selectors.tickets_awaiting(user).order_by("created_at", "id")
         context["queue"] = selectors.ticket_rows(awaiting, connector=False)[:25]
+    if permissions.hears_of_emergencies(user):
+        context["overdue_emergencies"] = list(emergencies.overdue_emergencies().select_related("requester")[:20])
     if permissions.has_role(user, Role.AUDITOR):
         context["activity"] = audit_selectors.audit_entries()[:10]
         open_findings = audit_selectors.open_findings()
@@ -108,7 +110,7 @@ def ticket_list(request):
 @login_required
 def ticket_new(request, kind: str | None = None):
     user = request.user
-    if not permissions.can_file_tickets(user):
+    if not (permissions.can_file_tickets(user) or permissions.can_file_emergency(user)):
         raise PermissionDenied("Only requesters file tickets.")
     connectors = list(Connector.objects.all())
     kinds = [(k, TicketKind(k).label) for k in HYPERVISOR_KINDS]
@@ -130,7 +132,9 @@ def ticket_new(request, kind: str | None = None):
         context["inventory_error"] = str(exc)
         return render(request, "approvals/ticket_new.html", context, status=503)
     catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
-    form = form_class(request.POST or None, index=index, catalogue=catalogue)
+    form = form_class(
+        request.POST or None, index=index, catalogue=catalogue, emergency=permissions.can_file_emergency(user)
+    )
     context["form"] = form
     if request.method == "POST" and form.is_valid():
         try:
@@ -141,7 +145,12 @@ def ticket_new(request, kind: str | None = None):
             context["inventory_error"] = str(exc)
             return render(request, "approvals/ticket_new.html", context, status=503)
         else:
-            messages.success(request, f"{ticket.ref} filed; it waits for {ticket.required_approvals} approval(s).")
+            if ticket.is_emergency:
+                messages.warning(request, f"EMERGENCY {ticket.ref} filed; it runs now and must be reviewed.")
+            elif ticket.is_standard:
+                messages.success(request, f"{ticket.ref} filed; a standard change, approved by its policy.")
+            else:
+                messages.success(request, f"{ticket.ref} filed; it waits for {ticket.required_approvals} approval(s).")
             return redirect("ticket", pk=ticket.pk)
     return render(request, "approvals/ticket_new.html", context, status=400 if form.errors else 200)
 
@@ -187,6 +196,11 @@ def _ticket_context(request, ticket: Ticket, *, watching_since: int | None = Non
         "has_passkey": ticket.require_passkey and passkey_approvals.active_passkeys(user).exists(),
         "may_cancel": ticket.state in (TicketState.PENDING, TicketState.APPROVED)
         and permissions.can_cancel(user, ticket),
+        "emergency": emergencies.review_state(ticket) if ticket.is_emergency else None,
+        "may_review": ticket.is_emergency
+        and not decided
+        and permissions.can_decide(user, ticket)
+        and permissions.conflict_of_interest(user, ticket) is None,
         "may_revoke": ticket.kind == TicketKind.ADMIN_ACCESS
         and ticket.state == TicketState.SUCCEEDED
         and permissions.can_revoke(user, ticket),
@@ -278,6 +292,24 @@ def ticket_reject(request, pk: int):
 
 @login_required
 @require_POST
+def ticket_review(request, pk: int):
+    """An approver's post-review of an emergency."""
+    form = RejectForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+
+    def review(ticket):
+        emergencies.emergency_review(ticket_id=ticket.pk, reviewer=request.user, comment=comment)
+        messages.success(request, f"You reviewed {ticket.ref}.")
+
+    try:
+        _act(request, pk, review)
+    except InvalidInput as exc:
+        messages.error(request, " ".join(exc.errors.get("comment", ["Say what you found."])))
+    return redirect("ticket", pk=pk)
+
+
+@login_required
+@require_POST
 def ticket_cancel(request, pk: int):
     def cancel(ticket):
         services.ticket_cancel(ticket_id=ticket.pk, user=request.user)
@@ -296,6 +328,3 @@ def ticket_revoke(request, pk: int):
 
     _act(request, pk, revoke)
     return redirect("ticket", pk=pk)
-
-
-# Audit log and findings

@@ -98,6 +98,7 @@ class FindingKind(models.TextChoices):
     OBJECT_CHANGED = "object_changed", "Inventory object created, removed or changed without a ticket"
     PERMISSION_REMOVED = "permission_removed", "Permission removed without a ticket"
     PORTAL_ACCOUNT = "portal_account", "The portal's account acted without a ticket"
+    EMERGENCY_UNREVIEWED = "emergency_unreviewed", "Emergency change not reviewed in time"
 
 
 class Finding(models.Model):

@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from approvals.models import Ticket
 from audit import rules as audit_rules
 from audit import selectors as audit_selectors
 from audit.filters import AuditLogFilter, FindingFilter
@@ -47,6 +48,13 @@ def audit_log(request):
         entries = entries.filter(seq__lt=before)
     # Pages by sequence number: each costs the same however deep it is.
     rows = list(entries[: AUDIT_PAGE_SIZE + 1])
+    # Every entry of an emergency is marked, not only those that say so.
+    shown_tickets = {e.ticket_id for e in rows if e.ticket_id}
+    emergency_ids = (
+        set(Ticket.objects.filter(pk__in=shown_tickets, is_emergency=True).values_list("pk", flat=True))
+        if shown_tickets
+        else set()
+    )
     export_query = request.GET.copy()
     export_query.pop("before", None)
     return render(
@@ -55,6 +63,7 @@ def audit_log(request):
         {
             "filters": filters,
             "entries": rows[:AUDIT_PAGE_SIZE],
+            "emergency_ids": emergency_ids,
             "newest_query": export_query.urlencode() if before else None,
             "older_query": query_with(request, before=rows[AUDIT_PAGE_SIZE - 1].seq)
             if len(rows) > AUDIT_PAGE_SIZE

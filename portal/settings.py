@@ -316,6 +316,8 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "twokey@localhost")
 PASSWORD_RESET_LIMIT_PER_HOUR = env_int("PASSWORD_RESET_LIMIT_PER_HOUR", 3)
 PASSWORD_RESET_IP_LIMIT_PER_HOUR = env_int("PASSWORD_RESET_IP_LIMIT_PER_HOUR", 10)
 PORTAL_URL = os.environ.get("PORTAL_URL", "http://127.0.0.1:8000")
+# For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend only.
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", "")
 
 # Chat webhooks (Slack, Mattermost, Teams): https only unless allowed here
 # (a receiver on a private network); delivery tries CHAT_MAX_ATTEMPTS times,
@@ -350,8 +352,21 @@ SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 30)
 INVENTORY_REFRESH_SECONDS = env_int("INVENTORY_REFRESH_SECONDS", 60)
 # The full reconciliation is the safety net behind the sync: less often.
 DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 1800)
+# Break-glass: an emergency must be reviewed within EMERGENCY_REVIEW_SECONDS
+# (else a finding, a dashboard banner and a reminder every
+# EMERGENCY_REMINDER_SECONDS); emergency admin_access lasts at most
+# EMERGENCY_ACCESS_MAX_MINUTES. Pending tickets remind their approvers once,
+# TTL_REMINDER_MINUTES before their TTL runs out.
+EMERGENCY_REVIEW_SECONDS = env_int("EMERGENCY_REVIEW_SECONDS", 24 * 3600)
+EMERGENCY_REMINDER_SECONDS = env_int("EMERGENCY_REMINDER_SECONDS", 24 * 3600)
+EMERGENCY_ACCESS_MAX_MINUTES = env_int("EMERGENCY_ACCESS_MAX_MINUTES", 60)
+TTL_REMINDER_MINUTES = env_int("TTL_REMINDER_MINUTES", 24 * 60)
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "approvals.tasks.sweep", "schedule": SWEEP_INTERVAL_SECONDS},
+    "remind-unreviewed-emergencies": {
+        "task": "approvals.tasks.remind_unreviewed_emergencies",
+        "schedule": EMERGENCY_REMINDER_SECONDS,
+    },
     "refresh-inventories": {
         "task": "approvals.tasks.refresh_inventories",
         "schedule": INVENTORY_REFRESH_SECONDS,

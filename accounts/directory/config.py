@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 # accounts.roles.Role, spelled out: the settings load before any app
 # (tests/directory/test_settings.py keeps the two lists equal).
-ROLES = ("requester", "approver", "auditor", "portal_admin")
+ROLES = ("requester", "approver", "auditor", "portal_admin", "break_glass")
 LDAP, OIDC = "ldap", "oidc"
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}

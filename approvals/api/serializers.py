@@ -6,6 +6,7 @@ from approvals import conflicts
 from approvals.choices import HYPERVISOR_KINDS, Role
 from approvals.config.policies import FIELDS as POLICY_FIELDS
 from approvals.models import Approval, CatalogueTemplate, ChatHook, FreezeWindow, Policy, Ticket, Zone
+from approvals.services import emergencies
 from approvals.services.config_requests import public_params
 from approvals.services.holds import is_held
 from connectors.models import Connector
@@ -120,6 +121,8 @@ class TicketSerializer(serializers.ModelSerializer):
     approvals_given = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField()
     params = serializers.SerializerMethodField()
+    standard = serializers.SerializerMethodField()
+    emergency = serializers.SerializerMethodField()
 
     class Meta:
         model = Ticket
@@ -141,11 +144,25 @@ class TicketSerializer(serializers.ModelSerializer):
             "approver_group",
             "approvals",
             "execution",
+            "is_standard",
+            "standard",
+            "is_emergency",
+            "emergency",
             "content_hash",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField())
+    def get_standard(self, ticket) -> dict:
+        """Whether the ticket was a standard change of its policy, and why (or why not)."""
+        return ticket.standard_verdict or {}
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_emergency(self, ticket) -> dict | None:
+        """For an emergency: its reason and the state of its post-review."""
+        return emergencies.review_state(ticket) if ticket.is_emergency else None
 
     @extend_schema_field(serializers.DictField())
     def get_params(self, ticket) -> dict:
@@ -219,6 +236,10 @@ class TicketCreateSerializer(serializers.Serializer):
     params = serializers.DictField()
     not_before = serializers.DateTimeField(required=False, allow_null=True)
     not_after = serializers.DateTimeField(required=False, allow_null=True)
+    emergency = serializers.BooleanField(
+        required=False, default=False, help_text="Break-glass (break_glass holders only): runs at once, reviewed after."
+    )
+    emergency_reason = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
 
 
 class CommentSerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from approvals.api import serializers as s
 from approvals.choices import Role
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, ChatHook, FreezeWindow, Policy, Ticket, Zone
-from approvals.services import passkey_approvals
+from approvals.services import emergencies, passkey_approvals
 from approvals.services.config_requests import config_request_file
 from connectors.models import Connector
 from portal.filters import UTCIsoDateTimeFilter
@@ -238,7 +238,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
 
     @extend_schema(request=s.TicketCreateSerializer, responses={201: s.TicketDetailSerializer})
     def create(self, request):
-        if not rules.can_file_tickets(request.user):
+        if not (rules.can_file_tickets(request.user) or rules.can_file_emergency(request.user)):
             raise PermissionDenied("Only requesters file tickets.")
         data = s.TicketCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -287,6 +287,16 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     def cancel(self, request, pk=None):
         ticket = self.get_object()
         services.ticket_cancel(ticket_id=ticket.pk, user=request.user)
+        return self._detail(ticket)
+
+    @extend_schema(request=s.RejectSerializer, responses={200: s.TicketDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def review(self, request, pk=None):
+        """Post-review of an emergency (approvers of its group, never its requester); a comment is required."""
+        ticket = self.get_object()
+        data = s.RejectSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        emergencies.emergency_review(ticket_id=ticket.pk, reviewer=request.user, comment=data.validated_data["comment"])
         return self._detail(ticket)
 
     @extend_schema(request=None, responses={202: s.TicketDetailSerializer})

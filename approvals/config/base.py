@@ -100,6 +100,11 @@ class ConfigTarget:
         """Write the change (inside the caller's transaction); returns the object."""
         raise NotImplementedError
 
+    def applied(self, instance) -> dict:
+        """What the audit entry of an applied request adds about the object
+        as it now is (for a policy, its digest)."""
+        return {}
+
     def display(self, state: dict) -> dict:
         """`state` as approvers and the API see it (no secrets)."""
         return state

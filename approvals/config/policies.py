@@ -7,11 +7,12 @@ from __future__ import annotations
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
+from approvals import standard
 from approvals.choices import Role, TicketKind
 from approvals.config.base import ConfigTarget
 from approvals.errors import InvalidInput
 from approvals.inventory.index import looks_like_moid
-from approvals.models import Policy, Zone
+from approvals.models import CatalogueTemplate, Policy, Zone
 
 # A VM removed is not got back: two approvals unless a policy says otherwise.
 DECOMMISSION_APPROVALS = 2
@@ -45,6 +46,8 @@ class PolicyShape(serializers.Serializer):
     top_level_entities = serializers.ListField(
         child=serializers.CharField(max_length=80), max_length=20, required=False
     )
+    # Checked against the kind's own scope fields in rules() (approvals/standard.py).
+    standard_scope = serializers.DictField(required=False, allow_empty=True)
 
     def to_internal_value(self, data):
         group = data.get("approver_group") if isinstance(data, dict) else None
@@ -68,6 +71,7 @@ FIELDS = (
     "allowed_zone_pairs",
     "grantable_roles",
     "top_level_entities",
+    "standard_scope",
 )
 
 
@@ -98,6 +102,7 @@ class PolicyTarget(ConfigTarget):
             "allowed_zone_pairs": list(policy.allowed_zone_pairs),
             "grantable_roles": list(policy.grantable_roles),
             "top_level_entities": list(policy.top_level_entities),
+            "standard_scope": dict(policy.standard_scope or {}),
         }
 
     def after(self, *, action, instance, before, changes, requester):
@@ -110,6 +115,7 @@ class PolicyTarget(ConfigTarget):
                 "allowed_zone_pairs": [],
                 "grantable_roles": [],
                 "top_level_entities": [],
+                "standard_scope": {},
                 "approver_group": approver_roles_for(kind)[0] if kind in TicketKind.values else "",
             }
             if kind == TicketKind.VM_DECOMMISSION:
@@ -144,6 +150,7 @@ class PolicyTarget(ConfigTarget):
                     f"{entity!r}: name the root folder or a datacenter by its managed-object id."
                 )
         names = set(Zone.objects.values_list("name", flat=True))
+        self._standard_rules(errors, after, names)
         unknown = sorted({p[k] for p in after.get("allowed_zone_pairs", []) for k in ("source", "target")} - names)
         if unknown:
             errors["allowed_zone_pairs"] = [f"Unknown zones: {', '.join(unknown)}."]
@@ -159,6 +166,42 @@ class PolicyTarget(ConfigTarget):
         if policy.chat_hooks.exists():
             raise InvalidInput({"object_id": ["Chat webhooks name this policy; change or delete them first."]})
 
+    def _standard_rules(self, errors: dict, after: dict, zone_names: set[str]) -> None:
+        """A standard-change scope holds the kind's own fields, names zones
+        that exist, and stays inside the policy's own limits."""
+        scope = after.get("standard_scope") or {}
+        if not scope:
+            return
+        if after["kind"] == TicketKind.CONFIG_CHANGE:
+            errors["standard_scope"] = ["Configuration changes are never standard."]
+            return
+        problem = standard.scope_errors(after["kind"], scope)
+        if problem:
+            errors["standard_scope"] = (
+                problem
+                if isinstance(problem, list)
+                else [f"{field}: {'; '.join(words)}" for field, words in problem.items()]
+            )
+            return
+        scope = standard.clean_scope(after["kind"], scope)
+        words = []
+        if scope.get("zone") and scope["zone"] not in zone_names:
+            words.append(f"Unknown zone {scope['zone']!r}.")
+        if "role" in scope and scope["role"] not in (after.get("grantable_roles") or []):
+            words.append(f"The policy does not grant {scope['role']!r} at all.")
+        if scope.get("max_minutes", 0) > after.get("max_duration_minutes", 0):
+            words.append("max_minutes is above the policy's max_duration_minutes.")
+        if scope.get("max_cpus", 0) > after.get("max_cpus", 0):
+            words.append("max_cpus is above the policy's max_cpus.")
+        if scope.get("max_memory_mb", 0) > after.get("max_memory_mb", 0):
+            words.append("max_memory_mb is above the policy's max_memory_mb.")
+        if "template" in scope and not CatalogueTemplate.objects.filter(name=scope["template"]).exists():
+            words.append(f"{scope['template']!r} is not in the template catalogue.")
+        if after.get("require_otp") or after.get("require_passkey"):
+            words.append("A policy that asks approvers for a one-time password or passkey has no standard change.")
+        if words:
+            errors["standard_scope"] = words
+
     def apply(self, *, action, instance, after, actor_name):
         if action == "delete":
             instance.delete()
@@ -170,11 +213,18 @@ class PolicyTarget(ConfigTarget):
                 policy.approver_group = Group.objects.get(name=value)
             elif field == "zone":
                 policy.zone_id = value
+            elif field == "standard_scope":
+                policy.standard_scope = standard.clean_scope(after["kind"], value or {})
             else:
                 setattr(policy, field, value)
         policy.full_clean()
         policy.save()
         return policy
+
+    def applied(self, instance) -> dict:
+        # What the worker holds a standard change's policy to: the digest
+        # of the policy as this approved request left it.
+        return {"digest": instance.digest()} if instance is not None else {}
 
 
 TARGET = PolicyTarget()

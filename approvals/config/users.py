@@ -16,8 +16,12 @@ from approvals.params import PRINCIPAL_PATTERN
 
 DEACTIVATE, REACTIVATE, OTP_RESET = "deactivate", "reactivate", "otp_reset"
 # A portal admin decides who may act; holding a ticket role as well would let
-# one person shape the rules and then use them.
-EXCLUSIVE_WITH_PORTAL_ADMIN = frozenset({Role.APPROVER, Role.REQUESTER})
+# one person shape the rules and then use them (break_glass above all: it
+# acts without approvals).
+EXCLUSIVE_WITH_PORTAL_ADMIN = frozenset({Role.APPROVER, Role.REQUESTER, Role.BREAK_GLASS})
+# An auditor watches emergencies and changes nothing; one who could also
+# break the glass would watch their own.
+EXCLUSIVE_WITH_AUDITOR = frozenset({Role.BREAK_GLASS})
 
 
 def role_conflict(roles) -> str | None:
@@ -25,6 +29,8 @@ def role_conflict(roles) -> str | None:
     if Role.PORTAL_ADMIN in roles and roles & EXCLUSIVE_WITH_PORTAL_ADMIN:
         clash = ", ".join(sorted(roles & EXCLUSIVE_WITH_PORTAL_ADMIN))
         return f"A portal admin cannot also hold {clash}."
+    if Role.AUDITOR in roles and roles & EXCLUSIVE_WITH_AUDITOR:
+        return "An auditor cannot also hold break_glass."
     return None
 
 

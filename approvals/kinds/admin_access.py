@@ -172,6 +172,25 @@ def summary(ticket) -> str:
     )
 
 
+class StandardScope(serializers.Serializer):
+    """One role, for a short time, optionally only on objects of one zone."""
+
+    role = serializers.CharField(max_length=80)
+    max_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60)
+    zone = serializers.CharField(max_length=64, required=False)
+
+
+def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+    params, misfits = checked.params, []
+    if params["role"] != scope["role"]:
+        misfits.append(f"it asks for {params['role']}, not {scope['role']}")
+    if params["duration_minutes"] > scope["max_minutes"]:
+        misfits.append(f"{params['duration_minutes']} minutes is longer than {scope['max_minutes']}")
+    if scope.get("zone") and checked.zone.name != scope["zone"]:
+        misfits.append(f"its object is in zone {checked.zone.label}, not {scope['zone']}")
+    return misfits
+
+
 KIND = Kind(
     name=TicketKind.ADMIN_ACCESS,
     params=AdminAccessParams,
@@ -183,4 +202,6 @@ KIND = Kind(
     operations=("add_permission", "remove_permission", "permissions"),
     revocable=True,
     explains=explains,
+    standard_scope=StandardScope,
+    standard_misfits=standard_misfits,
 )

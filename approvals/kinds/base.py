@@ -34,6 +34,11 @@ class Kind:
     # (ticket, Change) -> bool: whether this ticket (running or succeeded)
     # accounts for a change the hypervisor reports; drift asks every kind.
     explains: Callable = lambda ticket, change: False
+    # Standard changes (approvals/standard.py): the shape of the scope a
+    # policy may declare for this kind (None: no standard changes of it), and
+    # (checked, index, scope) -> list[str], why a checked ticket falls outside it.
+    standard_scope: type[serializers.Serializer] | None = None
+    standard_misfits: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,29 @@ class TicketForm(forms.Form):
         required=False, widget=DATETIME_INPUT, label="Not after", help_text="Optional end of the change window."
     )
 
-    def __init__(self, *args, index: InventoryIndex, catalogue: set[str], **kwargs):
+    def __init__(self, *args, index: InventoryIndex, catalogue: set[str], emergency: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.index = index
         self.catalogue = catalogue
         self.fill_choices()
+        if emergency:  # break_glass holders only
+            self.fields["emergency"] = forms.BooleanField(
+                required=False,
+                label="Emergency (break-glass)",
+                help_text="Runs at once without approvals; every approver and auditor is told, and it must be "
+                "reviewed afterwards.",
+            )
+            self.fields["emergency_reason"] = forms.CharField(
+                required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), label="Emergency reason"
+            )
         # Parameters first, then the justification and the window.
-        self.order_fields([name for name in self.fields if name not in ("justification", "not_before", "not_after")])
+        self.order_fields(
+            [
+                name
+                for name in self.fields
+                if name not in ("justification", "not_before", "not_after", "emergency", "emergency_reason")
+            ]
+        )
 
     def fill_choices(self) -> None:
         """Set the choices of the kind's select fields from the inventory."""
@@ -143,6 +164,8 @@ class TicketForm(forms.Form):
             "params": self.params(),
             "not_before": data.get("not_before"),
             "not_after": data.get("not_after"),
+            "emergency": bool(data.get("emergency")),
+            "emergency_reason": data.get("emergency_reason") or "",
         }
 
     def add_service_errors(self, errors: dict) -> None:

@@ -179,6 +179,29 @@ def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Chec
     return Checked(params, policy, zone, policy.required_approvals)
 
 
+class StandardScope(serializers.Serializer):
+    """One catalogue template, in one zone, up to a size."""
+
+    zone = serializers.CharField(max_length=64)
+    template = serializers.CharField(max_length=80, help_text="A catalogue template, by name.")
+    max_cpus = serializers.IntegerField(min_value=1, max_value=256)
+    max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024)
+
+
+def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+    params, misfits = checked.params, []
+    template = object_name(params.get("objects") or {}, "template", params.get("template"))
+    if template != scope["template"]:
+        misfits.append(f"it clones {template}, not {scope['template']}")
+    if checked.zone is None or checked.zone.name != scope["zone"]:
+        misfits.append(f"it places the VM in zone {checked.zone.label if checked.zone else '?'}, not {scope['zone']}")
+    if params["cpus"] > scope["max_cpus"]:
+        misfits.append(f"{params['cpus']} CPUs is more than {scope['max_cpus']}")
+    if params["memory_mb"] > scope["max_memory_mb"]:
+        misfits.append(f"{params['memory_mb']} MB of memory is more than {scope['max_memory_mb']} MB")
+    return misfits
+
+
 def perform(ticket, backend, on_task) -> OperationResult:
     params = ticket.params
     return backend.clone_vm(
@@ -240,4 +263,6 @@ KIND = Kind(
     summary=summary,
     operations=("clone_vm", "find_vm_by_uuid"),
     explains=explains,
+    standard_scope=StandardScope,
+    standard_misfits=standard_misfits,
 )

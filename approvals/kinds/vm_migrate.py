@@ -187,6 +187,26 @@ def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Chec
     return Checked(params, policy, target, required)
 
 
+class StandardScope(serializers.Serializer):
+    """A move within one zone (host, datastore and networks all stay in it)."""
+
+    zone = serializers.CharField(max_length=64, help_text="Moves within this zone are standard.")
+
+
+def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+    vm = index.get(checked.params["vm"], ("vm",))
+    source = index.vm_zone(vm) if vm is not None else None
+    misfits = []
+    if source is None or source != checked.zone:
+        misfits.append(
+            f"it moves the VM from zone {source.label if source else 'unknown'} to zone {checked.zone.label}; "
+            "only moves within one zone are standard"
+        )
+    if checked.zone.name != scope["zone"]:
+        misfits.append(f"its target is in zone {checked.zone.label}, not {scope['zone']}")
+    return misfits
+
+
 def perform(ticket, backend, on_task) -> OperationResult:
     params = ticket.params
     return backend.relocate_vm(
@@ -247,4 +267,6 @@ KIND = Kind(
     summary=summary,
     operations=("relocate_vm", "read_vm"),
     explains=explains,
+    standard_scope=StandardScope,
+    standard_misfits=standard_misfits,
 )

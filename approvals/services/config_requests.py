@@ -150,6 +150,7 @@ def config_apply(ticket: Ticket, *, actor_name: str) -> str:
             "before": before,
             "after": after,
             "changes": config.changed(before, after),
+            **config.applied(applied),
         },
     )
     return f"{params['action']} {config.title} {params['label']}"

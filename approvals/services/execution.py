@@ -19,7 +19,7 @@ from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, 
 from approvals.inventory import InventoryIndex, forget_inventory
 from approvals.kinds import KINDS
 from approvals.models import Ticket
-from approvals.services import passkey_approvals
+from approvals.services import emergencies, passkey_approvals, standard_changes
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.holds import conflict_gate, freeze_gate
 from approvals.services.tickets import ticket_content_hash
@@ -171,6 +171,18 @@ def approvals_problem(ticket: Ticket) -> str | None:
         return "The ticket's content no longer matches what was approved."
     if any(a.decision == Decision.REJECT for a in decisions):
         return "The ticket carries a rejection."
+    if ticket.is_emergency:
+        # Sealed as an emergency (the seal above covers flag and reason):
+        # it runs without approvals, only as that.
+        return emergencies.execution_problem(ticket)
+    if ticket.is_standard:
+        # Approved by its policy: only by the policy an approved
+        # configuration request applied.
+        unapplied = standard_changes.applied_problem(ticket)
+        if unapplied:
+            _records_refused(ticket, f"standard change refused: {unapplied}")
+            return f"Refused as a standard change: {unapplied}."
+        return None
     unproved = []
     if ticket.require_passkey:
         # Each approval counts only if its approver's registered, active
@@ -363,6 +375,8 @@ def recheck(ticket: Ticket, index: InventoryIndex) -> str | None:
         changed.append("the one-time password requirement")
     if changed:
         return f"Changed since approval: {', '.join(changed)}; needs a new ticket."
+    if ticket.is_standard:
+        return standard_changes.fit_problem(ticket, checked, index)
     return None
 
 
@@ -470,9 +484,9 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
             # same object, the second sees the first running.
             list(Connector.objects.select_for_update().filter(pk=ticket.connector_id).values_list("pk", flat=True))
         # `emergency`: the break-glass flag, where tickets carry one.
-        held = freeze_gate(
-            ticket, emergency=bool(getattr(ticket, "emergency", False)), actor_name=worker
-        ) or conflict_gate(ticket, actor_name=worker)
+        held = freeze_gate(ticket, emergency=ticket.is_emergency, actor_name=worker) or conflict_gate(
+            ticket, actor_name=worker
+        )
         if held:
             return held
         try:

@@ -14,6 +14,7 @@ from approvals.choices import TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
 from approvals.errors import StateConflict
 from approvals.models import Ticket
+from approvals.services import emergencies, reminders
 from approvals.services.execution import reconcile_expired_lease
 from approvals.services.transitions import transition
 
@@ -33,6 +34,8 @@ def sweep() -> dict[str, int]:
             "requeued": requeue_unclaimed(),
             "leases": take_back_leases(),
             "access_ended": end_access(),
+            "ttl_reminders": reminders.remind_nearing_ttl(),
+            "emergencies_overdue": emergencies.flag_overdue(),
         }
     finally:
         if cache.get(LOCK_KEY) == token:

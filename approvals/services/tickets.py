@@ -10,14 +10,15 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import permissions, seals
+from approvals import permissions, seals, standard
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
 from approvals.errors import InvalidInput, StateConflict
 from approvals.freezes import check_not_frozen
 from approvals.inventory import InventoryIndex
 from approvals.models import Approval, Policy, Ticket
-from approvals.services import passkey_approvals
+from approvals.services import emergencies, passkey_approvals
+from approvals.services.refusals import refusal_audited as _refusal_audited
 from approvals.services.transitions import transition
 from approvals.validation import check_submission, check_window
 from audit.passkeys import Proof
@@ -69,10 +70,16 @@ def ticket_file(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     details: dict | None = None,
+    standard_verdict: dict | None = None,
+    emergency_reason: str = "",
 ) -> Ticket:
     """Store a checked ticket with what it copies from its policy, audit it
     and tell its approvers (after commit). Callers check first; every kind of
-    ticket is filed here."""
+    ticket is filed here. A standard change (`standard_verdict` says it
+    fits) is approved here by its policy, an emergency (`emergency_reason`)
+    by its break-glass requester; both are queued at once."""
+    standard = bool(standard_verdict and standard_verdict.get("standard")) and not emergency_reason
+    now = timezone.now()
     ticket = Ticket.objects.create(
         kind=kind,
         connector=connector,
@@ -91,7 +98,12 @@ def ticket_file(
         zone=zone,
         policy_id=policy.pk,
         policy_digest=policy.digest(),
-        pending_expires_at=timezone.now() + timedelta(minutes=policy.pending_ttl_minutes),
+        pending_expires_at=now + timedelta(minutes=policy.pending_ttl_minutes),
+        is_standard=standard,
+        standard_verdict=standard_verdict or {},
+        is_emergency=bool(emergency_reason),
+        emergency_reason=emergency_reason,
+        review_due_at=emergencies.review_due(now) if emergency_reason else None,
     )
     ticket.seal = seals.make(**seals.submission_fields(ticket))
     Ticket.objects.filter(pk=ticket.pk).update(seal=ticket.seal)
@@ -111,10 +123,39 @@ def ticket_file(
             "policy_id": policy.pk,
             "zone": ticket.zone,
             **(_signed_content(ticket) if ticket.require_passkey else {}),
+            **({"standard": standard_verdict} if standard_verdict else {}),
+            **({"emergency": True, "emergency_reason": emergency_reason} if emergency_reason else {}),
             **(details or {}),
         },
     )
-    enqueue_notification(ticket.pk, "awaiting_approval")
+    if standard:
+        # The policy approves: the entry names it and its digest now.
+        transition(
+            ticket,
+            TicketState.APPROVED,
+            actor_name=f"policy #{policy.pk}",
+            details={"standard": True, "policy_id": policy.pk, "policy_digest": ticket.policy_digest},
+            queued_at=now,
+        )
+        enqueue_execution(ticket.pk)
+        enqueue_notification(ticket.pk, "approved")
+    elif emergency_reason:
+        transition(
+            ticket,
+            TicketState.APPROVED,
+            actor=requester,
+            details={
+                "emergency": True,
+                "reason": emergency_reason,
+                "review_due_at": ticket.review_due_at.isoformat(),
+                "reviews_required": ticket.required_approvals,
+            },
+            queued_at=now,
+        )
+        enqueue_execution(ticket.pk)
+        enqueue_notification(ticket.pk, "emergency")
+    else:
+        enqueue_notification(ticket.pk, "awaiting_approval")
     return ticket
 
 
@@ -151,15 +192,26 @@ def ticket_submit(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     index: InventoryIndex | None = None,
+    emergency: bool = False,
+    emergency_reason: str = "",
 ) -> Ticket:
     """File a ticket after checking it against the live (cached) inventory,
     zones and policy. Raises InvalidInput with field errors; stores nothing
-    then."""
+    then. A ticket that fits its policy's standard change is approved at
+    once; an `emergency` (break_glass holders only, with a reason) runs at
+    once and is reviewed afterwards."""
     if kind == TicketKind.CONFIG_CHANGE:
         raise InvalidInput(
             {"kind": ["Configuration changes are filed as configuration requests (/api/users/, /api/policies/, …)."]}
         )
-    if not permissions.can_file_tickets(requester):
+    if emergency:
+        try:
+            emergencies.check_filing(requester=requester, kind=kind)
+        except PermissionDenied as exc:
+            record("ticket.emergency_refused", actor=requester, details={"kind": kind, "reason": str(exc)})
+            raise
+        emergency_reason = emergencies.clean_reason(emergency_reason)
+    elif not permissions.can_file_tickets(requester):
         raise PermissionDenied("Only requesters file tickets.")
     justification = clean_justification(justification)
     now = timezone.now()
@@ -167,13 +219,15 @@ def ticket_submit(
     not_before = not_before.astimezone(UTC) if not_before else None
     not_after = not_after.astimezone(UTC) if not_after else None
     check_window(not_before, not_after, now)
-    checked = check_submission(
-        kind=kind,
-        connector=connector,
-        params=params,
-        index=index or InventoryIndex.for_connector(connector),
-    )
-    check_not_frozen(connector=connector, zone=checked.zone.label, not_before=not_before, not_after=not_after)
+    index = index or InventoryIndex.for_connector(connector)
+    checked = check_submission(kind=kind, connector=connector, params=params, index=index)
+    if emergency:
+        emergencies.check_filing(requester=requester, kind=kind, checked=checked)
+        verdict = None
+    else:
+        # An emergency goes through a freeze (with a notice when it runs); others are refused here.
+        check_not_frozen(connector=connector, zone=checked.zone.label, not_before=not_before, not_after=not_after)
+        verdict = standard.verdict(kind=kind, checked=checked, index=index)
     try:
         with transaction.atomic():
             return ticket_file(
@@ -187,6 +241,8 @@ def ticket_submit(
                 zone=checked.zone.label,
                 not_before=not_before,
                 not_after=not_after,
+                standard_verdict=verdict,
+                emergency_reason=emergency_reason if emergency else "",
             )
     except IntegrityError as exc:
         # The partial unique index on open vm_create names caught a race.
@@ -209,25 +265,6 @@ def _check_decider(ticket: Ticket, user) -> None:
         raise StateConflict(f"{ticket.ref} is {ticket.state}; it no longer takes decisions.")
     if ticket.approvals.filter(approver=user).exists():
         raise StateConflict(f"You already decided on {ticket.ref}.")
-
-
-@contextmanager
-def _refusal_audited(ticket_id: int, user, decision: str):
-    """A decision refused for who is asking is itself audited (after the
-    refused transaction rolled back), so the log shows every attempt."""
-    try:
-        yield
-    except PermissionDenied as exc:
-        ticket = Ticket.objects.filter(pk=ticket_id).first()
-        if ticket is not None:
-            record(
-                "ticket.decision_refused",
-                actor=user,
-                ticket=ticket,
-                obj=ticket,
-                details={"decision": decision, "reason": str(exc)},
-            )
-        raise
 
 
 def _decide(ticket: Ticket, user, decision: str, comment: str, proof: Proof | None = None) -> Approval:

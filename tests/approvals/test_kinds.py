@@ -38,7 +38,16 @@ def test_every_hypervisor_kind_is_registered_with_every_part():
         "operations",
         "revocable",
         "explains",
+        "standard_scope",
+        "standard_misfits",
     }
+
+
+def test_a_kind_with_a_standard_scope_says_how_a_ticket_misfits_it():
+    for name, kind in KINDS.items():
+        if kind.standard_scope is not None:
+            assert issubclass(kind.standard_scope, serializers.Serializer), name
+            assert callable(kind.standard_misfits), name
 
 
 def test_every_backend_declares_the_operations_it_has():

@@ -140,6 +140,14 @@ MATRIX = [
         statuses(requester=403, approver=200, auditor=403, portal_admin=404),
     ),
     (
+        "ticket-review",
+        "post",
+        "/api/tickets/{t}/review/",
+        {"comment": "looked"},
+        # The matrix's tickets are no emergencies: nothing to review.
+        statuses(requester=403, approver=409, auditor=403, portal_admin=404),
+    ),
+    (
         "ticket-cancel",
         "post",
         "/api/tickets/{t}/cancel/",

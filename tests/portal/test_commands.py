@@ -48,7 +48,7 @@ def test_bootstrap_creates_roles_idempotently():
     run("bootstrap")
     run("bootstrap")
     names = set(get_user_model()._meta.get_field("groups").related_model.objects.values_list("name", flat=True))
-    assert names == {"requester", "approver", "auditor", "portal_admin"}
+    assert names == {"requester", "approver", "auditor", "portal_admin", "break_glass"}
 
 
 def test_bootstrap_demo_prints_random_passwords_once_and_keeps_them(vcsim):

@@ -271,6 +271,9 @@ READ_ONLY = {
     "passkey_register_options",
     "passkey_register",
     "ticket-passkey-challenge",
+    # A post-review of an emergency that already ran: it changes nothing on the hypervisor.
+    "ticket-review",
+    "ticket-review-page",
     "account-activate",
 }
 
