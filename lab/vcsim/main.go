@@ -20,9 +20,20 @@
 //	  dev-app-01 (dev-esx-01), dev-app-02 (dev-esx-02), dmz-proxy-01 (dmz-esx-01)
 //	extra roles: VirtualMachineUser, VirtualMachinePowerUser
 //
+// -vms N and -hosts N scale the lab up to N virtual machines (templates
+// included) and N hosts in all: extra hosts join the prod and dev clusters in
+// turn (prod-esx-03, dev-esx-03, prod-esx-04, ...), extra VMs are spread over
+// the three zones in turn (prod-vm-00001, dev-vm-00002, dmz-vm-00003, ...),
+// each on one of its zone's hosts, datastore, port group and VM folder, so
+// every VM carries a zone. Fewer than the lab's own (8 VMs, 5 hosts) is an
+// error.
+//
 // With -default-model the lab inventory is not built: the simulator's own
 // default vCenter inventory (DC0, DC0_C0, DC0_H0, LocalDS_0, "VM Network",
-// DC0_DVPG0, ...) is served instead, as VMware's vcsim serves it.
+// DC0_DVPG0, ...) is served instead, as VMware's vcsim serves it. There -hosts
+// N makes one standalone host and a cluster of N-1 (model.ClusterHost), and
+// -vms N puts N/2 VMs (rounded up, model.Machine) in each of its two resource
+// pools (the standalone host's and the cluster's).
 //
 // Unlike the plain simulator, RelocateVM_Task honours spec.deviceChange edits
 // of network cards (as vCenter does), in the same task; -plain-relocate turns
@@ -142,6 +153,42 @@ func parseMethodDelay(s string) (map[string]int, error) {
 		out[strings.TrimSpace(kv[0])] = ms
 	}
 	return out, nil
+}
+
+// scale adds hosts and VMs to the lab's inventory up to the given totals
+// (0: the lab as it is).
+func scale(nvms, nhosts int) error {
+	base := 0
+	for _, z := range zones {
+		base += len(z.hosts)
+	}
+	if nhosts != 0 && nhosts < base {
+		return fmt.Errorf("-hosts %d: the lab has %d hosts of its own, ask for at least that many", nhosts, base)
+	}
+	if nvms != 0 && nvms < len(vms) {
+		return fmt.Errorf("-vms %d: the lab has %d VMs and templates of its own, ask for at least that many", nvms, len(vms))
+	}
+	clustered := []int{}
+	for i, z := range zones {
+		if z.cluster != "" {
+			clustered = append(clustered, i)
+		}
+	}
+	for i := 0; base+i < nhosts; i++ {
+		z := &zones[clustered[i%len(clustered)]]
+		z.hosts = append(z.hosts, fmt.Sprintf("%s-esx-%02d", z.name, len(z.hosts)+1))
+	}
+	next := make([]int, len(zones)) // per zone: which of its hosts gets the next VM
+	for i := 0; len(vms) < nvms; i++ {
+		z := zones[i%len(zones)]
+		vms = append(vms, vmSpec{
+			name: fmt.Sprintf("%s-vm-%05d", z.name, i+1), host: z.hosts[next[i%len(zones)]%len(z.hosts)],
+			datastore: z.datastore, networks: []string{z.network}, folder: z.vmFolder,
+			guestID: "debian10_64Guest", cpus: 1, memoryMB: 1024,
+		})
+		next[i%len(zones)]++
+	}
+	return nil
 }
 
 func checkLoopback(listen string) error {
@@ -568,6 +615,8 @@ func main() {
 	instanceUUID := flag.String("instance-uuid", "", "the vCenter's about.instanceUuid (default: random, kept in -data-dir across restarts)")
 	plainRelocate := flag.Bool("plain-relocate", false, "serve RelocateVM_Task as the plain simulator does, ignoring spec.deviceChange (to test that clients read the result back)")
 	defaultModel := flag.Bool("default-model", false, "serve the simulator's default vCenter inventory (DC0, DC0_C0, DC0_H0, ...) instead of the lab's")
+	nvms := flag.Int("vms", 0, "number of virtual machines (templates included) in all (default: the lab's own 8; with -default-model 4)")
+	nhosts := flag.Int("hosts", 0, "number of hosts in all (default: the lab's own 5; with -default-model 4)")
 	flag.Parse()
 
 	if *username == "" {
@@ -590,9 +639,25 @@ func main() {
 		log.Fatal(err)
 	}
 	simulator.Trace = *trace
+	if *nvms < 0 || *nhosts < 0 {
+		log.Fatal("-vms and -hosts must not be negative")
+	}
 
 	model := simulator.VPX()
-	if !*defaultModel {
+	if *defaultModel {
+		if *nhosts == 1 {
+			log.Fatal("-hosts with -default-model: at least 2 (one standalone host, a cluster of the rest)")
+		}
+		if *nhosts > 1 {
+			model.ClusterHost = *nhosts - model.Host
+		}
+		if *nvms > 0 {
+			model.Machine = (*nvms + 1) / 2 // per resource pool: the standalone host's, the cluster's
+		}
+	} else {
+		if err := scale(*nvms, *nhosts); err != nil {
+			log.Fatal(err)
+		}
 		// Start from an empty vCenter; the lab builds its own named inventory.
 		model.Datacenter = 0
 		model.Portgroup = 0
