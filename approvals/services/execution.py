@@ -15,10 +15,10 @@ from django.utils import timezone
 from approvals import permissions, seals
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
-from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
+from approvals.errors import InvalidInput, StateConflict, describe_errors
 from approvals.inventory import InventoryIndex, forget_inventory
 from approvals.kinds import KINDS
-from approvals.models import Ticket
+from approvals.models import Ticket, Zone
 from approvals.services import passkey_approvals
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.tickets import ticket_content_hash
@@ -140,12 +140,13 @@ def _holds(ticket: Ticket, owner: str) -> bool:
     )
 
 
-def live_index(ticket: Ticket) -> InventoryIndex:
-    """The connector's inventory read now; TransientConnectorError when it cannot be."""
-    try:
-        return InventoryIndex.for_connector(ticket.connector, refresh=True)
-    except InventoryUnavailable as exc:
-        raise TransientConnectorError(str(exc)) from exc
+def live_index(ticket: Ticket, backend) -> InventoryIndex:
+    """The ticket's own objects read now from the hypervisor, by id (with
+    their ancestors, and for a container everything beneath it), indexed
+    with the connector's zones: the cost follows the ticket, not the estate.
+    Nothing is taken from the portal's cached or stored inventory."""
+    wanted = {ref["id"]: ref["type"] for _field, ref in _bound_objects(ticket) if ref.get("id") and ref.get("type")}
+    return InventoryIndex(backend.read_objects(wanted), list(Zone.objects.filter(connector=ticket.connector)))
 
 
 def approvals_problem(ticket: Ticket) -> str | None:
@@ -504,7 +505,7 @@ def _carry_out(ticket: Ticket, worker: str, heartbeat: LeaseHeartbeat) -> str:
         called = False
         try:
             backend = backend_for(ticket)
-            index = live_index(ticket)
+            index = live_index(ticket, backend)
             if operation_done(ticket, backend, index):
                 return settled(_succeed(ticket, None, actor_name=worker, owner=worker), "already done")
             problem = recheck(ticket, index)
