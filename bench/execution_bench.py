@@ -2,7 +2,9 @@
 portal's Celery workers, beside a plain pyvmomi loop doing the same
 relocations on the same vcsim.
 
-    .venv/bin/python bench/execution_bench.py [--tickets 200] [--workers 1,2,4] [--relocate-ms 0]
+    .venv/bin/python bench/execution_bench.py [--tickets 200] [--workers 1,2,4] [--relocate-ms 0] [--vms 0]
+
+BENCH_REDIS (default redis://127.0.0.1:6379) names the Redis to use.
 
 Needs PostgreSQL and Redis on localhost (as for the tests) and the built
 lab (scripts/build-vcsim.sh). Uses its own database (twokey_bench_exec) and
@@ -24,8 +26,8 @@ DB = "twokey_bench_exec"
 os.environ.update(
     DJANGO_SETTINGS_MODULE="portal.settings",
     DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}"),
-    REDIS_URL="redis://127.0.0.1:6379/9",
-    CACHE_URL="redis://127.0.0.1:6379/10",
+    REDIS_URL=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379") + "/9",
+    CACHE_URL=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379") + "/10",
     TWOKEY_LOCAL_KEYS="1",
     TWOKEY_DATA_DIR=str(ROOT / "var" / "bench"),
     LOG_LEVEL="WARNING",
@@ -53,6 +55,7 @@ def main():
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--relocate-ms", type=int, default=0, help="vcsim delay per RelocateVM_Task")
+    parser.add_argument("--vms", type=int, default=0, help="scale the lab up to this many VMs (vcsim -vms)")
     args = parser.parse_args()
     worker_counts = [int(w) for w in args.workers.split(",")]
 
@@ -74,14 +77,15 @@ def main():
     from approvals.services.connectors import connector_register
     from audit.models import AuditEntry
     from connectors import credentials
-    from tests.fixtures.vcsim import start_vcsim
     from tests.fixtures.workers import Worker
 
     call_command("migrate", verbosity=0)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     redis.Redis.from_url(os.environ["CACHE_URL"]).flushdb()
     delay = f"RelocateVM_Task={args.relocate_ms}" if args.relocate_ms else None
-    lab = start_vcsim(method_delay=delay)
+    from tests.fixtures.vcsim import VcsimProcess
+
+    lab = VcsimProcess(method_delay=delay, vms=args.vms).start()
     try:
         users = {
             name: create_user(username=name, password="bench-" + os.urandom(8).hex(), roles=[role])

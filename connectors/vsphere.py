@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -471,6 +471,29 @@ _ID_PREFIXES: dict[type, tuple[str, ...]] = {
 # subtype's object must not hide a port group behind "Network".
 _NETWORK_TYPES = (vim.dvs.DistributedVirtualPortgroup, vim.OpaqueNetwork, vim.Network)
 
+# What read_objects reads: kinds of ticket refs -> types; a network by its id's prefix.
+_KIND_TYPES: dict[str, type] = {
+    "vm": vim.VirtualMachine,
+    "template": vim.VirtualMachine,
+    "host": vim.HostSystem,
+    "cluster": vim.ClusterComputeResource,
+    "datastore": vim.Datastore,
+    "datastore_cluster": vim.StoragePod,
+    "folder": vim.Folder,
+    "root": vim.Folder,
+    "datacenter": vim.Datacenter,
+    "resource_pool": vim.ResourcePool,
+}
+_CONTAINER_KINDS = frozenset({"folder", "root", "datacenter", "cluster", "resource_pool"})
+_READ_TYPES = tuple(INVENTORY_PROPS)
+
+
+def _vimtype_of(kind: str, moid: str) -> type | None:
+    if kind == "network":
+        return next((t for t in _NETWORK_TYPES if any(moid.startswith(p) for p in _ID_PREFIXES[t])), vim.Network)
+    return _KIND_TYPES.get(kind)
+
+
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -680,6 +703,7 @@ class VSphereConnector(VSphereVmOperations, Connector):
     operations = VM_OPERATIONS | frozenset(
         {
             "inventory",
+            "read_objects",
             "find_vm_by_uuid",
             "read_vm",
             "clone_vm",
@@ -918,6 +942,84 @@ class VSphereConnector(VSphereVmOperations, Connector):
                 log.debug("DestroyView failed: %s", type(exc).__name__)
         return build_inventory(_moid(root), objects, content.authorizationManager.roleList or [])
 
+    def read_objects(self, objects: Mapping[str, str]) -> Inventory:
+        def read(content: Any) -> Inventory:
+            return self._read_objects(content, objects)
+
+        return self._call(read)
+
+    def _read_objects(self, content: Any, objects: Mapping[str, str]) -> Inventory:
+        """One retrieve: each object by id, with a traversal that follows
+        parents (paths, a host's cluster, a datastore's pod), a VM's pool, its
+        compute resource's hosts, its datastores and networks; for a
+        container, a container view over it (created and destroyed around the
+        retrieve); the root folder and the role list."""
+        pc = vmodl.query.PropertyCollector
+        stub = content.propertyCollector._stub
+        root = content.rootFolder
+
+        def follow(name: str, vimtype: type, path: str, *then: str) -> Any:
+            return pc.TraversalSpec(
+                name=name, type=vimtype, path=path, skip=False, selectSet=[pc.SelectionSpec(name=n) for n in then]
+            )
+
+        traversals = [
+            follow("up", vim.ManagedEntity, "parent", "up"),
+            follow("vapp", vim.VirtualMachine, "parentVApp", "up"),
+            follow("vm-pool", vim.VirtualMachine, "resourcePool", "up", "pool-owner"),
+            follow("pool-owner", vim.ResourcePool, "owner", "up", "hosts"),
+            follow("hosts", vim.ComputeResource, "host", "up"),
+            follow("vm-ds", vim.VirtualMachine, "datastore", "up"),
+            follow("vm-net", vim.VirtualMachine, "network", "up"),
+        ]
+        names = [t.name for t in traversals]
+        specs = [pc.ObjectSpec(obj=root, skip=False), pc.ObjectSpec(obj=content.authorizationManager, skip=False)]
+        views = []
+        for moid, kind in objects.items():
+            vimtype = _vimtype_of(kind, moid)
+            if vimtype is None:
+                continue
+            ref = vimtype(moid, stub=stub)
+            specs.append(pc.ObjectSpec(obj=ref, skip=False, selectSet=traversals))
+            if kind in _CONTAINER_KINDS:
+                view = content.viewManager.CreateContainerView(ref, list(INVENTORY_PROPS), True)
+                views.append(view)
+                beneath = pc.TraversalSpec(
+                    type=vim.view.ContainerView,
+                    path="view",
+                    skip=False,
+                    selectSet=[pc.SelectionSpec(name=n) for n in names]
+                    + [pc.TraversalSpec(type=vim.Datacenter, path="datastore", skip=False)],
+                )
+                specs.append(pc.ObjectSpec(obj=view, skip=True, selectSet=[beneath]))
+        spec = pc.FilterSpec(
+            objectSet=specs,
+            propSet=[pc.PropertySpec(type=vim.ManagedEntity, pathSet=["name", "parent"], all=False)]
+            + [pc.PropertySpec(type=t, pathSet=props, all=False) for t, props in INVENTORY_PROPS.items() if props]
+            + [
+                pc.PropertySpec(type=vim.OpaqueNetwork, pathSet=["summary"], all=False),
+                pc.PropertySpec(type=vim.AuthorizationManager, pathSet=["roleList"], all=False),
+            ],
+            # A deleted object is reported (and left out), not a fault for all.
+            reportMissingObjectsInResults=True,
+        )
+        try:
+            found = _collect(content, spec)
+        finally:
+            for view in views:
+                try:
+                    view.DestroyView()
+                except Exception as exc:  # views die with the session anyway
+                    log.debug("DestroyView failed: %s", type(exc).__name__)
+        roles: list[Any] = []
+        entities = []
+        for obj, values in found:
+            if isinstance(obj, vim.AuthorizationManager):
+                roles = values.get("roleList") or []
+            elif values and isinstance(obj, _READ_TYPES):
+                entities.append((obj, values))
+        return build_inventory(_moid(root), entities, roles)
+
     def find_vm_by_uuid(self, instance_uuid: str) -> VirtualMachine | None:
         def find(content: Any) -> VirtualMachine | None:
             vm = self._find_vm_by_uuid(content, instance_uuid)
@@ -927,11 +1029,10 @@ class VSphereConnector(VSphereVmOperations, Connector):
 
     def read_vm(self, vm_id: str) -> VirtualMachine | None:
         def read(content: Any) -> VirtualMachine | None:
-            try:
-                vm, values = self._resolve(content, (vim.VirtualMachine,), vm_id, "VM", _VM_PROPS)
-                return self._vm_record(content, vm, values)
-            except (ObjectNotFound, vmodl.fault.ManagedObjectNotFound):
+            if not isinstance(vm_id, str) or not vm_id:
                 return None
+            found = self._read_objects(content, {vm_id: "vm"}).vms
+            return next((vm for vm in found if vm.id == vm_id and not vm.is_template), None)
 
         return self._call(read)
 

@@ -15,19 +15,18 @@ from django.utils import timezone
 from approvals import permissions, seals
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
-from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict, describe_errors
+from approvals.errors import InvalidInput, StateConflict, describe_errors
 from approvals.inventory import InventoryIndex, forget_inventory
 from approvals.kinds import KINDS
-from approvals.models import Ticket
+from approvals.models import Ticket, Zone
 from approvals.services import emergencies, passkey_approvals, standard_changes
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
+from approvals.services.history import history_problem
 from approvals.services.holds import conflict_gate, freeze_gate
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
 from approvals.validation import DERIVED_PARAMS, check_submission
-from audit.models import AuditEntry, ChainHead, Finding, FindingKind
-from audit.verify import configured_witness, verify_chain
-from audit.witnessed import WitnessDisowned, WitnessUnavailable
+from audit.models import Finding, FindingKind
 from audit.writer import record
 from connectors.base import ConnectorError, IdentityMismatch, OperationResult, TransientConnectorError
 from connectors.models import Connector
@@ -142,12 +141,13 @@ def _holds(ticket: Ticket, owner: str) -> bool:
     )
 
 
-def live_index(ticket: Ticket) -> InventoryIndex:
-    """The connector's inventory read now; TransientConnectorError when it cannot be."""
-    try:
-        return InventoryIndex.for_connector(ticket.connector, refresh=True)
-    except InventoryUnavailable as exc:
-        raise TransientConnectorError(str(exc)) from exc
+def live_index(ticket: Ticket, backend) -> InventoryIndex:
+    """The ticket's own objects read now from the hypervisor, by id (with
+    their ancestors, and for a container everything beneath it), indexed
+    with the connector's zones: the cost follows the ticket, not the estate.
+    Nothing is taken from the portal's cached or stored inventory."""
+    wanted = {ref["id"]: ref["type"] for _field, ref in _bound_objects(ticket) if ref.get("id") and ref.get("type")}
+    return InventoryIndex(backend.read_objects(wanted), list(Zone.objects.filter(connector=ticket.connector)))
 
 
 def approvals_problem(ticket: Ticket) -> str | None:
@@ -251,61 +251,6 @@ def _bound_objects(ticket: Ticket):
                 yield f"{field}[{i}].to", ref["to"]
             elif isinstance(ref, dict):
                 yield (field if len(refs) == 1 and not isinstance(value, list) else f"{field}[{i}]"), ref
-
-
-def history_problem(ticket: Ticket) -> str | None:
-    """Why the audit log does not show this ticket as approved and claimed
-    now, in words, or None. A database writer can set a finished ticket back
-    to approved (its seals still verify) but cannot rewrite the log without
-    the key: the log must say the ticket went from approved to running last,
-    its entries since submission must chain to the head unbroken, and the
-    head must hold what the witness saw (when one is configured)."""
-    entries = AuditEntry.objects.filter(ticket_id=ticket.pk)
-    first = entries.filter(action="ticket.submitted").order_by("seq").values_list("seq", flat=True).first()
-    if first is None:
-        return "its submission is not in the audit log"
-    moves = list(
-        entries.filter(action__startswith="ticket.", details__has_key="to")
-        .order_by("seq")
-        .values_list("details", flat=True)
-    )
-    # Every state the log shows must follow from the one before, from pending
-    # on, and end where the ticket is now: claimed by this worker just now
-    # (running after approved), or approved and not yet claimed.
-    state = TicketState.PENDING
-    for move in moves:
-        if move.get("from") != state:
-            return f"the audit log has it move from {move.get('from')} although it was {state}"
-        state = move.get("to")
-    said = [m.get("to") for m in moves[::-1]]
-    expected = [TicketState.RUNNING, TicketState.APPROVED] if ticket.state == TicketState.RUNNING else [ticket.state]
-    if said[: len(expected)] != expected:
-        return f"the audit log has it {state}, not approved and then claimed"
-    report = verify_chain(AuditEntry.objects.filter(seq__gte=first), witness=None)
-    head = ChainHead.objects.filter(id=1).values_list("seq", "hash").first() or (0, "")
-    if not report.ok:
-        return f"its audit entries since submission do not verify (entry {report.first_broken}: {report.reason})"
-    if first + report.checked - 1 != head[0]:
-        return f"the audit log since its submission does not reach the chain head (#{head[0]})"
-    return _witness_problem(head)
-
-
-def _witness_problem(head: tuple[int, str]) -> str | None:
-    witness = configured_witness()
-    if witness is None:
-        return None
-    try:
-        newest = witness.newest()
-    except (WitnessUnavailable, WitnessDisowned) as exc:
-        return f"the witness cannot vouch for the log ({exc})"
-    if newest is None:
-        return None
-    if newest["seq"] > head[0]:
-        return f"entries up to #{newest['seq']} were witnessed; the log now ends at #{head[0]}"
-    at = AuditEntry.objects.filter(seq=newest["seq"]).values_list("hash", flat=True).first()
-    if at != newest["hash"]:
-        return f"entry #{newest['seq']} differs from what the witness saw"
-    return None
 
 
 def _records_refused(ticket: Ticket, words: str) -> None:
@@ -531,7 +476,7 @@ def _carry_out(ticket: Ticket, worker: str, heartbeat: LeaseHeartbeat) -> str:
         called = False
         try:
             backend = backend_for(ticket)
-            index = live_index(ticket)
+            index = live_index(ticket, backend)
             if operation_done(ticket, backend, index):
                 return settled(_succeed(ticket, None, actor_name=worker, owner=worker), "already done")
             problem = recheck(ticket, index)

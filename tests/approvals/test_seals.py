@@ -176,6 +176,34 @@ def test_a_replay_with_the_tickets_last_entries_deleted_is_caught_by_the_chain(
     assert _permissions_of(check, "prod-web-01", ADMIN_ACCESS["principal"]) == []
 
 
+def test_entries_deleted_below_what_the_worker_already_verified_are_still_caught(
+    api, own_lab, fresh_vcsim, requester, approver, approver2
+):
+    """The worker verifies only what was appended since it last looked; the
+    ticket's history it learnt from entries already verified stays with it."""
+    from approvals.services.execution import ticket_execute
+    from approvals.services.history import history_problem
+
+    check = fresh_vcsim.connect()
+    ticket_id = _granted_then_revoked(api, own_lab, requester, approver, approver2)
+    # This process walks the log past the ticket's last entry (any check does;
+    # a revoked ticket's history is as the log says).
+    assert history_problem(Ticket.objects.get(pk=ticket_id)) is None
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER USER")
+        cursor.execute(
+            "DELETE FROM audit_auditentry WHERE ticket_id = %s AND action IN ('ticket.claimed', 'ticket.running', "
+            "'ticket.succeeded', 'ticket.revoked') ",
+            [ticket_id],
+        )
+        cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER USER")
+    Ticket.objects.filter(pk=ticket_id).update(state="approved", access_expires_at=None)
+    assert ticket_execute(ticket_id=ticket_id, worker="w2") == "re-check failed"
+    done = Ticket.objects.get(pk=ticket_id)
+    assert done.state == "failed" and "history does not verify" in done.error
+    assert _permissions_of(check, "prod-web-01", ADMIN_ACCESS["principal"]) == []
+
+
 def test_a_replay_through_a_forged_running_state_is_caught(api, own_lab, fresh_vcsim, requester, approver, approver2):
     """The sweeper queues a "running" ticket whose lease ran out and whose
     worker never called the hypervisor; the log then says it went from
