@@ -15,6 +15,7 @@ urlpatterns = [
     path("tickets/<int:pk>/reject/", views.ticket_reject, name="ticket-reject"),
     path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket-cancel"),
     path("tickets/<int:pk>/revoke/", views.ticket_revoke, name="ticket-revoke"),
+    path("tickets/<int:pk>/guest-password/", views.ticket_guest_password, name="ticket-guest-password"),
     path("audit/", views.audit_log, name="audit"),
     path("audit/chain/", views.audit_chain, name="audit-chain"),
     path("findings/", views.findings, name="findings"),

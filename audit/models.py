@@ -93,6 +93,7 @@ class FindingKind(models.TextChoices):
     ACCESS_AFTER_END = "access_after_end", "Access still present after its ticket ended"
     RECORDS_UNVERIFIED = "records_unverified", "Ticket records whose seals do not verify"
     CONNECTOR_IDENTITY = "connector_identity", "Connector endpoint is not the pinned hypervisor"
+    TEMPLATE_CHANGED = "template_changed", "Template changed after it was vetted"
 
 
 class Finding(models.Model):
