@@ -9,7 +9,7 @@ from django import forms
 from rest_framework import serializers
 
 from approvals.choices import TicketKind
-from approvals.guest_passwords import guest_password_discard, guest_password_issue
+from approvals.guest_passwords import GuestPasswordKeyMissing, guest_password_discard, guest_password_issue
 from approvals.images import fingerprint_problem, vetting_problem
 from approvals.inventory import InventoryIndex, looks_like_moid
 from approvals.kinds.base import (
@@ -208,7 +208,10 @@ def perform(ticket, backend, on_task) -> OperationResult:
     family = customization_family(entry.fingerprint.get("guest_id", ""))
     if family is None:  # the re-check refuses such templates; never clone one without a password
         raise OperationRejected(f"{entry.name} cannot be customized; nothing was cloned")
-    password = guest_password_issue(ticket=ticket, actor_name="worker")
+    try:
+        password = guest_password_issue(ticket=ticket, actor_name="worker")
+    except GuestPasswordKeyMissing as exc:
+        raise OperationRejected(f"{exc}; nothing was cloned") from exc
     result = backend.clone_vm(
         template_id=params["template"],
         name=params["name"],
