@@ -1,7 +1,11 @@
 """The vcsim lab's labels: zones, the template catalogue and default
 policies, so the demo (and the tests) can file every kind of ticket."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from approvals.choices import Role, TicketKind
 from approvals.models import CatalogueTemplate, Policy, Zone
@@ -30,7 +34,8 @@ def label_lab(connector) -> None:
     from connectors.registry import connector_for
 
     groups = ensure_roles()
-    index = InventoryIndex(connector_for(connector.kind, connector.connection_config()).inventory(), [])
+    backend = connector_for(connector.kind, connector.connection_config())
+    index = InventoryIndex(backend.inventory(), [])
 
     def ids(kinds, names):
         return [index.resolve(kinds, name)[1].id for name in names]
@@ -49,11 +54,21 @@ def label_lab(connector) -> None:
                     "networks": ids(("network",), networks),
                 },
             )
+        now = timezone.now()
         for name, description in LAB_TEMPLATES:
+            template_id = index.resolve(("template",), name)[1].id
             CatalogueTemplate.objects.get_or_create(
                 connector=connector,
                 name=name,
-                defaults={"description": description, "template_id": index.resolve(("template",), name)[1].id},
+                defaults={
+                    "description": description,
+                    "template_id": template_id,
+                    # Vetted as the lab set it up, read now.
+                    "vetted_by": "bootstrap",
+                    "vetted_at": now,
+                    "vetted_until": now + timedelta(days=settings.CATALOGUE_VETTING_DAYS),
+                    "fingerprint": backend.read_template(template_id).fingerprint(),
+                },
             )
         approver = groups[Role.APPROVER]
         defaults = {

@@ -39,6 +39,13 @@ class CatalogueTemplate(models.Model):
     name = models.CharField(max_length=80)
     template_id = models.CharField(max_length=80, blank=True, help_text="The template VM's managed-object id.")
     description = models.TextField(blank=True)
+    # The vetting: who vouched for the image (the requester of the approved
+    # vetting request), when the worker applied it, until when it holds,
+    # and the template as it was then (TemplateImage.fingerprint(), read live).
+    vetted_by = models.CharField(max_length=150, blank=True, default="", db_default="")
+    vetted_at = models.DateTimeField(null=True, blank=True)
+    vetted_until = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.JSONField(default=dict, blank=True, db_default={})
 
     class Meta:
         ordering = ["connector", "name"]
@@ -318,3 +325,20 @@ class ChatHook(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class GuestPassword(models.Model):
+    """The administrator password a vm_create ticket's VM was customized
+    with, sealed to the web's key (approvals.guest_passwords). Revealed once
+    to the requester; then `sealed` is emptied and the reveal remembered."""
+
+    ticket = models.OneToOneField(Ticket, on_delete=models.PROTECT, related_name="guest_password")
+    sealed = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revealed_at = models.DateTimeField(null=True, blank=True)
+    revealed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    def __str__(self):
+        return f"guest password of ticket {self.ticket_id}"

@@ -16,6 +16,7 @@ urlpatterns = [
     path("tickets/<int:pk>/review/", views.ticket_review, name="ticket-review-page"),
     path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket-cancel"),
     path("tickets/<int:pk>/revoke/", views.ticket_revoke, name="ticket-revoke"),
+    path("tickets/<int:pk>/guest-password/", views.ticket_guest_password, name="ticket-guest-password"),
     path("config/", config_views.config_overview, name="config"),
     path("config/<slug:target>/new/", config_views.config_request, name="config-new"),
     path("config/<slug:target>/<int:pk>/<slug:action>/", config_views.config_request, name="config-request"),

@@ -19,6 +19,7 @@ from approvals import conflicts, permissions, selectors, services
 from approvals.choices import FINAL_STATES, HYPERVISOR_KINDS, Decision, Role, TicketKind, TicketState
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict
 from approvals.forms import FORMS_BY_KIND, DecisionForm, RejectForm, TicketListFilter
+from approvals.guest_passwords import guest_password_reveal, guest_password_state
 from approvals.inventory import InventoryIndex
 from approvals.models import CatalogueTemplate, Ticket
 from approvals.services import emergencies, passkey_approvals
@@ -215,6 +216,8 @@ def ticket_detail(request, pk: int, *, reject_form=None, status=200):
     ticket = _visible_ticket(request, pk)
     context = _ticket_context(request, ticket)
     context["reject_form"] = reject_form or RejectForm()
+    if ticket.kind == TicketKind.VM_CREATE and ticket.requester_id == request.user.pk:
+        context["guest_password"] = guest_password_state(ticket)
     return render(request, "approvals/ticket_detail.html", context, status=status)
 
 
@@ -328,3 +331,19 @@ def ticket_revoke(request, pk: int):
 
     _act(request, pk, revoke)
     return redirect("ticket", pk=pk)
+
+
+@login_required
+@require_POST
+def ticket_guest_password(request, pk: int):
+    """The new VM's administrator password, shown on this one response (never
+    cached) and destroyed; a second try says it is gone."""
+    ticket = _visible_ticket(request, pk)
+    try:
+        password = guest_password_reveal(ticket_id=ticket.pk, user=request.user)
+    except (PermissionDenied, StateConflict) as exc:
+        messages.error(request, str(exc) or "You may not do that.")
+        return redirect("ticket", pk=pk)
+    response = render(request, "approvals/guest_password.html", {"ticket": ticket, "password": password})
+    response["Cache-Control"] = "no-store"
+    return response

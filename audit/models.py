@@ -99,6 +99,7 @@ class FindingKind(models.TextChoices):
     PERMISSION_REMOVED = "permission_removed", "Permission removed without a ticket"
     PORTAL_ACCOUNT = "portal_account", "The portal's account acted without a ticket"
     EMERGENCY_UNREVIEWED = "emergency_unreviewed", "Emergency change not reviewed in time"
+    TEMPLATE_CHANGED = "template_changed", "Template changed after it was vetted"
 
 
 class Finding(models.Model):

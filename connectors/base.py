@@ -254,6 +254,50 @@ class Inventory:
 
 
 @dataclass(frozen=True)
+class TemplateImage:
+    """What a template is made of, read live: its guest OS id, its
+    configuration's change version and its disk files. Together they are the
+    template's fingerprint: vetting records it, every clone compares it."""
+
+    id: str
+    guest_id: str  # "debian10_64Guest", "windows9Server64Guest", …
+    change_version: str
+    disk_files: tuple[str, ...]  # "[ds-templates] tpl-debian12/disk1.vmdk", in device order
+
+    def fingerprint(self) -> dict:
+        return {"guest_id": self.guest_id, "change_version": self.change_version, "disk_files": list(self.disk_files)}
+
+
+LINUX, WINDOWS = "linux", "windows"
+
+# Guest ids of the Linux families vSphere's LinuxPrep prepares, besides those
+# that say "linux" ("otherLinux64Guest", "oracleLinux9_64Guest", …); Windows
+# ids start with "win" (Sysprep).
+_LINUX_GUEST_PREFIXES = ("asianux", "centos", "coreos", "debian", "fedora", "photon", "rhel", "sles", "suse", "ubuntu")
+
+
+def customization_family(guest_id: str) -> str | None:
+    """LINUX or WINDOWS for a guest id the hypervisor can customize, else None
+    (FreeBSD, Solaris, other guests, unknown)."""
+    guest = (guest_id or "").lower()
+    if guest.startswith("win"):
+        return WINDOWS
+    if "linux" in guest or guest.startswith(_LINUX_GUEST_PREFIXES):
+        return LINUX
+    return None
+
+
+@dataclass(frozen=True)
+class GuestCustomization:
+    """What a new VM is prepared with on first boot: its host name and a
+    fresh administrator (root or Administrator) password."""
+
+    family: str  # LINUX or WINDOWS
+    hostname: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class OperationResult:
     """What an operation did: the hypervisor task (None when nothing had to be
     done because the desired state already held) and a short result in words."""
@@ -331,14 +375,21 @@ class Connector(abc.ABC):
         host_id: str | None = None,
         cluster_id: str | None = None,
         folder_id: str | None = None,
+        customization: GuestCustomization | None = None,
         on_task: TaskCallback | None = None,
     ) -> OperationResult:
-        """Clone the template into a new VM named `name`. `networks` holds one
+        """Clone the template into a new VM named `name`, prepared with
+        `customization` (host name, administrator password) on first boot. `networks` holds one
         network id per network card of the template, in the template's card
         order; another count is refused before any task. The new VM lands in
         `folder_id`, or when None in the VM folder of the template's
         datacenter (as before). Idempotent on `instance_uuid`: a VM that
         already carries it counts as done."""
+
+    def read_template(self, template_id: str) -> TemplateImage:
+        """The template's image facts, read live (ObjectNotFound when no
+        template has this id)."""
+        raise OperationRejected(f"{type(self).__name__} cannot read templates")
 
     @abc.abstractmethod
     def relocate_vm(

@@ -51,6 +51,7 @@ from .base import (
     Datastore,
     DatastoreCluster,
     Folder,
+    GuestCustomization,
     Host,
     IdentityMismatch,
     Inventory,
@@ -63,9 +64,11 @@ from .base import (
     ResourcePool,
     Role,
     TaskCallback,
+    TemplateImage,
     TransientConnectorError,
     VirtualMachine,
 )
+from .vsphere_customization import customization_spec
 from .vsphere_vm import VM_DETAIL_PROPS, VM_OPERATIONS, VSphereVmOperations, vm_details
 
 log = logging.getLogger(__name__)
@@ -707,6 +710,7 @@ class VSphereConnector(VSphereVmOperations, Connector):
             "find_vm_by_uuid",
             "read_vm",
             "clone_vm",
+            "read_template",
             "relocate_vm",
             "permissions",
             "add_permission",
@@ -1038,6 +1042,31 @@ class VSphereConnector(VSphereVmOperations, Connector):
 
     # -- tasks ------------------------------------------------------------
 
+    def read_template(self, template_id: str) -> TemplateImage:
+        def read(content: Any) -> TemplateImage:
+            _, values = self._resolve(
+                content,
+                (vim.VirtualMachine,),
+                template_id,
+                "template",
+                ["config.template", "config.guestId", "config.changeVersion", "config.hardware.device"],
+            )
+            if not values.get("config.template"):
+                raise ObjectNotFound("template", template_id)
+            disks = [
+                d.backing.fileName
+                for d in values.get("config.hardware.device") or ()
+                if isinstance(d, vim.vm.device.VirtualDisk) and getattr(d.backing, "fileName", None)
+            ]
+            return TemplateImage(
+                id=template_id,
+                guest_id=str(values.get("config.guestId") or ""),
+                change_version=str(values.get("config.changeVersion") or ""),
+                disk_files=tuple(disks),
+            )
+
+        return self._call(read)
+
     def task_state(self, task_id: str) -> tuple[str, str]:
         def read(content: Any) -> tuple[str, str]:
             task = vim.Task(task_id, stub=content.taskManager._stub)
@@ -1134,6 +1163,7 @@ class VSphereConnector(VSphereVmOperations, Connector):
         host_id: str | None = None,
         cluster_id: str | None = None,
         folder_id: str | None = None,
+        customization: GuestCustomization | None = None,
         on_task: TaskCallback | None = None,
     ) -> OperationResult:
         wanted_uuid = _normalize_uuid(instance_uuid)
@@ -1182,7 +1212,13 @@ class VSphereConnector(VSphereVmOperations, Connector):
             self._refuse_name_clash(content, folder, name, wanted_uuid)
 
             backings = [self._nic_backing(content, *nets[n]) for n in networks]
+            custom = (
+                customization_spec(customization, len(cards), content.propertyCollector._stub.version)
+                if customization is not None
+                else None
+            )
             spec = vim.vm.CloneSpec(
+                customization=custom,
                 location=relocate,
                 template=False,
                 powerOn=False,
@@ -1200,6 +1236,8 @@ class VSphereConnector(VSphereVmOperations, Connector):
                 content, new_vm, target_host, target_cluster, relocate.pool, int(cpus), int(memory_mb)
             )
             notes += self._converge_networks(content, new_vm, networks, nets)
+            if custom is not None:
+                notes += self._converge_customization(content, new_vm, custom)
             record = self._vm_record(content, new_vm)
             wrong = [
                 f"{nic.label} on {nic.network_id or 'nothing'}, not {want}"
@@ -1293,6 +1331,15 @@ class VSphereConnector(VSphereVmOperations, Connector):
             return []
         self._wait(content, vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=changes)))
         return ["networks corrected"]
+
+    def _converge_customization(self, content: Any, vm: Any, custom: Any) -> list[str]:
+        """vCenter keeps the clone's customization pending until its first
+        boot; a server that dropped it (simulators) is given it again."""
+        pending = _properties(content, [vm], ["config.tools.pendingCustomization"])[_moid(vm)]
+        if pending.get("config.tools.pendingCustomization"):
+            return []
+        self._wait(content, vm.CustomizeVM_Task(spec=custom))
+        return ["customization applied after the clone"]
 
     # -- relocate ---------------------------------------------------------
 

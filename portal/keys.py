@@ -34,6 +34,7 @@ GENERATORS = {
     "AUDIT_HMAC_KEY": _generate_secret_key,
     "AUDIT_SIGNING_KEY": _generate_signing_key,
     "SEAL_KEY": _generate_secret_key,
+    "GUEST_PASSWORD_KEY": _generate_credentials_key,
 }
 
 
@@ -63,6 +64,7 @@ def load_key(name: str, *, data_dir: Path, generate_locally: bool) -> str:
 HINTS = {
     "CREDENTIALS_KEY": 'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"',
     "CREDENTIALS_PUBLIC_KEY": "python manage.py credentials_public_key (run where CREDENTIALS_KEY is set)",
+    "GUEST_PASSWORD_KEY": 'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"',
     "AUDIT_SIGNING_KEY": 'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"',
     "WITNESS_PUBLIC_KEY": "python -m audit.witness public-key (run where the witness keeps its data)",
 }
@@ -72,7 +74,14 @@ def weakness(name: str, value: str) -> str | None:
     """Why `value` is not good enough for `name`, or None."""
     if not value:
         return "is not set"
-    if name in ("CREDENTIALS_KEY", "CREDENTIALS_PUBLIC_KEY", "AUDIT_SIGNING_KEY", "WITNESS_PUBLIC_KEY"):
+    if name in (
+        "CREDENTIALS_KEY",
+        "CREDENTIALS_PUBLIC_KEY",
+        "AUDIT_SIGNING_KEY",
+        "WITNESS_PUBLIC_KEY",
+        "GUEST_PASSWORD_KEY",
+        "GUEST_PASSWORD_PUBLIC_KEY",
+    ):
         try:
             raw = base64.urlsafe_b64decode(value.encode())
         except (binascii.Error, ValueError):
@@ -98,6 +107,21 @@ def credentials_public_key(private_key: str) -> str:
     if len(raw) != 32:
         raise ValueError("CREDENTIALS_KEY must encode exactly 32 bytes")
     return base64.urlsafe_b64encode(bytes(PrivateKey(raw).public_key)).decode()
+
+
+def local_public_key(private_name: str, *, data_dir: Path) -> str:
+    """For local runs: the public key of DATA_DIR/<private_name>.key, kept in
+    DATA_DIR/<private_name minus _KEY>_public_key.key so that a process that
+    must not hold the private key reads only the public one. The pair is
+    generated when neither file exists yet."""
+    path = data_dir / f"{private_name.lower().removesuffix('_key')}_public_key.key"
+    if path.exists():
+        return path.read_text().strip()
+    public = credentials_public_key(load_key(private_name, data_dir=data_dir, generate_locally=True))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(public)
+    os.replace(tmp, path)
+    return public
 
 
 def require_strong(name: str, value: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.keys import credentials_public_key, load_key, require_strong, weakness
+from portal.keys import credentials_public_key, load_key, local_public_key, require_strong, weakness
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -93,6 +93,35 @@ WITNESS_URL = os.environ.get("WITNESS_URL", "").strip()
 WITNESS_PUBLIC_KEY = os.environ.get("WITNESS_PUBLIC_KEY", "").strip()
 if WITNESS_URL and not DEBUG:
     require_strong("WITNESS_PUBLIC_KEY", WITNESS_PUBLIC_KEY)
+
+# Administrator passwords of new VMs (approvals/guest_passwords.py): the
+# worker makes one for every clone and seals it to GUEST_PASSWORD_PUBLIC_KEY;
+# only the web, which reveals it once to the requester, and the shell hold
+# GUEST_PASSWORD_KEY. The worker and beat refuse it.
+HOLDS_GUEST_PASSWORD_KEY = SERVICE in ("", "web")
+if HOLDS_GUEST_PASSWORD_KEY:
+    GUEST_PASSWORD_KEY = load_key("GUEST_PASSWORD_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
+elif "GUEST_PASSWORD_KEY" in os.environ:
+    raise ImproperlyConfigured(
+        f"GUEST_PASSWORD_KEY must not be in the environment of the {SERVICE} process: only the web reveals "
+        "new VMs' passwords. Give the worker GUEST_PASSWORD_PUBLIC_KEY (python manage.py guest_password_public_key)."
+    )
+else:
+    GUEST_PASSWORD_KEY = ""
+GUEST_PASSWORD_PUBLIC_KEY = os.environ.get("GUEST_PASSWORD_PUBLIC_KEY", "").strip()
+if GUEST_PASSWORD_KEY and not weakness("GUEST_PASSWORD_KEY", GUEST_PASSWORD_KEY):
+    _derived = credentials_public_key(GUEST_PASSWORD_KEY)
+    if GUEST_PASSWORD_PUBLIC_KEY and GUEST_PASSWORD_PUBLIC_KEY != _derived:
+        raise ImproperlyConfigured(
+            "GUEST_PASSWORD_PUBLIC_KEY does not belong to GUEST_PASSWORD_KEY; unset it or fix it."
+        )
+    GUEST_PASSWORD_PUBLIC_KEY = _derived
+    if _GENERATE_KEYS:
+        local_public_key("GUEST_PASSWORD_KEY", data_dir=DATA_DIR)  # left for a local worker to read
+elif not GUEST_PASSWORD_PUBLIC_KEY and _GENERATE_KEYS and SERVICE == "worker":
+    GUEST_PASSWORD_PUBLIC_KEY = local_public_key("GUEST_PASSWORD_KEY", data_dir=DATA_DIR)
+if not DEBUG and GUEST_PASSWORD_KEY:
+    require_strong("GUEST_PASSWORD_KEY", GUEST_PASSWORD_KEY)
 
 # Seals on decisions (approvals/seals.py): an HMAC over each submission,
 # approval and rejection, with a key the database does not hold. The web
@@ -380,6 +409,8 @@ CELERY_BEAT_SCHEDULE = {
 # worker's lease runs out after EXECUTION_LEASE_SECONDS and the next sweep
 # takes the ticket back (within lease + SWEEP_INTERVAL_SECONDS of the crash).
 EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 60)
+# How long a vetting of a catalogue template holds when its request names no end.
+CATALOGUE_VETTING_DAYS = env_int("CATALOGUE_VETTING_DAYS", 180)
 EXECUTION_LEASE_RENEW_SECONDS = float(os.environ.get("EXECUTION_LEASE_RENEW_SECONDS", 10))
 if not 0 < EXECUTION_LEASE_RENEW_SECONDS < EXECUTION_LEASE_SECONDS:
     raise ImproperlyConfigured("EXECUTION_LEASE_RENEW_SECONDS must be above 0 and below EXECUTION_LEASE_SECONDS")

@@ -42,7 +42,7 @@ class ZoneSerializer(serializers.ModelSerializer):
 class CatalogueTemplateSerializer(serializers.ModelSerializer):
     class Meta:
         model = CatalogueTemplate
-        fields = ["id", "connector", "name", "description"]
+        fields = ["id", "connector", "name", "description", "vetted_by", "vetted_at", "vetted_until", "fingerprint"]
         read_only_fields = fields
 
 

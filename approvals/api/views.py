@@ -147,6 +147,13 @@ class CatalogueTemplateViewSet(ConfigurationViewSet):
     filterset_fields = ["connector"]
     target = "template"
 
+    @extend_schema(request=s.ConfigRequestBody, responses={202: s.TicketDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def revet(self, request, pk=None):
+        """Vet the template again: the worker takes a fresh fingerprint when
+        it applies the approved request (optionally with a new vetted_until)."""
+        return self._file(request, action="revet", object_id=self.get_object().pk)
+
 
 class PolicyViewSet(ConfigurationViewSet):
     queryset = Policy.objects.select_related("zone", "approver_group")

@@ -3,10 +3,14 @@ and a network for every card, all in one zone."""
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from rest_framework import serializers
 
 from approvals.choices import TicketKind, TicketState
+from approvals.guest_passwords import GuestPasswordKeyMissing, guest_password_discard, guest_password_issue
+from approvals.images import fingerprint_problem, vetting_problem
 from approvals.inventory import InventoryIndex, looks_like_moid
 from approvals.kinds.base import (
     Checked,
@@ -21,7 +25,8 @@ from approvals.kinds.base import (
 )
 from approvals.models import CatalogueTemplate, Ticket
 from approvals.params import VM_NAME_PATTERN, ObjectField
-from connectors.base import OperationResult
+from connectors.base import WINDOWS, GuestCustomization, OperationRejected, OperationResult, customization_family
+from connectors.registry import connector_for
 
 # Tickets that may still create a VM (their name is taken).
 OPEN_STATES = ("pending", "approved", "running")
@@ -125,6 +130,8 @@ def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Chec
         vetted = CatalogueTemplate.objects.filter(connector=connector, name=template.name).first()
         if vetted is None or (vetted.template_id and vetted.template_id != template.id):
             errors["template"] = [f"{template.name} ({template.path}) is not in the approved template catalogue."]
+        elif problem := vetting_problem(vetted) or (recheck and _changed_since_vetting(connector, vetted)):
+            errors["template"] = [problem]
         else:
             params["template"], objects["template"] = template.id, index.ref("template", template)
     zone = None
@@ -202,9 +209,33 @@ def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> li
     return misfits
 
 
+def _changed_since_vetting(connector, vetted) -> str | None:
+    """The worker's re-check reads the template live (only the worker can):
+    changed since vetting -> refused, with a finding."""
+    image = connector_for(connector.kind, connector.connection_config()).read_template(vetted.template_id)
+    return fingerprint_problem(vetted, image, actor_name="worker")
+
+
+def hostname_for(name: str, family: str) -> str:
+    """The guest host name for a VM name: letters, digits and '-', at most 63
+    characters (15 for a Windows computer name)."""
+    cleaned = re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "vm"
+    return cleaned[: 15 if family == WINDOWS else 63].rstrip("-")
+
+
 def perform(ticket, backend, on_task) -> OperationResult:
+    """Clone with a guest customization: the new VM's host name and a fresh
+    administrator password, kept sealed for one reveal to the requester."""
     params = ticket.params
-    return backend.clone_vm(
+    entry = CatalogueTemplate.objects.get(connector=ticket.connector, template_id=params["template"])
+    family = customization_family(entry.fingerprint.get("guest_id", ""))
+    if family is None:  # the re-check refuses such templates; never clone one without a password
+        raise OperationRejected(f"{entry.name} cannot be customized; nothing was cloned")
+    try:
+        password = guest_password_issue(ticket=ticket, actor_name="worker")
+    except GuestPasswordKeyMissing as exc:
+        raise OperationRejected(f"{exc}; nothing was cloned") from exc
+    result = backend.clone_vm(
         template_id=params["template"],
         name=params["name"],
         datastore_id=params["datastore"],
@@ -214,8 +245,14 @@ def perform(ticket, backend, on_task) -> OperationResult:
         instance_uuid=str(ticket.operation_uuid),
         host_id=params.get("host"),
         cluster_id=params.get("cluster"),
+        customization=GuestCustomization(
+            family=family, hostname=hostname_for(params["name"], family), password=password
+        ),
         on_task=on_task,
     )
+    if result.already_done:
+        guest_password_discard(ticket=ticket, actor_name="worker", reason="the VM already existed; it was not applied")
+    return result
 
 
 def done(ticket, backend, index=None) -> bool:
@@ -261,7 +298,7 @@ KIND = Kind(
     perform=perform,
     done=done,
     summary=summary,
-    operations=("clone_vm", "find_vm_by_uuid"),
+    operations=("clone_vm", "find_vm_by_uuid", "read_template"),
     explains=explains,
     standard_scope=StandardScope,
     standard_misfits=standard_misfits,

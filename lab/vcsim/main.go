@@ -668,6 +668,10 @@ func main() {
 		model.Machine = 0
 		model.Autostart = false
 	}
+	// Speak the vSphere 7.0 API (the simulator's own default says 6.5): guest
+	// customization sets a Linux root password by script only from 7.0 on,
+	// and the portal refuses to clone where it cannot set one.
+	model.ServiceContent.About.ApiVersion, model.ServiceContent.About.Version = "7.0.0.0", "7.0.0"
 	if err := model.Create(); err != nil {
 		log.Fatalf("create model: %v", err)
 	}

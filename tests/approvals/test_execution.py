@@ -65,6 +65,7 @@ def test_vm_create_end_to_end(api, own_lab, requester, approver, workers, check)
         "ticket.approval",
         "ticket.approved",
         "ticket.running",
+        "guest_password.issued",
         "hypervisor.task_started",
         "hypervisor.operation",
         "ticket.succeeded",
