@@ -88,6 +88,7 @@ MATRIX = [
         statuses(default=403, portal_admin=202),
     ),
     ("cataloguetemplate-detail", "delete", "/api/templates/{m}/", J, statuses(default=403, portal_admin=202)),
+    ("cataloguetemplate-revet", "post", "/api/templates/{m}/revet/", J, statuses(default=403, portal_admin=202)),
     ("policy-list", "get", "/api/policies/", None, statuses(default=200)),
     ("policy-list", "post", "/api/policies/", {}, statuses(default=403, portal_admin=400)),
     ("policy-detail", "get", "/api/policies/{p}/", None, statuses(default=200)),

@@ -62,6 +62,15 @@ MATRIX = [
         ("requester", "cancelled"),
     ),
     ("ticket-revoke", "post", "/tickets/{a}/revoke/", {}, row(default=302, portal_admin=404), (None, None)),
+    # A pending ticket has no password yet: every role that sees it is told so.
+    (
+        "ticket-guest-password",
+        "post",
+        "/tickets/{t}/guest-password/",
+        {},
+        row(default=302, portal_admin=404),
+        (None, None),
+    ),
     # The matrix's tickets are no emergencies: a review changes nothing.
     (
         "ticket-review-page",

@@ -147,6 +147,7 @@ def api_bend_the_rules(ctx):
     template = ctx.lab.templates.first()
     _config(ctx, "patch", f"/api/templates/{template.pk}/", {"description": "fine"})
     _config(ctx, "delete", f"/api/templates/{template.pk}/", {})
+    _config(ctx, "post", f"/api/templates/{template.pk}/revet/", {})
     _config(ctx, "post", "/api/templates/", {"connector": ctx.lab.pk, "name": "tpl-win2022"})
 
 
@@ -215,6 +216,7 @@ PATHS = [
             "zone-detail",
             "cataloguetemplate-list",
             "cataloguetemplate-detail",
+            "cataloguetemplate-revet",
         },
         api_bend_the_rules,
     ),
@@ -274,6 +276,8 @@ READ_ONLY = {
     # A post-review of an emergency that already ran: it changes nothing on the hypervisor.
     "ticket-review",
     "ticket-review-page",
+    # One's own new VM's password, shown once: it changes nothing on the hypervisor.
+    "ticket-guest-password",
     "account-activate",
 }
 
