@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.urls import path
 
-from approvals import config_views, views
+from approvals import config_views, inventory_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("tickets/<int:pk>/cancel/", views.ticket_cancel, name="ticket-cancel"),
     path("tickets/<int:pk>/revoke/", views.ticket_revoke, name="ticket-revoke"),
     path("tickets/<int:pk>/guest-password/", views.ticket_guest_password, name="ticket-guest-password"),
+    path("inventory/<int:connector>/search/", inventory_views.inventory_search, name="inventory-search"),
     path("config/", config_views.config_overview, name="config"),
     path("config/<slug:target>/new/", config_views.config_request, name="config-new"),
     path("config/<slug:target>/<int:pk>/<slug:action>/", config_views.config_request, name="config-request"),

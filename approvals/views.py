@@ -134,7 +134,11 @@ def ticket_new(request, kind: str | None = None):
         return render(request, "approvals/ticket_new.html", context, status=503)
     catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
     form = form_class(
-        request.POST or None, index=index, catalogue=catalogue, emergency=permissions.can_file_emergency(user)
+        request.POST or None,
+        index=index,
+        catalogue=catalogue,
+        emergency=permissions.can_file_emergency(user),
+        connector=connector,
     )
     context["form"] = form
     if request.method == "POST" and form.is_valid():

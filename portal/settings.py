@@ -147,6 +147,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",  # its widget templates, for FORM_RENDERER below
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -235,6 +236,10 @@ CONTENT_SECURITY_POLICY = {
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
+
+# Form widgets render through TEMPLATES, so the project's own widget templates
+# (templates/approvals/widgets/) are found.
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 TEMPLATES = [
     {

@@ -45,6 +45,13 @@ def looks_like_moid(value: str) -> bool:
     return bool(MOID.match(str(value)))
 
 
+def search_rank(needle: str, name: str, path: str) -> tuple:
+    """The order search answers in: the exact name, then names starting with
+    the query, then the rest; by name and path within each."""
+    lowered = name.lower()
+    return (lowered != needle, not lowered.startswith(needle), lowered, path)
+
+
 @dataclass(frozen=True)
 class ZoneLabel:
     name: str
@@ -141,6 +148,19 @@ class InventoryIndex:
 
     def named(self, kind: str, name: str) -> list:
         return list(self._by_name.get(kind, {}).get(name, []))
+
+    def search(self, kinds: tuple[str, ...], query: str, *, limit: int) -> tuple[list[tuple[str, object]], bool]:
+        """Up to `limit` (kind, object) of `kinds` whose name or path contains
+        `query` (any case), best first (see search_rank); and whether more match."""
+        needle = query.lower()
+        found = [
+            (kind, obj)
+            for kind in kinds
+            for obj in self._collections[kind]
+            if needle in obj.name.lower() or needle in obj.path.lower()
+        ]
+        found.sort(key=lambda pair: search_rank(needle, pair[1].name, pair[1].path))
+        return found[:limit], len(found) > limit
 
     def resolve(self, kinds: tuple[str, ...], value) -> tuple[str, object]:
         """(kind, object) for `value`, or Unresolved saying why not."""

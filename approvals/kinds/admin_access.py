@@ -12,7 +12,8 @@ from rest_framework import serializers
 
 from approvals.choices import TicketKind, TicketState
 from approvals.inventory import InventoryIndex
-from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for, where
+from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
+from approvals.kinds.picker import ObjectPickerField
 from approvals.models import Policy
 from approvals.params import PRINCIPAL_PATTERN, ObjectField
 from connectors.base import OperationResult
@@ -41,9 +42,10 @@ class AdminAccessForm(TicketForm):
         max_length=120, help_text="The user or group to receive the role, like DOMAIN\\name or name@domain."
     )
     role = forms.ChoiceField(help_text="Only roles the policy grants are accepted.")
-    entity = forms.ChoiceField(
+    entity = ObjectPickerField(
+        kinds=ENTITY_KINDS,
         help_text="The VM, host, cluster, resource pool or folder the role applies to; a container counts as the "
-        "most trusted zone beneath it."
+        "most trusted zone beneath it.",
     )
     duration_minutes = forms.IntegerField(min_value=1, initial=60, label="Duration (minutes)")
 
@@ -56,19 +58,6 @@ class AdminAccessForm(TicketForm):
         )
         roles = sorted(set(index.roles) & granted)
         self.fields["role"].choices = [("", "Choose…")] + [(name, name) for name in roles]
-
-        def group(title, kind):
-            ordered = sorted(index.objects(kind), key=lambda o: o.path)
-            return (title, [(o.id, f"{where(o)} (zone {index.entity_zone(kind, o).label})") for o in ordered])
-
-        self.fields["entity"].choices = [
-            ("", "Choose…"),
-            group("VMs", "vm"),
-            group("Hosts", "host"),
-            group("Clusters", "cluster"),
-            group("Resource pools", "resource_pool"),
-            group("Folders", "folder"),
-        ]
 
     def params(self):
         data = self.cleaned_data

@@ -13,6 +13,8 @@ from rest_framework import serializers
 
 from approvals.errors import InvalidInput
 from approvals.inventory import InventoryIndex, ZoneLabel
+from approvals.inventory.index import Unresolved
+from approvals.kinds.picker import ObjectPickerField
 from approvals.models import Policy
 
 
@@ -125,11 +127,17 @@ class TicketForm(forms.Form):
         required=False, widget=DATETIME_INPUT, label="Not after", help_text="Optional end of the change window."
     )
 
-    def __init__(self, *args, index: InventoryIndex, catalogue: set[str], emergency: bool = False, **kwargs):
+    def __init__(
+        self, *args, index: InventoryIndex, catalogue: set[str], emergency: bool = False, connector=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.index = index
         self.catalogue = catalogue
         self.fill_choices()
+        if connector is not None:  # the pickers search this connector's inventory
+            for name, form_field in self.fields.items():
+                if isinstance(form_field, ObjectPickerField):
+                    form_field.bind(connector_id=connector.pk, ticket_kind=self.kind, field_name=name)
         if emergency:  # break_glass holders only
             self.fields["emergency"] = forms.BooleanField(
                 required=False,
@@ -150,7 +158,19 @@ class TicketForm(forms.Form):
         )
 
     def fill_choices(self) -> None:
-        """Set the choices of the kind's select fields from the inventory."""
+        """Set the choices of the kind's select fields (the few that are
+        short lists: catalogue templates, roles) from the inventory."""
+
+    def picked(self, name: str):
+        """The object a picker field names, as the services will resolve it;
+        None when it names none (the submission says why)."""
+        value = self.cleaned_data.get(name)
+        if not value:
+            return None
+        try:
+            return self.index.resolve(self.fields[name].kinds, value)[1]
+        except Unresolved:
+            return None
 
     def params(self) -> dict:
         raise NotImplementedError

@@ -6,7 +6,7 @@ hypervisor change is about it."""
 from __future__ import annotations
 
 from approvals.inventory import InventoryIndex
-from approvals.kinds.base import choices, where
+from approvals.kinds.picker import ObjectPickerField
 from approvals.models import CatalogueTemplate, Ticket
 
 
@@ -68,10 +68,6 @@ def about_its_vm(ticket, change) -> bool:
     return change.object_id == ref.get("id")
 
 
-def vm_choices(index: InventoryIndex):
-    """Every VM (templates are never offered), with its state and zone."""
-    return choices(
-        index.objects("vm"),
-        lambda vm: f"{where(vm)} ({vm.power_state or 'unknown'}, zone {index.vm_zone(vm).label})",
-        value=lambda vm: vm.id,
-    )
+def vm_field(**kwargs) -> ObjectPickerField:
+    """The VM a ticket acts on, picked by search (templates are never offered)."""
+    return ObjectPickerField(kinds=("vm",), label="VM", **kwargs)

@@ -12,6 +12,7 @@ from approvals.choices import TicketKind, TicketState
 from approvals.guest_passwords import GuestPasswordKeyMissing, guest_password_discard, guest_password_issue
 from approvals.images import fingerprint_problem, vetting_problem
 from approvals.inventory import InventoryIndex, looks_like_moid
+from approvals.inventory.index import Unresolved
 from approvals.kinds.base import (
     Checked,
     Kind,
@@ -23,6 +24,7 @@ from approvals.kinds.base import (
     where,
     zone_words,
 )
+from approvals.kinds.picker import ObjectPickerField
 from approvals.models import CatalogueTemplate, Ticket
 from approvals.params import VM_NAME_PATTERN, ObjectField
 from connectors.base import WINDOWS, GuestCustomization, OperationRejected, OperationResult, customization_family
@@ -63,36 +65,31 @@ class VmCreateForm(TicketForm):
 
     name = forms.CharField(max_length=80, label="VM name")
     template = forms.ChoiceField(help_text="Only templates from the approved catalogue.")
-    placement = forms.ChoiceField(help_text="A cluster or a standalone host; its zone decides storage and network.")
-    datastore = forms.ChoiceField(help_text="Must be in the placement's zone.")
-    network = forms.ChoiceField(
-        help_text="Every network card of the template is connected to it; in the placement's zone."
+    placement = ObjectPickerField(
+        kinds=("cluster", "host"), help_text="A cluster or a standalone host; its zone decides storage and network."
+    )
+    datastore = ObjectPickerField(kinds=("datastore",), help_text="Must be in the placement's zone.")
+    network = ObjectPickerField(
+        kinds=("network",), help_text="Every network card of the template is connected to it; in the placement's zone."
     )
     cpus = forms.IntegerField(min_value=1, initial=2, label="CPUs")
     memory_mb = forms.IntegerField(min_value=128, initial=2048, label="Memory (MB)")
 
     def fill_choices(self):
-        inv, index = self.index.inventory, self.index
-        templates = [vm for vm in index.objects("template") if vm.name in self.catalogue]
+        templates = [vm for vm in self.index.objects("template") if vm.name in self.catalogue]
         self.fields["template"].choices = choices(
             templates, lambda t: f"{where(t)} ({len(t.nics)} network card(s))", value=lambda t: t.id
         )
-        clusters = [(f"cluster:{c.id}", f"{where(c)} (zone {index.cluster_zone(c.id).label})") for c in inv.clusters]
-        hosts = [
-            (f"host:{h.id}", f"{where(h)} (zone {index.host_zone(h.id).label})")
-            for h in sorted(inv.hosts, key=lambda h: h.name)
-        ]
-        self.fields["placement"].choices = [
-            ("", "Choose…"),
-            ("Clusters", sorted(clusters, key=lambda c: c[1])),
-            ("Hosts", hosts),
-        ]
-        self.fields["datastore"].choices = choices(
-            inv.datastores, lambda d: f"{where(d)} (zone {index.datastore_zone(d.id).label})", value=lambda d: d.id
-        )
-        self.fields["network"].choices = choices(
-            inv.networks, lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})", value=lambda n: n.id
-        )
+
+    def clean_placement(self):
+        """Which kind of placement was picked: the submission takes a cluster
+        or a host under its own name."""
+        value = self.cleaned_data["placement"]
+        try:
+            kind, obj = self.index.resolve(self.fields["placement"].kinds, value)
+        except Unresolved as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return f"{kind}:{obj.id}"
 
     def params(self):
         data = self.cleaned_data

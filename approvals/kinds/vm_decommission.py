@@ -6,14 +6,13 @@ operation's audit entry). Never a template."""
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from rest_framework import serializers
 
 from approvals.choices import TicketKind
 from approvals.inventory import InventoryIndex
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
-from approvals.kinds.bound_vm import about_its_vm, bound_uuid, resolve_vm, vm_choices
+from approvals.kinds.bound_vm import about_its_vm, bound_uuid, resolve_vm, vm_field
 from approvals.params import ObjectField
 from connectors.base import OperationResult, vm_configuration
 
@@ -25,12 +24,7 @@ class VmDecommissionParams(serializers.Serializer):
 class VmDecommissionForm(TicketForm):
     kind = TicketKind.VM_DECOMMISSION
 
-    vm = forms.ChoiceField(
-        label="VM", help_text="Shut down (the guest first, then hard) and destroyed with its disks; not undone."
-    )
-
-    def fill_choices(self):
-        self.fields["vm"].choices = vm_choices(self.index)
+    vm = vm_field(help_text="Shut down (the guest first, then hard) and destroyed with its disks; not undone.")
 
     def params(self):
         return {"vm": self.cleaned_data["vm"]}

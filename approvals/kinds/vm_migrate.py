@@ -3,7 +3,6 @@ card mapped, disks and cards ending in the target zone."""
 
 from __future__ import annotations
 
-from django import forms
 from rest_framework import serializers
 
 from approvals.choices import TicketKind, TicketState
@@ -13,12 +12,12 @@ from approvals.kinds.base import (
     Checked,
     Kind,
     TicketForm,
-    choices,
     object_name,
     params_error,
     policy_for,
-    where,
 )
+from approvals.kinds.bound_vm import vm_field
+from approvals.kinds.picker import ObjectPickerField
 from approvals.params import ObjectField
 from connectors.base import OperationResult
 
@@ -35,55 +34,35 @@ class VmMigrateForm(TicketForm):
     kind = TicketKind.VM_MIGRATE
     param_field_aliases = {"network_map": "target_network"}
 
-    vm = forms.ChoiceField(label="VM")
-    target_host = forms.ChoiceField(
-        label="Target host", help_text="Moving into another zone needs a policy that allows it."
+    vm = vm_field()
+    target_host = ObjectPickerField(
+        kinds=("host",), label="Target host", help_text="Moving into another zone needs a policy that allows it."
     )
-    target_datastore = forms.ChoiceField(
-        required=False, label="Target datastore", help_text="Needed when the VM's disks are outside the target zone."
+    target_datastore = ObjectPickerField(
+        kinds=("datastore",),
+        required=False,
+        label="Target datastore",
+        help_text="Needed when the VM's disks are outside the target zone; empty keeps the current one.",
     )
-    target_network = forms.ChoiceField(
+    target_network = ObjectPickerField(
+        kinds=("network",),
         required=False,
         label="Network after the move",
         help_text="Every network card moves to it; needed when the cards' networks are outside the target zone.",
     )
-
-    def fill_choices(self):
-        inv, index = self.index.inventory, self.index
-        hosts = {h.id: h.name for h in inv.hosts}
-        self.fields["vm"].choices = choices(
-            index.objects("vm"),
-            lambda vm: f"{where(vm)} (on {hosts.get(vm.host_id, 'no host')}, zone {index.vm_zone(vm).label})",
-            value=lambda vm: vm.id,
-        )
-        self.fields["target_host"].choices = choices(
-            inv.hosts, lambda h: f"{where(h)} (zone {index.host_zone(h.id).label})", value=lambda h: h.id
-        )
-        self.fields["target_datastore"].choices = choices(
-            inv.datastores,
-            lambda d: f"{where(d)} (zone {index.datastore_zone(d.id).label})",
-            value=lambda d: d.id,
-            blank="Keep the current datastore",
-        )
-        self.fields["target_network"].choices = choices(
-            inv.networks,
-            lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})",
-            value=lambda n: n.id,
-            blank="Keep the current networks",
-        )
 
     def params(self):
         data = self.cleaned_data
         params = {"vm": data["vm"], "target_host": data["target_host"]}
         if data.get("target_datastore"):
             params["target_datastore"] = data["target_datastore"]
-        vm = self.index.get(data["vm"], ("vm",))
-        if data.get("target_network") and vm is not None:
+        vm, network = self.picked("vm"), self.picked("target_network")
+        if network is not None and vm is not None:
             params["network_map"] = {
-                nic.network_id: data["target_network"]
-                for nic in vm.nics
-                if nic.network_id and nic.network_id != data["target_network"]
+                nic.network_id: network.id for nic in vm.nics if nic.network_id and nic.network_id != network.id
             }
+        elif data.get("target_network") and vm is not None:
+            params["network_map"] = {nic.network_id: data["target_network"] for nic in vm.nics if nic.network_id}
         return params
 
 

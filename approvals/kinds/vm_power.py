@@ -10,7 +10,7 @@ from rest_framework import serializers
 from approvals.choices import TicketKind
 from approvals.inventory import InventoryIndex
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
-from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_choices
+from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_field
 from approvals.params import ObjectField
 from connectors.base import POWER_ACTIONS, OperationResult
 
@@ -32,14 +32,11 @@ class VmPowerParams(serializers.Serializer):
 class VmPowerForm(TicketForm):
     kind = TicketKind.VM_POWER
 
-    vm = forms.ChoiceField(label="VM")
+    vm = vm_field()
     action = forms.ChoiceField(
         choices=[("", "Choose…"), *ACTION_WORDS.items()],
         help_text="A guest shutdown waits for the guest; power off and reset do not ask it.",
     )
-
-    def fill_choices(self):
-        self.fields["vm"].choices = vm_choices(self.index)
 
     def params(self):
         return {"vm": self.cleaned_data["vm"], "action": self.cleaned_data["action"]}

@@ -11,8 +11,9 @@ from rest_framework import serializers
 
 from approvals.choices import TicketKind
 from approvals.inventory import InventoryIndex
-from approvals.kinds.base import Checked, Kind, TicketForm, choices, object_name, params_error, policy_for, where
-from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, resolve_vm, vm_choices
+from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
+from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, resolve_vm, vm_field
+from approvals.kinds.picker import ObjectPickerField
 from approvals.params import ObjectField
 from connectors.base import OperationResult
 
@@ -35,23 +36,15 @@ class VmReconfigureParams(serializers.Serializer):
 class VmReconfigureForm(TicketForm):
     kind = TicketKind.VM_RECONFIGURE
 
-    vm = forms.ChoiceField(label="VM")
+    vm = vm_field()
     cpus = forms.IntegerField(min_value=1, required=False, label="CPUs", help_text="Empty: unchanged.")
     memory_mb = forms.IntegerField(min_value=128, required=False, label="Memory (MB)", help_text="Empty: unchanged.")
-    add_network = forms.ChoiceField(required=False, label="Add a card on", help_text="A network of the VM's zone.")
+    add_network = ObjectPickerField(
+        kinds=("network",), required=False, label="Add a card on", help_text="A network of the VM's zone."
+    )
     remove_nic = forms.CharField(
         max_length=80, required=False, label="Remove the card", help_text="Its label, e.g. Network adapter 2."
     )
-
-    def fill_choices(self):
-        index = self.index
-        self.fields["vm"].choices = vm_choices(index)
-        self.fields["add_network"].choices = choices(
-            index.inventory.networks,
-            lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})",
-            value=lambda n: n.id,
-            blank="No new card",
-        )
 
     def params(self):
         data = self.cleaned_data

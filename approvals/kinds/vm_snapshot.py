@@ -11,7 +11,7 @@ from rest_framework import serializers
 from approvals.choices import TicketKind
 from approvals.inventory import InventoryIndex
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
-from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_choices
+from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_field
 from approvals.params import ObjectField
 from connectors.base import OperationResult
 
@@ -29,7 +29,7 @@ class VmSnapshotParams(serializers.Serializer):
 class VmSnapshotForm(TicketForm):
     kind = TicketKind.VM_SNAPSHOT
 
-    vm = forms.ChoiceField(label="VM")
+    vm = vm_field()
     action = forms.ChoiceField(choices=[("", "Choose…"), *ACTIONS.items()])
     snapshot = forms.CharField(
         max_length=80,
@@ -37,9 +37,6 @@ class VmSnapshotForm(TicketForm):
         help_text="The new snapshot's name, or the name of the one to revert to or delete.",
     )
     memory = forms.BooleanField(required=False, label="With the VM's memory (new snapshots of a VM that is on)")
-
-    def fill_choices(self):
-        self.fields["vm"].choices = vm_choices(self.index)
 
     def params(self):
         data = self.cleaned_data

@@ -138,7 +138,9 @@ def test_the_pages_offer_every_new_kind_and_show_refusals_next_to_the_field(clie
     for kind in ("vm_decommission", "vm_reconfigure", "vm_power", "vm_snapshot"):
         page = client.get(f"/tickets/new/{kind}/?connector={lab.pk}")
         assert page.status_code == 200, kind
-        assert "prod-web-01" in page.content.decode() and "tpl-debian12" not in page.content.decode(), kind
+        assert f"/inventory/{lab.pk}/search/?ticket_kind={kind}&amp;field=vm" in page.content.decode(), kind
+        offered = client.get(f"/inventory/{lab.pk}/search/", {"ticket_kind": kind, "field": "vm", "vm": "-01"})
+        assert "prod-web-01" in offered.content.decode() and "tpl-debian12" not in offered.content.decode(), kind
     vm = next(vm for vm in lab_vms(lab) if vm.name == "prod-web-01")
     response = client.post(
         f"/tickets/new/vm_reconfigure/?connector={lab.pk}",

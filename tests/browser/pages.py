@@ -1,6 +1,8 @@
 """What every browser test does to a page: sign in, and check the page is
 usable (labels, no sideways scrolling, no server error)."""
 
+import re
+
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD
@@ -32,3 +34,32 @@ def check_usable(page) -> None:
 def nav(page, label: str):
     """A link of the header's navigation."""
     return page.get_by_role("navigation", name="Sections").get_by_role("link", name=label, exact=True)
+
+
+def pick(page, label: str, typed: str, path: str, *, keyboard: bool = False) -> None:
+    """Choose an object in a ticket form's picker: type part of its name and
+    choose the option at `path`, by click or (keyboard) arrows and Enter."""
+    field = page.get_by_label(re.compile(rf"^{re.escape(label)}( \(optional\))?$"))
+    field.click()
+    field.fill("")
+    field.press_sequentially(typed)
+    listbox = page.locator(f"#{field.get_attribute('id')}-options")
+    # The answer to what was typed (not to an earlier keystroke) is shown.
+    expect(listbox.locator(f'[data-query="{typed}"]')).to_be_attached()
+    option = listbox.locator(f'[role=option][data-value="{path}"]')
+    expect(option).to_be_visible()
+    if keyboard:
+        for _ in range(_position(listbox, path) + 1):
+            field.press("ArrowDown")
+        expect(option).to_have_attribute("aria-selected", "true")
+        expect(field).to_have_attribute("aria-activedescendant", option.get_attribute("id"))
+        field.press("Enter")
+    else:
+        option.click()
+    expect(field).to_have_value(path)
+    expect(listbox).to_be_hidden()
+
+
+def _position(listbox, path: str) -> int:
+    values = [o.get_attribute("data-value") for o in listbox.locator("[role=option]").all()]
+    return values.index(path)

@@ -13,7 +13,7 @@ from pyVmomi import vim
 from approvals.models import Ticket
 from tests.approvals.test_execution import find_vms
 from tests.browser.conftest import DESKTOP, PHONE
-from tests.browser.pages import check_usable, nav, sign_in
+from tests.browser.pages import check_usable, nav, pick, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -44,12 +44,15 @@ def test_vm_migrate_from_form_to_succeeded_then_audited(
     alice.get_by_role("link", name="Migrate VM").click()
     expect(alice.get_by_role("heading", name="New ticket: Migrate VM")).to_be_visible()
     check_usable(alice)
-    alice.get_by_label("VM", exact=True).select_option(
-        label="dev-app-01 — /lab/vm/dev-vms/dev-app-01 (on dev-esx-01, zone dev)"
-    )
-    alice.get_by_label("Target host").select_option(label="prod-esx-02 — /lab/host/prod/prod-esx-02 (zone prod)")
-    alice.get_by_label("Target datastore").select_option(label="ds-prod — /lab/datastore/dsc-prod/ds-prod (zone prod)")
-    alice.get_by_label("Network after the move").select_option(label="pg-prod — /lab/network/pg-prod (zone prod)")
+    # The objects are searched as one types, and chosen with the keyboard.
+    pick(alice, "VM", "dev-app", "/lab/vm/dev-vms/dev-app-01", keyboard=True)
+    alice.get_by_label("Target host", exact=True).press_sequentially("esx")
+    expect(alice.locator("#id_target_host-options [role=option]").first).to_be_visible()
+    screenshots(alice, "new-ticket-picker")
+    expect(alice.locator("#id_vm-picked")).to_contain_text("VM · zone dev")
+    pick(alice, "Target host", "prod-esx", "/lab/host/prod/prod-esx-02", keyboard=True)
+    pick(alice, "Target datastore", "ds-pr", "/lab/datastore/dsc-prod/ds-prod")
+    pick(alice, "Network after the move", "pg-prod", "/lab/network/pg-prod")
     alice.get_by_label("Justification").fill("Promote the app server to production for go-live.")
     screenshots(alice, "new-ticket-vm-migrate")
     alice.get_by_role("button", name="File the ticket").click()
@@ -201,9 +204,9 @@ def test_bad_value_shows_the_error_and_files_nothing(new_context, screenshots, l
     page.get_by_label("Template").select_option(
         label="tpl-debian12 — /lab/vm/templates/tpl-debian12 (1 network card(s))"
     )
-    page.get_by_label("Placement").select_option(label="prod — /lab/host/prod (zone prod)")
-    page.get_by_label("Datastore").select_option(label="ds-prod — /lab/datastore/dsc-prod/ds-prod (zone prod)")
-    page.get_by_label("Network").select_option(label="pg-prod — /lab/network/pg-prod (zone prod)")
+    pick(page, "Placement", "prod", "/lab/host/prod")
+    pick(page, "Datastore", "ds-prod", "/lab/datastore/dsc-prod/ds-prod")
+    pick(page, "Network", "pg-prod", "/lab/network/pg-prod")
     page.get_by_label("CPUs").fill("64")
     page.get_by_label("Justification").fill("A big box")
     page.get_by_role("button", name="File the ticket").click()

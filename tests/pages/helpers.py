@@ -24,15 +24,15 @@ CREATE_FORM = {
     "memory_mb": "2048",
     "justification": "New web node for the shop",
 }
-# The kinds of object each select of the ticket forms offers.
-SELECT_KINDS = {
-    "template": ("template",),
+# The kinds of object each picker of the ticket forms searches.
+PICKER_KINDS = {
     "datastore": ("datastore",),
     "network": ("network",),
     "vm": ("vm",),
     "target_host": ("host",),
     "target_datastore": ("datastore",),
     "target_network": ("network",),
+    "add_network": ("network",),
     "entity": ENTITY_KINDS,
 }
 
@@ -44,16 +44,19 @@ def object_id(connector, kinds: tuple[str, ...], name: str) -> str:
 
 def posted(connector, form: dict) -> dict:
     """A ticket form's fields as the browser posts them: each object chosen
-    by its name here is sent as the option's value, its managed-object id
-    ("placement" as "host:<id>" or "cluster:<id>")."""
+    by its name here is sent as the picker writes it, its inventory path
+    ("placement": "host:<name>" or "cluster:<name>" here); the template, a
+    select, as its managed-object id."""
     index = InventoryIndex.for_connector(connector)
     data = dict(form)
-    for field, kinds in SELECT_KINDS.items():
+    for field, kinds in PICKER_KINDS.items():
         if data.get(field):
-            data[field] = index.resolve(kinds, data[field])[1].id
+            data[field] = index.resolve(kinds, data[field])[1].path
+    if data.get("template"):
+        data["template"] = index.resolve(("template",), data["template"])[1].id
     if data.get("placement"):
         kind, _, name = data["placement"].partition(":")
-        data["placement"] = f"{kind}:{index.resolve((kind,), name)[1].id}"
+        data["placement"] = index.resolve((kind,), name)[1].path
     return data
 
 

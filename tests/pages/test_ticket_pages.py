@@ -45,29 +45,52 @@ def test_sign_out_by_post(page, requester):
     assert client.get("/").status_code == 302
 
 
-def test_new_ticket_choices_come_from_the_inventory_with_zones(page, lab, requester):
-    html = page(requester).get("/tickets/new/vm_create/").content.decode()
-    # Values are managed-object ids; labels give the name, the path and the zone.
+def search(client, lab, kind: str, field: str, query: str) -> str:
+    """What an object picker of the `kind` form lists for `query`."""
+    response = client.get(f"/inventory/{lab.pk}/search/", {"ticket_kind": kind, "field": field, field: query})
+    assert response.status_code == 200, response.content
+    return response.content.decode()
+
+
+def test_new_ticket_pickers_search_the_inventory_with_zones(page, lab, requester):
+    client = page(requester)
+    html = client.get("/tickets/new/vm_create/").content.decode()
+    # The catalogue's few templates are a select, by managed-object id.
     template = object_id(lab, ("template",), "tpl-debian12")
     assert (
         f'<option value="{template}">tpl-debian12 — /lab/vm/templates/tpl-debian12 (1 network card(s))</option>' in html
     )
-    prod_host, dmz_host = object_id(lab, ("host",), "prod-esx-01"), object_id(lab, ("host",), "dmz-esx-01")
-    assert f'<option value="host:{prod_host}">prod-esx-01 — /lab/host/prod/prod-esx-01 (zone prod)</option>' in html
-    assert f'<option value="host:{dmz_host}">dmz-esx-01 — /lab/host/dmz-esx-01/dmz-esx-01 (zone dmz)</option>' in html
-    assert f'<option value="{object_id(lab, ("network",), "pg-dev")}">pg-dev — /lab/network/pg-dev (zone dev)' in html
-    assert (
-        f'value="{object_id(lab, ("datastore",), "ds-prod")}">ds-prod — /lab/datastore/dsc-prod/ds-prod (zone prod)'
-        in html
-    )
-    assert f'<option value="cluster:{object_id(lab, ("cluster",), "prod")}">prod — /lab/host/prod (zone prod)' in html
-    # Plain VMs are not templates.
-    prod_web = object_id(lab, ("vm",), "prod-web-01")
-    assert f'<option value="{prod_web}">' not in html and "prod-web-01" not in html
-    migrate = page(requester).get("/tickets/new/vm_migrate/").content.decode()
-    dev_app = object_id(lab, ("vm",), "dev-app-01")
-    assert f'<option value="{dev_app}">dev-app-01 — /lab/vm/dev-vms/dev-app-01 (on dev-esx-0' in migrate
-    assert "zone dev)" in migrate
+    # Objects of the estate are searched, never listed whole in the page.
+    assert f'hx-get="/inventory/{lab.pk}/search/?ticket_kind=vm_create&amp;field=placement"' in html
+    assert 'role="combobox"' in html and "prod-esx-01" not in html and "pg-dev" not in html
+    # Each option gives the name, the path and the zone; its value is the path.
+    placement = search(client, lab, "vm_create", "placement", "esx-01")
+    assert 'data-value="/lab/host/prod/prod-esx-01"' in placement and "host · zone prod" in placement
+    assert 'data-value="/lab/host/dmz-esx-01/dmz-esx-01"' in placement and "host · zone dmz" in placement
+    cluster = search(client, lab, "vm_create", "placement", "prod")
+    assert 'data-value="/lab/host/prod"' in cluster and "cluster · zone prod" in cluster
+    # The exact name comes first.
+    assert cluster.index('data-value="/lab/host/prod"') < cluster.index('data-value="/lab/host/prod/prod-esx-01"')
+    assert "network · zone dev" in search(client, lab, "vm_create", "network", "pg-dev")
+    assert "datastore · zone prod" in search(client, lab, "vm_create", "datastore", "ds-prod")
+    # A VM field offers VMs with their power state, never templates.
+    vms = search(client, lab, "vm_migrate", "vm", "dev-app")
+    assert 'data-value="/lab/vm/dev-vms/dev-app-01"' in vms and "VM · zone dev · poweredOn" in vms
+    assert "Nothing matches" in search(client, lab, "vm_migrate", "vm", "tpl-debian12")
+
+
+def test_picker_search_refuses_what_no_form_asks_and_caps_its_answer(page, lab, requester, approver):
+    client = page(requester)
+    for query in ({"ticket_kind": "vm_migrate", "field": "justification"}, {"ticket_kind": "nope", "field": "vm"}, {}):
+        response = client.get(f"/inventory/{lab.pk}/search/", query)
+        assert response.status_code == 400 and "has an object field" in response.content.decode()
+    assert client.get("/inventory/999999/search/", {"ticket_kind": "vm_migrate", "field": "vm"}).status_code == 404
+    # Only people who file tickets search for one.
+    denied = page(approver).get(f"/inventory/{lab.pk}/search/", {"ticket_kind": "vm_migrate", "field": "vm"})
+    assert denied.status_code == 403
+    # An empty query lists the first objects by name and says when there are more.
+    every_vm = search(client, lab, "admin_access", "entity", "")
+    assert every_vm.count('role="option"') == 20 and "More than 20 match; type more to narrow." in every_vm
 
 
 def test_requester_files_vm_create_through_the_form(page, lab, requester):

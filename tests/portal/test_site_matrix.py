@@ -24,7 +24,7 @@ def row(anonymous=LOGIN, **by_role):
 
 # (route name, method, path, data, expected statuses, who changes what). {t}:
 # a pending vm_create ticket of the requester's, {a}: a pending admin_access
-# one, {f}: an open finding, {u}: another person's account. Page actions answer a refusal with a redirect and
+# one, {f}: an open finding, {u}: another person's account, {c}: the lab connector. Page actions answer a refusal with a redirect and
 # a message, so the last column says which role's POST takes effect: the
 # ticket's resulting state, or "acknowledged" for the finding. Everyone else
 # must leave it unchanged.
@@ -34,6 +34,14 @@ MATRIX = [
     ("tickets", "get", "/tickets/", None, row(default=200), None),
     ("ticket-new", "get", "/tickets/new/", None, row(default=403, requester=200), None),
     ("ticket-new-kind", "get", "/tickets/new/vm_migrate/", None, row(default=403, requester=200), None),
+    (
+        "inventory-search",
+        "get",
+        "/inventory/{c}/search/?ticket_kind=vm_migrate&field=vm&vm=dev",
+        None,
+        row(default=403, requester=200),
+        None,
+    ),
     ("ticket", "get", "/tickets/{t}/", None, row(default=200, portal_admin=404), None),
     # 286 tells htmx to stop polling: the browser is signed out.
     ("ticket-live", "get", "/tickets/{t}/live/", None, row(anonymous=286, default=200, portal_admin=404), None),
@@ -166,7 +174,7 @@ def test_site_permission_matrix(client, api, lab, role, requester, approver2):
                 connector=lab, kind="vm_unexplained", object_ref=f"vm-{next(names)}", first_seen=now, last_seen=now
             )
         pk = getattr(target, "pk", 0)
-        url = path.format(t=pk, a=pk, f=pk, u=approver2.pk)
+        url = path.format(t=pk, a=pk, f=pk, u=approver2.pk, c=lab.pk)
         response = client.post(url, data) if method == "post" else client.get(url)
         assert response.status_code == expected[role], f"{role} {method.upper()} {url}: {response.status_code}"
         if effect is not None:

@@ -236,6 +236,7 @@ READ_ONLY = {
     "api-root",
     "schema",
     "connector-inventory",
+    "inventory-search",
     "ticket-reject",
     "ticket-cancel",
     "ticket-revoke",

@@ -1,0 +1,87 @@
+"""The ticket forms' object fields: a searchable picker instead of a select of
+the whole inventory.
+
+An `ObjectPickerField` is a text field whose value names one object the way
+the services resolve it (an id, an inventory path, or a unique name). In
+the browser, `static/portal/picker.js` turns it into a combobox: typing asks
+the inventory search (approvals.inventory_views.inventory_search) for the
+matching objects of the field's kinds, with their zone and path, and
+choosing one writes its path, which the submission resolves exactly. Without
+JavaScript the field is a plain text input the services still resolve."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django import forms
+from django.urls import reverse
+
+from approvals.inventory.index import KIND_WORDS
+
+# How many matches one search shows; more are announced, not listed.
+SEARCH_LIMIT = 20
+
+
+def describe(index, kind: str, obj) -> str:
+    """What an option says beside the object's name and path: its kind, its
+    zone, and for a VM its power state."""
+    words = [KIND_WORDS[kind], f"zone {index.entity_zone(kind, obj).label}"]
+    if kind == "vm":
+        words.append(obj.power_state or "power state unknown")
+    return " · ".join(words)
+
+
+class ObjectPickerWidget(forms.TextInput):
+    template_name = "approvals/widgets/object_picker.html"
+
+    def __init__(self, attrs=None):
+        super().__init__({"autocomplete": "off", "spellcheck": "false", **(attrs or {})})
+        self.search_url = ""  # set by bind(); empty: a plain text input
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["widget"]["search_url"] = self.search_url
+        return context
+
+
+class ObjectPickerField(forms.CharField):
+    """One object of `kinds` (approvals.inventory.index.KIND_WORDS keys),
+    picked by search. `describe` says what an option shows beside its name
+    and path."""
+
+    widget = ObjectPickerWidget
+
+    def __init__(self, *, kinds: tuple[str, ...], describe: Callable = describe, **kwargs):
+        kwargs.setdefault("max_length", 1000)
+        help_text = kwargs.pop("help_text", "")
+        hint = "Type a name or a path to search; an id works too."
+        kwargs["help_text"] = f"{help_text} {hint}".strip()
+        super().__init__(**kwargs)
+        self.kinds = kinds
+        self.describe = describe
+
+    def bind(self, *, connector_id: int, ticket_kind: str, field_name: str) -> None:
+        """Point the widget at the inventory search for this field."""
+        self.widget.search_url = (
+            reverse("inventory-search", args=[connector_id]) + f"?ticket_kind={ticket_kind}&field={field_name}"
+        )
+
+
+def search_options(index, field: ObjectPickerField, query: str) -> dict:
+    """The options a search shows: up to SEARCH_LIMIT matches of the field's
+    kinds, and whether there are more."""
+    found, more = index.search(field.kinds, query.strip(), limit=SEARCH_LIMIT)
+    return {
+        "options": [
+            {
+                "value": obj.path,
+                "name": obj.name,
+                "path": obj.path,
+                "id": obj.id,
+                "about": field.describe(index, kind, obj),
+            }
+            for kind, obj in found
+        ],
+        "more": more,
+        "limit": SEARCH_LIMIT,
+    }
