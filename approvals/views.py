@@ -20,7 +20,7 @@ from approvals.choices import FINAL_STATES, HYPERVISOR_KINDS, Decision, Role, Ti
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict
 from approvals.forms import FORMS_BY_KIND, DecisionForm, RejectForm, TicketListFilter
 from approvals.guest_passwords import guest_password_reveal, guest_password_state
-from approvals.inventory import InventoryIndex
+from approvals.inventory import StoredIndex
 from approvals.models import CatalogueTemplate, Ticket
 from approvals.services import emergencies, passkey_approvals
 from approvals.services.config_requests import config_display
@@ -128,7 +128,7 @@ def ticket_new(request, kind: str | None = None):
         raise Http404(f"There is no ticket kind {kind!r}.")
     context["kind_label"] = TicketKind(kind).label
     try:
-        index = InventoryIndex.for_connector(connector)
+        index = StoredIndex.for_connector(connector)
     except InventoryUnavailable as exc:
         context["inventory_error"] = str(exc)
         return render(request, "approvals/ticket_new.html", context, status=503)

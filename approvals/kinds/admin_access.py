@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from approvals.choices import TicketKind, TicketState
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for, where
 from approvals.models import Policy
 from approvals.params import PRINCIPAL_PATTERN, ObjectField
@@ -80,7 +80,7 @@ class AdminAccessForm(TicketForm):
         }
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     found = index.resolve_field(errors, "entity", ENTITY_KINDS, params["entity"])
     if params["role"] not in index.roles:
@@ -180,7 +180,7 @@ class StandardScope(serializers.Serializer):
     zone = serializers.CharField(max_length=64, required=False)
 
 
-def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
     params, misfits = checked.params, []
     if params["role"] != scope["role"]:
         misfits.append(f"it asks for {params['role']}, not {scope['role']}")

@@ -12,7 +12,7 @@ from django import forms
 from rest_framework import serializers
 
 from approvals.errors import InvalidInput
-from approvals.inventory import InventoryIndex, ZoneLabel
+from approvals.inventory import IndexRules, ZoneLabel
 from approvals.models import Policy
 
 
@@ -125,7 +125,7 @@ class TicketForm(forms.Form):
         required=False, widget=DATETIME_INPUT, label="Not after", help_text="Optional end of the change window."
     )
 
-    def __init__(self, *args, index: InventoryIndex, catalogue: set[str], emergency: bool = False, **kwargs):
+    def __init__(self, *args, index: IndexRules, catalogue: set[str], emergency: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.index = index
         self.catalogue = catalogue

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from approvals.choices import TicketKind, TicketState
 from approvals.guest_passwords import GuestPasswordKeyMissing, guest_password_discard, guest_password_issue
 from approvals.images import fingerprint_problem, vetting_problem
-from approvals.inventory import InventoryIndex, looks_like_moid
+from approvals.inventory import IndexRules, looks_like_moid
 from approvals.kinds.base import (
     Checked,
     Kind,
@@ -72,15 +72,17 @@ class VmCreateForm(TicketForm):
     memory_mb = forms.IntegerField(min_value=128, initial=2048, label="Memory (MB)")
 
     def fill_choices(self):
-        inv, index = self.index.inventory, self.index
+        index = self.index
         templates = [vm for vm in index.objects("template") if vm.name in self.catalogue]
         self.fields["template"].choices = choices(
             templates, lambda t: f"{where(t)} ({len(t.nics)} network card(s))", value=lambda t: t.id
         )
-        clusters = [(f"cluster:{c.id}", f"{where(c)} (zone {index.cluster_zone(c.id).label})") for c in inv.clusters]
+        clusters = [
+            (f"cluster:{c.id}", f"{where(c)} (zone {index.cluster_zone(c.id).label})") for c in index.objects("cluster")
+        ]
         hosts = [
             (f"host:{h.id}", f"{where(h)} (zone {index.host_zone(h.id).label})")
-            for h in sorted(inv.hosts, key=lambda h: h.name)
+            for h in sorted(index.objects("host"), key=lambda h: h.name)
         ]
         self.fields["placement"].choices = [
             ("", "Choose…"),
@@ -88,10 +90,14 @@ class VmCreateForm(TicketForm):
             ("Hosts", hosts),
         ]
         self.fields["datastore"].choices = choices(
-            inv.datastores, lambda d: f"{where(d)} (zone {index.datastore_zone(d.id).label})", value=lambda d: d.id
+            index.objects("datastore"),
+            lambda d: f"{where(d)} (zone {index.datastore_zone(d.id).label})",
+            value=lambda d: d.id,
         )
         self.fields["network"].choices = choices(
-            inv.networks, lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})", value=lambda n: n.id
+            index.objects("network"),
+            lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})",
+            value=lambda n: n.id,
         )
 
     def params(self):
@@ -108,7 +114,7 @@ class VmCreateForm(TicketForm):
         }
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     objects: dict = {}
     name = params["name"]
@@ -195,7 +201,7 @@ class StandardScope(serializers.Serializer):
     max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024)
 
 
-def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
     params, misfits = checked.params, []
     template = object_name(params.get("objects") or {}, "template", params.get("template"))
     if template != scope["template"]:

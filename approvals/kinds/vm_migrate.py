@@ -7,7 +7,7 @@ from django import forms
 from rest_framework import serializers
 
 from approvals.choices import TicketKind, TicketState
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import (
     DEFAULT_CROSS_ZONE_APPROVALS,
     Checked,
@@ -49,24 +49,24 @@ class VmMigrateForm(TicketForm):
     )
 
     def fill_choices(self):
-        inv, index = self.index.inventory, self.index
-        hosts = {h.id: h.name for h in inv.hosts}
+        index = self.index
+        hosts = {h.id: h.name for h in index.objects("host")}
         self.fields["vm"].choices = choices(
             index.objects("vm"),
             lambda vm: f"{where(vm)} (on {hosts.get(vm.host_id, 'no host')}, zone {index.vm_zone(vm).label})",
             value=lambda vm: vm.id,
         )
         self.fields["target_host"].choices = choices(
-            inv.hosts, lambda h: f"{where(h)} (zone {index.host_zone(h.id).label})", value=lambda h: h.id
+            index.objects("host"), lambda h: f"{where(h)} (zone {index.host_zone(h.id).label})", value=lambda h: h.id
         )
         self.fields["target_datastore"].choices = choices(
-            inv.datastores,
+            index.objects("datastore"),
             lambda d: f"{where(d)} (zone {index.datastore_zone(d.id).label})",
             value=lambda d: d.id,
             blank="Keep the current datastore",
         )
         self.fields["target_network"].choices = choices(
-            inv.networks,
+            index.objects("network"),
             lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})",
             value=lambda n: n.id,
             blank="Keep the current networks",
@@ -92,7 +92,7 @@ def _cards_after(vm, network_map: dict[str, str]) -> list[tuple]:
     return [(nic, network_map.get(nic.network_id, nic.network_id)) for nic in vm.nics]
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     objects: dict = {}
     vm = host = datastore = None
@@ -193,7 +193,7 @@ class StandardScope(serializers.Serializer):
     zone = serializers.CharField(max_length=64, help_text="Moves within this zone are standard.")
 
 
-def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
     vm = index.get(checked.params["vm"], ("vm",))
     source = index.vm_zone(vm) if vm is not None else None
     misfits = []

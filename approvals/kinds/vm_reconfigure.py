@@ -10,7 +10,7 @@ from django import forms
 from rest_framework import serializers
 
 from approvals.choices import TicketKind
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, choices, object_name, params_error, policy_for, where
 from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, resolve_vm, vm_choices
 from approvals.params import ObjectField
@@ -47,7 +47,7 @@ class VmReconfigureForm(TicketForm):
         index = self.index
         self.fields["vm"].choices = vm_choices(index)
         self.fields["add_network"].choices = choices(
-            index.inventory.networks,
+            index.objects("network"),
             lambda n: f"{where(n)} (zone {index.network_zone(n.id).label})",
             value=lambda n: n.id,
             blank="No new card",
@@ -76,7 +76,7 @@ def _needs_off(vm, cpus: int | None, memory_mb: int | None) -> dict[str, str]:
     return reasons
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     objects: dict = {}
     vm = resolve_vm(errors, index, connector, params["vm"], doing="reconfigured")
