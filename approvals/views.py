@@ -20,7 +20,7 @@ from approvals.choices import FINAL_STATES, HYPERVISOR_KINDS, Decision, Role, Ti
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict
 from approvals.forms import FORMS_BY_KIND, DecisionForm, RejectForm, TicketListFilter
 from approvals.guest_passwords import guest_password_reveal, guest_password_state
-from approvals.inventory import StoredIndex
+from approvals.inventory import StoredIndex, connector_freshness
 from approvals.models import CatalogueTemplate, Ticket
 from approvals.services import emergencies, passkey_approvals
 from approvals.services.config_requests import config_display
@@ -132,6 +132,7 @@ def ticket_new(request, kind: str | None = None):
     except InventoryUnavailable as exc:
         context["inventory_error"] = str(exc)
         return render(request, "approvals/ticket_new.html", context, status=503)
+    context["freshness"] = index.freshness
     catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
     form = form_class(
         request.POST or None, index=index, catalogue=catalogue, emergency=permissions.can_file_emergency(user)
@@ -216,6 +217,8 @@ def ticket_detail(request, pk: int, *, reject_form=None, status=200):
     ticket = _visible_ticket(request, pk)
     context = _ticket_context(request, ticket)
     context["reject_form"] = reject_form or RejectForm()
+    if ticket.connector_id is not None:  # what the page says of its objects is as current as the inventory
+        context["freshness"] = connector_freshness(ticket.connector_id)
     if ticket.kind == TicketKind.VM_CREATE and ticket.requester_id == request.user.pk:
         context["guest_password"] = guest_password_state(ticket)
     return render(request, "approvals/ticket_detail.html", context, status=status)
