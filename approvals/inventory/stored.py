@@ -35,6 +35,9 @@ class StoredIndex(IndexRules):
         self._by_path: dict[str, tuple[str, object] | None] = {}
         self._by_name: dict[tuple[str, str], list] = {}
         self._objects: dict[str, list] = {}
+        # Ids the rows read so far point at (a VM's host, datastores and
+        # networks, a host's cluster), read along with the next id asked for.
+        self._ahead: set[str] = set()
         self._label(zones)
 
     @classmethod
@@ -66,6 +69,8 @@ class StoredIndex(IndexRules):
             found = (row["type"], object_of(row))
             self._by_id[row["moid"]] = found
             self._by_path.setdefault(row["path"], found)
+            self._ahead.update((row["host_id"], row["cluster_id"], row["datastore_cluster_id"], *row["datastore_ids"]))
+            self._ahead.update(nic["network_id"] for nic in row["nics"] if nic.get("network_id"))
         return found
 
     def adopt(self, row) -> tuple[str, object]:
@@ -87,8 +92,11 @@ class StoredIndex(IndexRules):
         if not object_id:
             return None
         if object_id not in self._by_id:
-            row = self._rows(moid=object_id).first()
-            self._by_id[object_id] = None if row is None else self._keep(row)
+            wanted = {object_id} | {moid for moid in self._ahead if moid and moid not in self._by_id}
+            self._ahead.clear()
+            for moid in wanted:
+                self._by_id[moid] = None
+            self._keep_all(self._rows(moid__in=sorted(wanted)))
         found = self._by_id[object_id]
         if found is None and object_id == self._root_id:  # the root folder is always there, stored or not
             return self._root()

@@ -368,13 +368,16 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str,
             **fields,
         )
         enqueue_notification(ticket.pk, "succeeded")
-    # The hypervisor changed: the stored inventory shows it at once, not
-    # only once the sync reports it.
+    # The VMs it bound or made changed: the stored inventory shows them at
+    # once, not only once the sync reports them.
     if ticket.connector_id is not None and ticket.kind in KINDS:
-        wanted = {ref["id"]: ref["type"] for _field, ref in _bound_objects(ticket) if ref.get("id") and ref.get("type")}
+        wanted = {
+            ref["id"]: "vm" for _field, ref in _bound_objects(ticket) if ref.get("type") == "vm" and ref.get("id")
+        }
         if ticket.kind == TicketKind.VM_CREATE and result and result.object_id:
             wanted[result.object_id] = "vm"
-        store_after_change(connector=ticket.connector, backend=backend_for(ticket), objects=wanted)
+        if wanted:
+            store_after_change(connector=ticket.connector, backend=backend_for(ticket), objects=wanted)
     return True
 
 
