@@ -1,8 +1,9 @@
 """Inventory benchmark: submission (POST /api/tickets/ vm_migrate) and the
 new-ticket page (GET /tickets/new/vm_migrate/) against the inventory table
-holding 300, 5,000 and 20,000 VMs, beside a trivial signed-in view, side by
-side in one run, through Django's test client in this process (no network,
-no gunicorn: what is measured is the portal's own work per request).
+holding 300, 5,000 and 20,000 VMs, beside a trivial signed-in view, and the
+inventory API's first page and a search, side by side in one run, through
+Django's test client in this process (no network, no gunicorn: what is
+measured is the portal's own work per request).
 
     .venv/bin/python bench/inventory_bench.py [--sizes 300,5000,20000]
         [--submissions 200] [--pages 30] [--trivial 200]
@@ -152,7 +153,7 @@ def main() -> None:
     web.force_login(requester)
     rng = random.Random(14)  # noqa: S311 - repeatable choices, not secrets
 
-    rows = []
+    rows, listings = [], []
     for size in sizes:
         # The last size's tickets are closed (directly: bench data), so each
         # size starts with an empty queue; submission compares a ticket with
@@ -190,6 +191,13 @@ def main() -> None:
         def trivial():
             assert web.get("/bench/trivial").status_code == 200
 
+        def listing(query):
+            def get():
+                response = api.get(f"/api/connectors/{connector.pk}/inventory/{query}")
+                assert response.status_code == 200, response.content[:500]
+
+            return get
+
         submit(), page(), trivial()  # warm: connections, templates, caches
         with CaptureQueriesContext(connection) as queries:
             submit()
@@ -201,7 +209,10 @@ def main() -> None:
         s = timed(submit, args.submissions)
         t = timed(trivial, args.trivial)
         p = timed(page, args.pages)
+        first = timed(listing(""), args.pages)
+        search = timed(listing("?type=vm&q=bench-vm-0001"), args.pages)
         rows.append((size, stored_s, s, submit_queries, t, p, page_queries, page_bytes))
+        listings.append((size, first, search))
 
     print()
     print(
@@ -213,6 +224,16 @@ def main() -> None:
         print(
             f"| {size:,} | {stored_s:.2f} | {statistics.median(s):.1f} / {p95(s):.1f} | {sq} | {p95(t):.1f} "
             f"| {statistics.median(p):.1f} / {p95(p):.1f} | {p95(p) / p95(t):.1f}× | {pq} | {pb / 1024:,.0f} KB |"
+        )
+    print()
+    print(
+        "| VMs stored | inventory API page 1 p50 / p95 (ms) | inventory API ?type=vm&q=bench-vm-0001 p50 / p95 (ms) |"
+    )
+    print("|---|---|---|")
+    for size, first, search in listings:
+        print(
+            f"| {size:,} | {statistics.median(first):.1f} / {p95(first):.1f} "
+            f"| {statistics.median(search):.1f} / {p95(search):.1f} |"
         )
 
 
