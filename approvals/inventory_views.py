@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 from approvals import permissions
 from approvals.errors import InventoryUnavailable
 from approvals.forms import FORMS_BY_KIND
-from approvals.inventory import InventoryIndex
+from approvals.inventory import StoredIndex
 from approvals.kinds.picker import ObjectPickerField, search_options
 from connectors.models import Connector
 
@@ -40,7 +40,7 @@ def inventory_search(request, connector: int):
         context["error"] = f"Type at most {field.max_length} characters."
         return render(request, OPTIONS, context, status=400)
     try:
-        index = InventoryIndex.for_connector(connector)
+        index = StoredIndex.for_connector(connector)
     except InventoryUnavailable as exc:
         context["error"] = f"The inventory cannot be searched now: {exc}"
         return render(request, OPTIONS, context, status=503)

@@ -8,7 +8,7 @@ Kind.standard_misfits), so a kind added later brings its own."""
 
 from __future__ import annotations
 
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds import KINDS
 from approvals.kinds.base import Checked
 
@@ -45,7 +45,7 @@ def scope_words(scope: dict) -> str:
     return ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in sorted(scope.items()))
 
 
-def verdict(*, kind: str, checked: Checked, index: InventoryIndex) -> dict:
+def verdict(*, kind: str, checked: Checked, index: IndexRules) -> dict:
     """Whether the checked ticket is a standard change of its policy, and
     why (or why not) in words: {"standard": bool, "reasons": [...]}."""
     policy, scope = checked.policy, checked.policy.standard_scope or {}

@@ -9,7 +9,6 @@ from django.conf import settings
 
 from approvals import chat, inventory, notifications
 from approvals.services import emergencies, execution, sweeper
-from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 
 logger = logging.getLogger(__name__)
 
@@ -38,30 +37,12 @@ def remind_unreviewed_emergencies() -> int:
     return emergencies.remind_overdue()
 
 
-@shared_task(bind=True)
-def refresh_inventories(self) -> int:
-    from approvals.errors import InventoryUnavailable
-    from connectors.models import Connector
-
-    refreshed = 0
-    for connector in Connector.objects.all():
-        try:
-            inventory.fetch_inventory(connector)
-            refreshed += 1
-        except InventoryUnavailable as exc:
-            mismatch = identity_mismatch_in(exc)
-            if mismatch is not None:
-                connector_identity_refused(connector=connector, error=mismatch, actor_name=_worker_name(self))
-            logger.warning("%s", exc)
-    return refreshed
-
-
 # Not acks_late: a request lost with its worker is not worth redelivering,
 # the web has stopped waiting for it.
 @shared_task(bind=True, ignore_result=True, acks_late=False)
 def read_inventory(self, connector_id: int, nonce: str) -> str:
-    """A connector's inventory for a process without CREDENTIALS_KEY (the
-    web), answered through the cache under `nonce`."""
+    """Read a connector's inventory into the table for a process without
+    CREDENTIALS_KEY (the web); ok or the error answered under `nonce`."""
     return inventory.inventory_answer(connector_id=connector_id, nonce=nonce, actor_name=_worker_name(self))
 
 

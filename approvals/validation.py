@@ -6,7 +6,7 @@ identity and judge the zones and the policy."""
 from __future__ import annotations
 
 from approvals.errors import InvalidInput
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds import KINDS
 from approvals.kinds.base import Checked, policy_for
 
@@ -36,7 +36,7 @@ def check_shape(kind: str, params) -> dict:
     return {k: v for k, v in serializer.validated_data.items() if v not in ("", None)}
 
 
-def check_submission(*, kind: str, connector, params, index: InventoryIndex, recheck: bool = False) -> Checked:
+def check_submission(*, kind: str, connector, params, index: IndexRules, recheck: bool = False) -> Checked:
     """All checks for a new ticket; `recheck` for the worker's second look
     before acting, which must not count the ticket itself as a clash. A kind
     the connector cannot carry out is refused in words."""

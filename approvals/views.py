@@ -20,7 +20,7 @@ from approvals.choices import FINAL_STATES, HYPERVISOR_KINDS, Decision, Role, Ti
 from approvals.errors import InvalidInput, InventoryUnavailable, StateConflict
 from approvals.forms import FORMS_BY_KIND, DecisionForm, RejectForm, TicketListFilter
 from approvals.guest_passwords import guest_password_reveal, guest_password_state
-from approvals.inventory import InventoryIndex
+from approvals.inventory import StoredIndex, connector_freshness
 from approvals.models import CatalogueTemplate, Ticket
 from approvals.services import emergencies, passkey_approvals
 from approvals.services.config_requests import config_display
@@ -128,10 +128,11 @@ def ticket_new(request, kind: str | None = None):
         raise Http404(f"There is no ticket kind {kind!r}.")
     context["kind_label"] = TicketKind(kind).label
     try:
-        index = InventoryIndex.for_connector(connector)
+        index = StoredIndex.for_connector(connector)
     except InventoryUnavailable as exc:
         context["inventory_error"] = str(exc)
         return render(request, "approvals/ticket_new.html", context, status=503)
+    context["freshness"] = index.freshness
     catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("name", flat=True))
     form = form_class(
         request.POST or None,
@@ -220,6 +221,8 @@ def ticket_detail(request, pk: int, *, reject_form=None, status=200):
     ticket = _visible_ticket(request, pk)
     context = _ticket_context(request, ticket)
     context["reject_form"] = reject_form or RejectForm()
+    if ticket.connector_id is not None:  # what the page says of its objects is as current as the inventory
+        context["freshness"] = connector_freshness(ticket.connector_id)
     if ticket.kind == TicketKind.VM_CREATE and ticket.requester_id == request.user.pk:
         context["guest_password"] = guest_password_state(ticket)
     return render(request, "approvals/ticket_detail.html", context, status=status)

@@ -143,11 +143,11 @@ def ticket_shapes(connector) -> dict[str, list[tuple]]:
     """(params, zone, policy id, policy digest) per kind, as submission
     stores them: every object resolved to its id, with `objects` naming each
     (the submission checks themselves, run once per body)."""
-    from approvals.inventory import InventoryIndex
+    from approvals.inventory import StoredIndex
     from approvals.validation import check_submission
     from tests.approvals.helpers import VM_CREATE
 
-    index = InventoryIndex.for_connector(connector)
+    index = StoredIndex.for_connector(connector)
 
     def checked(kind, params):
         result = check_submission(kind=kind, connector=connector, params=dict(params), index=index)

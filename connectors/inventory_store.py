@@ -288,3 +288,13 @@ def state_update(*, connector: Connector, **fields: Any) -> None:
     """Set fields of the connector's sync state (creating it when missing):
     the heartbeat (synced_at), the error in words, the holder, …"""
     _state_update(connector, **fields)
+
+
+def store_objects(*, connector: Connector, root_folder_id: str, changed: Iterable[Any], removed: Iterable[str]) -> None:
+    """Write objects read outside the sync (after a change the portal made):
+    rows written in place, `removed` ids deleted; the sync's version and
+    heartbeat are left as they are; the rows carry the sync's version."""
+    rows = {obj.id: row_of(obj, root_folder_id=root_folder_id) for obj in changed}
+    version = InventoryState.objects.filter(connector=connector).values_list("version", flat=True).first() or ""
+    with transaction.atomic():
+        _write(connector, rows, list(removed), version)

@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Lower
 
 from connectors import credentials
 from connectors.base import ConnectionConfig, ConnectorIdentity
@@ -97,6 +98,18 @@ class InventoryObject(models.Model):
             models.Index(fields=["connector", "type", "name"], name="inventory_type_name"),
             models.Index(fields=["connector", "path"], name="inventory_path"),
             models.Index(fields=["connector", "instance_uuid"], name="inventory_instance_uuid"),
+            # Search: names in any case; "everything beneath this path" (LIKE
+            # 'prefix%', which PostgreSQL answers from a pattern-ops index
+            # whatever the collation); VMs by the host they run on (zones).
+            # Names containing a word use a trigram index on PostgreSQL
+            # (migration 0004, not expressible here for SQLite).
+            models.Index("connector", "type", Lower("name"), name="inventory_type_lower_name"),
+            models.Index(
+                fields=["connector", "type", "path"],
+                name="inventory_type_path_prefix",
+                opclasses=["", "", "text_pattern_ops"],
+            ),
+            models.Index(fields=["connector", "type", "host_id"], name="inventory_type_host"),
         ]
 
     def __str__(self):

@@ -383,7 +383,6 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_TIMEZONE = TIME_ZONE
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 30)
-INVENTORY_REFRESH_SECONDS = env_int("INVENTORY_REFRESH_SECONDS", 60)
 # The full reconciliation is the safety net behind the sync: less often.
 DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 1800)
 # Break-glass: an emergency must be reviewed within EMERGENCY_REVIEW_SECONDS
@@ -400,10 +399,6 @@ CELERY_BEAT_SCHEDULE = {
     "remind-unreviewed-emergencies": {
         "task": "approvals.tasks.remind_unreviewed_emergencies",
         "schedule": EMERGENCY_REMINDER_SECONDS,
-    },
-    "refresh-inventories": {
-        "task": "approvals.tasks.refresh_inventories",
-        "schedule": INVENTORY_REFRESH_SECONDS,
     },
     "detect-drift": {"task": "audit.tasks.detect_drift", "schedule": DRIFT_INTERVAL_SECONDS},
     "audit-checkpoint": {"task": "audit.tasks.sign_checkpoint", "schedule": AUDIT_CHECKPOINT_SECONDS},
@@ -428,8 +423,13 @@ ACCESS_MINUTE_SECONDS = env_int("ACCESS_MINUTE_SECONDS", 60)
 # and vm_decommission before it powers the VM off hard).
 GUEST_SHUTDOWN_TIMEOUT_SECONDS = float(os.environ.get("GUEST_SHUTDOWN_TIMEOUT_SECONDS", 300))
 # How long a process without CREDENTIALS_KEY (the web) waits for a worker to
-# read a connector's inventory for it.
+# read a connector's inventory into the table for it.
 INVENTORY_WAIT_SECONDS = float(os.environ.get("INVENTORY_WAIT_SECONDS", 20))
+# After how long without a word from the sync pages and the inventory API
+# say loudly that the stored inventory is behind; how many objects one page
+# of the inventory API holds.
+INVENTORY_STALE_SECONDS = env_int("INVENTORY_STALE_SECONDS", 120)
+INVENTORY_PAGE_SIZE = env_int("INVENTORY_PAGE_SIZE", 1000)
 
 LOGGING = {
     "version": 1,

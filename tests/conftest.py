@@ -40,7 +40,7 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    # The inventory cache lives in Redis; each test starts from the hypervisor.
+    # Rate limits, answers and sessions in Redis: each test starts clean.
     cache.clear()
     yield
 

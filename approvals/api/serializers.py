@@ -5,6 +5,7 @@ from rest_framework import serializers
 from approvals import conflicts
 from approvals.choices import HYPERVISOR_KINDS, Role
 from approvals.config.policies import FIELDS as POLICY_FIELDS
+from approvals.inventory.listing import TYPES as INVENTORY_TYPES
 from approvals.models import Approval, CatalogueTemplate, ChatHook, FreezeWindow, Policy, Ticket, Zone
 from approvals.services import emergencies
 from approvals.services.config_requests import public_params
@@ -89,6 +90,16 @@ class UserSerializer(serializers.ModelSerializer):
     def get_hypervisor_principal(self, user) -> str:
         state = getattr(user, "account_state", None)
         return state.hypervisor_principal if state else ""
+
+
+class InventoryQuerySerializer(serializers.Serializer):
+    """The inventory API's query: what to list, and which page."""
+
+    refresh = serializers.BooleanField(required=False, default=False)
+    type = serializers.ChoiceField(choices=INVENTORY_TYPES, required=False, default="")
+    q = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    zone = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+    page = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, default=1)
 
 
 class JustificationSerializer(serializers.Serializer):

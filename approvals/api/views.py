@@ -11,7 +11,7 @@ from approvals import permissions as rules
 from approvals import selectors, services
 from approvals.api import serializers as s
 from approvals.choices import Role
-from approvals.inventory import InventoryIndex
+from approvals.inventory import StoredIndex, listing
 from approvals.models import CatalogueTemplate, ChatHook, FreezeWindow, Policy, Ticket, Zone
 from approvals.services import emergencies, passkey_approvals
 from approvals.services.config_requests import config_request_file
@@ -76,62 +76,31 @@ class ConnectorViewSet(ConfigurationViewSet):
     target = "connector"
 
     @extend_schema(
-        parameters=[OpenApiParameter("refresh", bool, description="Read the hypervisor now, not the cache.")],
+        parameters=[
+            OpenApiParameter("refresh", bool, description="Read the whole hypervisor into the table first."),
+            OpenApiParameter("type", str, enum=list(listing.TYPES), description="Only objects of this type."),
+            OpenApiParameter(
+                "q", str, description="Names containing this (any case); starting with /, paths beginning so."
+            ),
+            OpenApiParameter("zone", str, description="Only objects in this zone (a zone's name, or untrusted)."),
+            OpenApiParameter("page", int, description="Which page (from 1) of INVENTORY_PAGE_SIZE objects."),
+        ],
         responses={200: dict},
+        description="One page of the stored inventory grouped by type (datacenters, folders, clusters, hosts, "
+        "resource_pools, datastore_clusters, datastores, networks, vms, templates in the catalogue), each object "
+        "with its zone; `inventory` says as of when, and warns when the sync is behind or the hypervisor "
+        "unreachable; `count`, `page`, `pages`, `page_size` page it.",
     )
     @action(detail=True, methods=["get"])
     def inventory(self, request, pk=None):
         connector = self.get_object()
-        index = InventoryIndex.for_connector(connector, refresh=request.query_params.get("refresh") in ("1", "true"))
-        inv = index.inventory
+        asked = s.InventoryQuerySerializer(data=request.query_params)
+        asked.is_valid(raise_exception=True)
+        data = asked.validated_data
+        index = StoredIndex.for_connector(connector, refresh=data["refresh"])
         catalogue = set(CatalogueTemplate.objects.filter(connector=connector).values_list("template_id", flat=True))
-
-        def base(obj, zone=None):
-            row = {"id": obj.id, "name": obj.name, "path": obj.path, "parent": obj.parent_id}
-            if zone is not None:
-                row["zone"] = zone.label
-            return row
-
-        return Response(
-            {
-                "root_folder": inv.root_folder_id,
-                "datacenters": [base(d) for d in inv.datacenters],
-                "folders": [base(f) for f in inv.folders],
-                "clusters": [base(c, index.entity_zone("cluster", c)) for c in inv.clusters],
-                "hosts": [{**base(h, index.host_zone(h.id)), "cluster": h.cluster_id} for h in inv.hosts],
-                "resource_pools": [base(p, index.entity_zone("resource_pool", p)) for p in inv.resource_pools],
-                "datastore_clusters": [base(d, index.label_of(d.id)) for d in inv.datastore_clusters],
-                "datastores": [
-                    {**base(d, index.datastore_zone(d.id)), "datastore_cluster": d.datastore_cluster_id}
-                    for d in inv.datastores
-                ],
-                "networks": [base(n, index.network_zone(n.id)) for n in inv.networks],
-                "vms": [
-                    {
-                        **base(v, index.vm_zone(v)),
-                        "instance_uuid": v.instance_uuid,
-                        "host": v.host_id,
-                        "datastores": list(v.datastore_ids),
-                        "nics": [{"key": n.key, "label": n.label, "network": n.network_id} for n in v.nics],
-                        "power_state": v.power_state,
-                        # What reconfigure and snapshot tickets judge by.
-                        "cpus": v.cpus,
-                        "memory_mb": v.memory_mb,
-                        "hot_add": {"cpu": v.cpu_hot_add, "cpu_remove": v.cpu_hot_remove, "memory": v.memory_hot_add},
-                        "snapshots": [
-                            {"id": snap.id, "name": snap.name, "created": snap.created} for snap in v.snapshots
-                        ],
-                    }
-                    for v in index.objects("vm")
-                ],
-                "templates": [
-                    {**base(v), "nics": [{"key": n.key, "label": n.label, "network": n.network_id} for n in v.nics]}
-                    for v in index.objects("template")
-                    if v.id in catalogue
-                ],
-                "roles": sorted(index.roles),
-            }
-        )
+        query = listing.InventoryQuery(type=data["type"], q=data["q"], zone=data["zone"], page=data["page"])
+        return Response(listing.inventory_page(index=index, query=query, catalogue=catalogue))
 
 
 class ZoneViewSet(ConfigurationViewSet):

@@ -96,23 +96,21 @@ class TemplateTarget(ConfigTarget):
     def plain(self, validated, *, raw, before):
         """The entry names one template VM: resolved now (by name, id or
         path; an ambiguous name is refused) and kept by its id."""
-        from approvals.inventory import InventoryIndex
+        from approvals.inventory import StoredIndex
         from approvals.inventory.index import Unresolved
 
         plain = {k: _iso(v) for k, v in super().plain(validated, raw=raw, before=before).items()}
         if "name" in plain:
             connector = validated.get("connector") or Connector.objects.get(pk=before["connector"])
             try:
-                _, template = InventoryIndex.for_connector(connector, refresh=True).resolve(
-                    ("template",), plain["name"]
-                )
+                _, template = StoredIndex.for_connector(connector, refresh=True).resolve(("template",), plain["name"])
             except Unresolved as exc:
                 raise InvalidInput({"name": [str(exc)]}) from exc
             plain["name"], plain["template_id"] = template.name, template.id
         return plain
 
     def rules(self, *, action, instance, before, after, requester):
-        from approvals.inventory import InventoryIndex
+        from approvals.inventory import StoredIndex
 
         connector = Connector.objects.get(pk=after["connector"])
         others = CatalogueTemplate.objects.filter(connector=connector, name=after["name"])
@@ -120,7 +118,7 @@ class TemplateTarget(ConfigTarget):
             others = others.exclude(pk=instance.pk)
         if others.exists():
             raise InvalidInput({"name": [f"{after['name']!r} is in the catalogue already."]})
-        template = InventoryIndex.for_connector(connector, refresh=True).get(after.get("template_id"), ("template",))
+        template = StoredIndex.for_connector(connector, refresh=True).get(after.get("template_id"), ("template",))
         if template is None:
             raise InvalidInput(
                 {"name": [f"No template VM {after['name']!r} ({after.get('template_id')}) in the inventory."]}

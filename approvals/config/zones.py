@@ -59,13 +59,13 @@ class ZoneTarget(ConfigTarget):
 
     def plain(self, validated, *, raw, before):
         """Labels as managed-object ids (resolved by name, id or path)."""
-        from approvals.inventory import InventoryIndex
+        from approvals.inventory import StoredIndex
 
         plain = super().plain(validated, raw=raw, before=before)
         if not any(field in plain for field, _ in LABELLED):
             return plain
         connector = validated.get("connector") or Connector.objects.get(pk=before["connector"])
-        index = InventoryIndex.for_connector(connector, refresh=True)
+        index = StoredIndex.for_connector(connector, refresh=True)
         errors: dict[str, list[str]] = {}
         for field, kinds in LABELLED:
             if field in plain:
@@ -80,7 +80,7 @@ class ZoneTarget(ConfigTarget):
         return plain
 
     def rules(self, *, action, instance, before, after, requester):
-        from approvals.inventory import InventoryIndex
+        from approvals.inventory import StoredIndex
 
         connector = Connector.objects.get(pk=after["connector"])
         others = Zone.objects.filter(connector=connector)
@@ -89,7 +89,7 @@ class ZoneTarget(ConfigTarget):
         errors: dict[str, list[str]] = {}
         if others.filter(name=after["name"]).exists():
             errors["name"] = [f"{connector.name} has a zone named {after['name']!r} already."]
-        index = InventoryIndex.for_connector(connector, refresh=True)
+        index = StoredIndex.for_connector(connector, refresh=True)
         for field, kinds in LABELLED:
             missing = [value for value in after[field] if index.get(value, kinds) is None]
             if missing:

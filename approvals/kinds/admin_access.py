@@ -11,9 +11,9 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from approvals.choices import TicketKind, TicketState
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
-from approvals.kinds.picker import ObjectPickerField
+from approvals.kinds.picker import ObjectPickerField, describe_reach
 from approvals.models import Policy
 from approvals.params import PRINCIPAL_PATTERN, ObjectField
 from connectors.base import OperationResult
@@ -44,6 +44,7 @@ class AdminAccessForm(TicketForm):
     role = forms.ChoiceField(help_text="Only roles the policy grants are accepted.")
     entity = ObjectPickerField(
         kinds=ENTITY_KINDS,
+        describe=describe_reach,
         help_text="The VM, host, cluster, resource pool or folder the role applies to; a container counts as the "
         "most trusted zone beneath it.",
     )
@@ -69,7 +70,7 @@ class AdminAccessForm(TicketForm):
         }
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     found = index.resolve_field(errors, "entity", ENTITY_KINDS, params["entity"])
     if params["role"] not in index.roles:
@@ -169,7 +170,7 @@ class StandardScope(serializers.Serializer):
     zone = serializers.CharField(max_length=64, required=False)
 
 
-def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
     params, misfits = checked.params, []
     if params["role"] != scope["role"]:
         misfits.append(f"it asks for {params['role']}, not {scope['role']}")

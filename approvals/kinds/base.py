@@ -12,8 +12,8 @@ from django import forms
 from rest_framework import serializers
 
 from approvals.errors import InvalidInput
-from approvals.inventory import InventoryIndex, ZoneLabel
-from approvals.inventory.index import Unresolved
+from approvals.inventory import IndexRules, ZoneLabel
+from approvals.inventory.rules import Unresolved
 from approvals.kinds.picker import ObjectPickerField
 from approvals.models import Policy
 
@@ -128,7 +128,7 @@ class TicketForm(forms.Form):
     )
 
     def __init__(
-        self, *args, index: InventoryIndex, catalogue: set[str], emergency: bool = False, connector=None, **kwargs
+        self, *args, index: IndexRules, catalogue: set[str], emergency: bool = False, connector=None, **kwargs
     ):
         super().__init__(*args, **kwargs)
         self.index = index

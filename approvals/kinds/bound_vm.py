@@ -5,12 +5,12 @@ hypervisor change is about it."""
 
 from __future__ import annotations
 
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.picker import ObjectPickerField
 from approvals.models import CatalogueTemplate, Ticket
 
 
-def resolve_vm(errors: dict, index: InventoryIndex, connector, value, *, doing: str, field: str = "vm"):
+def resolve_vm(errors: dict, index: IndexRules, connector, value, *, doing: str, field: str = "vm"):
     """The VM `value` names, or None with the refusal in errors[field].
     A template is refused in words (`doing`: what the ticket would do),
     and said to be in the catalogue when it is."""
@@ -38,7 +38,7 @@ def bound_uuid(ticket) -> str:
     return vm_ref(ticket).get("instance_uuid") or ""
 
 
-def live_vm(ticket, backend, index: InventoryIndex | None = None):
+def live_vm(ticket, backend, index: IndexRules | None = None):
     """The ticket's VM as the hypervisor shows it now, found by its instance
     UUID (at the id it was approved at), or None when it is gone."""
     uuid, vm_id = bound_uuid(ticket), ticket.params.get("vm")

@@ -16,19 +16,34 @@ from collections.abc import Callable
 from django import forms
 from django.urls import reverse
 
-from approvals.inventory.index import KIND_WORDS
+from approvals.inventory.rules import KIND_WORDS
 
 # How many matches one search shows; more are announced, not listed.
 SEARCH_LIMIT = 20
 
 
-def describe(index, kind: str, obj) -> str:
+def own_zone(index, kind: str, obj):
+    """The zone an object is in as a ticket's target: a VM's host's, a host's
+    own or its cluster's, a cluster's, a datastore's, a network's; for other
+    containers the most trusted zone beneath them."""
+    if kind in ("cluster", "host"):
+        return index.placement_zone(kind, obj)
+    return index.entity_zone(kind, obj)
+
+
+def describe(index, kind: str, obj, zone_of: Callable = own_zone) -> str:
     """What an option says beside the object's name and path: its kind, its
     zone, and for a VM its power state."""
-    words = [KIND_WORDS[kind], f"zone {index.entity_zone(kind, obj).label}"]
+    words = [KIND_WORDS[kind], f"zone {zone_of(index, kind, obj).label}"]
     if kind == "vm":
         words.append(obj.power_state or "power state unknown")
     return " · ".join(words)
+
+
+def describe_reach(index, kind: str, obj) -> str:
+    """describe(), with the zone a permission on the object reaches (a
+    container: the most trusted zone beneath it)."""
+    return describe(index, kind, obj, zone_of=lambda index, kind, obj: index.entity_zone(kind, obj))
 
 
 class ObjectPickerWidget(forms.TextInput):

@@ -11,8 +11,8 @@ from rest_framework import serializers
 from approvals.choices import TicketKind, TicketState
 from approvals.guest_passwords import GuestPasswordKeyMissing, guest_password_discard, guest_password_issue
 from approvals.images import fingerprint_problem, vetting_problem
-from approvals.inventory import InventoryIndex, looks_like_moid
-from approvals.inventory.index import Unresolved
+from approvals.inventory import IndexRules, looks_like_moid
+from approvals.inventory.rules import Unresolved
 from approvals.kinds.base import (
     Checked,
     Kind,
@@ -105,7 +105,7 @@ class VmCreateForm(TicketForm):
         }
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     objects: dict = {}
     name = params["name"]
@@ -192,7 +192,7 @@ class StandardScope(serializers.Serializer):
     max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024)
 
 
-def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
     params, misfits = checked.params, []
     template = object_name(params.get("objects") or {}, "template", params.get("template"))
     if template != scope["template"]:

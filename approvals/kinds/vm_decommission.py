@@ -10,7 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from approvals.choices import TicketKind
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
 from approvals.kinds.bound_vm import about_its_vm, bound_uuid, resolve_vm, vm_field
 from approvals.params import ObjectField
@@ -30,7 +30,7 @@ class VmDecommissionForm(TicketForm):
         return {"vm": self.cleaned_data["vm"]}
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     vm = resolve_vm(errors, index, connector, params["vm"], doing="decommissioned")
     if errors:
@@ -61,7 +61,7 @@ def done(ticket, backend, index=None) -> bool:
     if not uuid:
         return False
     if index is not None:
-        return not any(vm.instance_uuid == uuid for vm in index.inventory.vms)
+        return not index.has_instance_uuid(uuid)
     return backend.find_vm_by_uuid(uuid) is None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from approvals.choices import TicketKind, TicketState
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import (
     DEFAULT_CROSS_ZONE_APPROVALS,
     Checked,
@@ -71,7 +71,7 @@ def _cards_after(vm, network_map: dict[str, str]) -> list[tuple]:
     return [(nic, network_map.get(nic.network_id, nic.network_id)) for nic in vm.nics]
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     objects: dict = {}
     vm = host = datastore = None
@@ -172,7 +172,7 @@ class StandardScope(serializers.Serializer):
     zone = serializers.CharField(max_length=64, help_text="Moves within this zone are standard.")
 
 
-def standard_misfits(checked: Checked, index: InventoryIndex, scope: dict) -> list[str]:
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
     vm = index.get(checked.params["vm"], ("vm",))
     source = index.vm_zone(vm) if vm is not None else None
     misfits = []

@@ -8,7 +8,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from approvals.choices import TicketKind
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
 from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_field
 from approvals.params import ObjectField
@@ -42,7 +42,7 @@ class VmPowerForm(TicketForm):
         return {"vm": self.cleaned_data["vm"], "action": self.cleaned_data["action"]}
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     vm = resolve_vm(errors, index, connector, params["vm"], doing="powered")
     if errors:

@@ -10,7 +10,7 @@ from django import forms
 from rest_framework import serializers
 
 from approvals.choices import TicketKind
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
 from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, resolve_vm, vm_field
 from approvals.kinds.picker import ObjectPickerField
@@ -69,7 +69,7 @@ def _needs_off(vm, cpus: int | None, memory_mb: int | None) -> dict[str, str]:
     return reasons
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     objects: dict = {}
     vm = resolve_vm(errors, index, connector, params["vm"], doing="reconfigured")

@@ -9,7 +9,7 @@ from django import forms
 from rest_framework import serializers
 
 from approvals.choices import TicketKind
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
 from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_field
 from approvals.params import ObjectField
@@ -58,7 +58,7 @@ def _existing(vm, wanted: str, errors: dict):
     return None
 
 
-def check(connector, index: InventoryIndex, params: dict, recheck: bool) -> Checked:
+def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     errors: dict[str, list[str]] = {}
     vm = resolve_vm(errors, index, connector, params["vm"], doing="snapshotted")
     if vm is None:

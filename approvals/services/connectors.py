@@ -176,9 +176,9 @@ def connector_update(
                 details={"name": locked.name, "changes": changes},
             )
         if "url" in moved or before["instance_uuid"] != after["instance_uuid"]:
-            from approvals.inventory import forget_inventory
+            from approvals.inventory import inventory_outdated
 
-            transaction.on_commit(lambda: forget_inventory(locked.pk))
+            transaction.on_commit(lambda: inventory_outdated(locked.pk))
     for name in (*fields, "password_encrypted", "updated_at"):
         setattr(connector, name, getattr(locked, name))
     return connector

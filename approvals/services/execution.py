@@ -16,7 +16,7 @@ from approvals import permissions, seals
 from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification
 from approvals.errors import InvalidInput, StateConflict, describe_errors
-from approvals.inventory import InventoryIndex, forget_inventory
+from approvals.inventory import InventoryIndex, store_after_change
 from approvals.kinds import KINDS
 from approvals.models import Ticket, Zone
 from approvals.services import emergencies, passkey_approvals, standard_changes
@@ -368,10 +368,16 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str,
             **fields,
         )
         enqueue_notification(ticket.pk, "succeeded")
-    # The hypervisor changed: the next submission must not be checked against
-    # the inventory as it was before.
-    if ticket.connector_id is not None:
-        forget_inventory(ticket.connector_id)
+    # The VMs it bound or made changed: the stored inventory shows them at
+    # once, not only once the sync reports them.
+    if ticket.connector_id is not None and ticket.kind in KINDS:
+        wanted = {
+            ref["id"]: "vm" for _field, ref in _bound_objects(ticket) if ref.get("type") == "vm" and ref.get("id")
+        }
+        if ticket.kind == TicketKind.VM_CREATE and result and result.object_id:
+            wanted[result.object_id] = "vm"
+        if wanted:
+            store_after_change(connector=ticket.connector, backend=backend_for(ticket), objects=wanted)
     return True
 
 

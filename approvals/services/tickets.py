@@ -15,7 +15,7 @@ from approvals.choices import Decision, TicketKind, TicketState
 from approvals.dispatch import enqueue_execution, enqueue_notification, enqueue_revocation
 from approvals.errors import InvalidInput, StateConflict
 from approvals.freezes import check_not_frozen
-from approvals.inventory import InventoryIndex
+from approvals.inventory import IndexRules, StoredIndex
 from approvals.models import Approval, Policy, Ticket
 from approvals.services import emergencies, passkey_approvals
 from approvals.services.refusals import refusal_audited as _refusal_audited
@@ -191,11 +191,11 @@ def ticket_submit(
     params: dict,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
-    index: InventoryIndex | None = None,
+    index: IndexRules | None = None,
     emergency: bool = False,
     emergency_reason: str = "",
 ) -> Ticket:
-    """File a ticket after checking it against the live (cached) inventory,
+    """File a ticket after checking it against the stored inventory,
     zones and policy. Raises InvalidInput with field errors; stores nothing
     then. A ticket that fits its policy's standard change is approved at
     once; an `emergency` (break_glass holders only, with a reason) runs at
@@ -219,7 +219,7 @@ def ticket_submit(
     not_before = not_before.astimezone(UTC) if not_before else None
     not_after = not_after.astimezone(UTC) if not_after else None
     check_window(not_before, not_after, now)
-    index = index or InventoryIndex.for_connector(connector)
+    index = index or StoredIndex.for_connector(connector)
     checked = check_submission(kind=kind, connector=connector, params=params, index=index)
     if emergency:
         emergencies.check_filing(requester=requester, kind=kind, checked=checked)

@@ -7,7 +7,7 @@ import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
-from approvals.inventory import forget_inventory
+from approvals.inventory import inventory_outdated
 from approvals.models import Policy, Ticket, Zone
 from approvals.services import ticket_approve
 from approvals.services.execution import ticket_execute
@@ -45,9 +45,9 @@ def clone_into(si, source, folder_name, name):
 
 
 def submit(api, user, lab, kind, params):
-    # The test changed vcsim behind the portal's back: submissions read the
-    # inventory afresh (the beat refresh would, within a minute).
-    forget_inventory(lab.pk)
+    # The test changed vcsim behind the portal's back, and no sync follows it
+    # here: submissions read the inventory afresh.
+    inventory_outdated(lab.pk)
     return api(user).post("/api/tickets/", body(lab, kind, params), format="json")
 
 

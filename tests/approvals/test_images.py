@@ -11,7 +11,7 @@ from django.utils import timezone
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
-from approvals.inventory.cache import forget_inventory
+from approvals.inventory import inventory_outdated
 from approvals.models import CatalogueTemplate
 from audit.models import AuditEntry, Finding, FindingKind
 from tests.approvals.helpers import VM_CREATE, body, configure, file_ticket, wait_for
@@ -122,7 +122,7 @@ def test_a_template_whose_guest_cannot_be_customized_is_refused_at_submission(
     bsd = one(check, vim.VirtualMachine, "tpl-freebsd")
     WaitForTask(bsd.ReconfigVM_Task(spec=vim.vm.ConfigSpec(guestId="freebsd64Guest")))
     bsd.MarkAsTemplate()
-    forget_inventory(own_lab.pk)
+    inventory_outdated(own_lab.pk)  # no sync follows vcsim here
 
     vetting = configure(
         api(portal_admin),

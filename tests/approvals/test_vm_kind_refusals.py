@@ -152,9 +152,9 @@ def test_the_pages_offer_every_new_kind_and_show_refusals_next_to_the_field(clie
 
 
 def lab_vms(lab):
-    from approvals.inventory import InventoryIndex
+    from approvals.inventory import StoredIndex
 
-    return InventoryIndex.for_connector(lab).objects("vm")
+    return StoredIndex.for_connector(lab).objects("vm")
 
 
 def test_what_the_checks_derive_cannot_be_supplied(api, lab, requester):

@@ -12,9 +12,11 @@ import uuid
 import pytest
 from pyVmomi import vim
 
+from approvals.inventory import inventory_outdated
 from approvals.kinds import KINDS
 from approvals.models import Policy
 from audit.models import AuditEntry
+from connectors.models import InventoryObject
 from connectors.vsphere import VSphereConnector
 from tests.approvals.helpers import file_ticket, wait_for
 from tests.conftest import register_lab
@@ -143,6 +145,7 @@ def test_vm_reconfigure_while_on_with_hot_add_then_while_off(api, kinds_lab, req
     # checks again before acting.
     app = find_vm(check, "dev-app-01")
     wait_task(app.PowerOffVM_Task())
+    inventory_outdated(kinds_lab.pk)  # no sync follows vcsim here
     cold = carried_out(api, kinds_lab, requester, "vm_reconfigure", {"vm": "dev-app-01", "cpus": 2}, approver)
     assert app.config.hardware.numCPU == 2
     assert KINDS["vm_reconfigure"].summary(cold) == "dev-app-01: 1 → 2 CPUs (the VM must be off)"
@@ -209,9 +212,12 @@ def test_vm_decommission_destroys_the_vm_and_keeps_its_configuration(
     instance_uuid, host = vm.config.instanceUuid, vm.runtime.host.name
     ticket = file_ticket(api(requester), kinds_lab, "vm_decommission", {"vm": "dev-app-02"})
     assert ticket["required_approvals"] == 2
+    assert InventoryObject.objects.filter(connector=kinds_lab, moid=vm._moId).exists()
     done = decide(api, ticket, approver, approver2)
     assert check.content.searchIndex.FindByUuid(None, instance_uuid, True, True) is None
     assert find_vm(check, "dev-app-02") is None
+    # The worker took it out of the stored inventory too, without any sync.
+    assert not InventoryObject.objects.filter(connector=kinds_lab, moid=vm._moId).exists()
     assert "shut down by its guest" in done.result["summary"]
     operation = AuditEntry.objects.get(ticket_id=ticket["id"], action="hypervisor.operation")
     last = operation.details["last_configuration"]

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from pyVmomi import vim
 
+from approvals.inventory import inventory_answer
 from approvals.services import execution
-from approvals.tasks import refresh_inventories
 from audit.drift import detect_drift_everywhere
 from audit.models import AuditEntry, Finding, FindingKind
 from connectors import vsphere
@@ -122,7 +122,7 @@ def test_another_vcenter_at_the_pinned_url_is_refused_before_login(
     assert "retry" not in failed.error.lower()
 
     # Two more readers meet it: still one open finding, audited once.
-    refresh_inventories()
+    inventory_answer(connector_id=connector.pk, nonce="pinning", actor_name="test-worker")
     assert [r.error for r in detect_drift_everywhere() if r.connector == "relayed"][0]
     findings = Finding.objects.filter(connector=connector, kind=FindingKind.CONNECTOR_IDENTITY)
     assert findings.count() == 1

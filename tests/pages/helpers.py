@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from approvals import services
 from approvals.choices import TicketState
-from approvals.inventory import InventoryIndex
+from approvals.inventory import StoredIndex
 from approvals.kinds.admin_access import ENTITY_KINDS
 from approvals.models import Ticket
 
@@ -39,7 +39,7 @@ PICKER_KINDS = {
 
 def object_id(connector, kinds: tuple[str, ...], name: str) -> str:
     """The managed-object id of the one object of `kinds` called `name`."""
-    return InventoryIndex.for_connector(connector).resolve(kinds, name)[1].id
+    return StoredIndex.for_connector(connector).resolve(kinds, name)[1].id
 
 
 def posted(connector, form: dict) -> dict:
@@ -47,7 +47,7 @@ def posted(connector, form: dict) -> dict:
     by its name here is sent as the picker writes it, its inventory path
     ("placement": "host:<name>" or "cluster:<name>" here); the template, a
     select, as its managed-object id."""
-    index = InventoryIndex.for_connector(connector)
+    index = StoredIndex.for_connector(connector)
     data = dict(form)
     for field, kinds in PICKER_KINDS.items():
         if data.get(field):

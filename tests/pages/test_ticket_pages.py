@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts import otp
 from approvals import services
-from approvals.inventory import forget_inventory
+from approvals.inventory import inventory_outdated
 from approvals.models import Approval, Ticket
 from tests.approvals.helpers import ADMIN_ACCESS
 from tests.pages.helpers import CREATE_FORM, MIGRATE_WITHIN_DEV, make_succeeded, object_id, posted, submit
@@ -395,7 +395,7 @@ def test_password_page_is_the_portals_own(page, requester):
 
 def test_unreachable_hypervisor_is_said_in_words(page, own_lab, fresh_vcsim, requester):
     fresh_vcsim.stop()
-    forget_inventory(own_lab.pk)  # labelling the lab read (and cached) it
+    inventory_outdated(own_lab.pk)  # labelling the lab read (and stored) it
     response = page(requester).get("/tickets/new/vm_migrate/")
     assert response.status_code == 503
     html = response.content.decode()

@@ -22,7 +22,7 @@ from pyVmomi import vim
 
 from accounts.services import token_issue
 from approvals.errors import InventoryUnavailable
-from approvals.inventory import fetch_inventory
+from approvals.inventory import fill_inventory
 from approvals.models import Ticket
 from audit.drift import detect_drift
 from audit.models import AuditEntry, Finding, FindingKind
@@ -233,7 +233,7 @@ def test_the_worker_refuses_an_unpinned_vcenter_and_the_web_says_why(db, roles, 
             settings.CREDENTIALS_KEY = ""  # from here on this process is the web: it must ask the worker
             settings.INVENTORY_WAIT_SECONDS = 20
             with pytest.raises(InventoryUnavailable, match="not the pinned hypervisor") as unavailable:
-                fetch_inventory(connector)
+                fill_inventory(connector)
             assert fresh_vcsim.password not in str(unavailable.value)
             finding = Finding.objects.get(connector=connector, kind=FindingKind.CONNECTOR_IDENTITY)
             assert finding.observed["seen"] == other.connect().RetrieveContent().about.instanceUuid.lower()
