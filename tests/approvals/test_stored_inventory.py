@@ -62,6 +62,15 @@ def test_stored_index_answers_like_the_in_memory_index(lab, django_assert_max_nu
         for accepted in [(kind,) for kind in kinds] + [("vm", "template"), ("host", "cluster"), kinds]:
             assert answer(stored, accepted, value) == answer(memory, accepted, value), (accepted, value)
     assert not stored.has_instance_uuid("00000000-0000-0000-0000-000000000000")
+    # The pickers' search: the same objects in the same order, SQL or memory.
+    for query in ("", "esx", "PROD", "dev-app-01", "/lab/vm/", "Datacenters", "no-such-thing"):
+        for accepted in [("vm",), ("host", "cluster"), ("network",), ("vm", "host", "folder", "root")]:
+            for limit in (3, 50):
+                assert stored.search(accepted, query, limit=limit) == memory.search(accepted, query, limit=limit), (
+                    accepted,
+                    query,
+                    limit,
+                )
     # A fresh index costs a handful of queries for what a migration names.
     with django_assert_max_num_queries(8):
         fresh = StoredIndex.for_connector(lab)
