@@ -19,6 +19,19 @@ class FeedLost(ConnectorError):
 
 
 @dataclass(frozen=True)
+class Batch:
+    """One batch of followed updates. `inventory` holds the objects the batch
+    may have changed, as they are now; `complete`: it is the whole inventory
+    (a container, host or the like changed, which moves other objects'
+    paths or zones). `removed`: the ids of objects that went."""
+
+    inventory: Inventory
+    version: str
+    removed: tuple[str, ...] = ()
+    complete: bool = False
+
+
+@dataclass(frozen=True)
 class Event:
     """One event from the hypervisor's event history."""
 
@@ -45,10 +58,12 @@ class InventoryFeed(abc.ABC):
         IdentityMismatch."""
 
     @abc.abstractmethod
-    def wait(self, seconds: float) -> tuple[Inventory, str] | None:
-        """The inventory after the next batch of updates and its version, or
-        None when nothing changed within `seconds`. Raises FeedLost when the
-        version is lost, TransientConnectorError when the connection is."""
+    def wait(self, seconds: float) -> Batch | None:
+        """The next batch of updates, or None when nothing changed within
+        `seconds`. Its cost follows the batch, not the estate, unless the
+        batch reaches other objects (then it is complete). Raises FeedLost
+        when the version is lost, TransientConnectorError when the
+        connection is."""
 
     @abc.abstractmethod
     def permissions(self) -> tuple[Permission, ...]:

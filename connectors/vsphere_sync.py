@@ -2,9 +2,12 @@
 whole inventory followed with WaitForUpdatesEx, permissions with one
 RetrieveAllPermissions, events from an event history collector.
 
-The feed keeps the properties it has seen per object (network cards only of
-the device list) and rebuilds the Inventory from them after each batch of
-updates, with the same derivation the connector's own inventory() uses.
+The feed keeps the properties it has seen per object (network cards and
+disks only of the device list) and derives, after each batch of updates,
+only the VMs the batch touched (with the same derivation the connector's own
+inventory() uses, over every container, so paths and networks come out
+right); a batch that touches anything else (a folder renamed, a host moved)
+reaches other objects' paths and zones, and is derived whole.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from connectors.base import Inventory, Permission
-from connectors.feed import Event, FeedLost, InventoryFeed
+from connectors.feed import Batch, Event, FeedLost, InventoryFeed
 from connectors.vsphere import (
     INVENTORY_PROPS,
     _ethernet_cards,
@@ -46,6 +49,10 @@ class VSphereFeed(InventoryFeed):
         self._objects: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._roles: list[Any] = []
         self._version = ""
+        # What the updates applied since the last batch touched.
+        self._touched: set[str] = set()
+        self._left: set[str] = set()
+        self._reaching = False
 
     def __repr__(self) -> str:
         return f"<VSphereFeed {self.config.url}>"
@@ -65,14 +72,16 @@ class VSphereFeed(InventoryFeed):
             self._objects = {}
             self._version = ""
             truncated = True
-            while truncated:  # the first answers hold everything, in pages
+            while truncated:  # the first answers hold everything, in pages (vcsim: in one)
                 update = self._collector.WaitForUpdatesEx(self._version, self._options(0))
                 truncated = bool(update is not None and update.truncated)
                 if update is not None:
                     self._apply(update)
+                del update  # a page of the whole estate: not kept while the next is parsed
+        self._forget()
         return self._inventory(), self._version
 
-    def wait(self, seconds: float) -> tuple[Inventory, str] | None:
+    def wait(self, seconds: float) -> Batch | None:
         if self._collector is None:
             raise FeedLost("the feed is not open")
         changed = False
@@ -89,7 +98,28 @@ class VSphereFeed(InventoryFeed):
                 raise FeedLost("the hypervisor lost the update version") from exc
             except vmodl.fault.RequestCanceled as exc:
                 raise FeedLost("the update wait was cancelled") from exc
-        return (self._inventory(), self._version) if changed else None
+        return self._batch() if changed else None
+
+    def _batch(self) -> Batch:
+        touched, left, reaching = self._touched, self._left, self._reaching
+        self._forget()
+        if reaching:
+            return Batch(inventory=self._inventory(), version=self._version, removed=tuple(sorted(left)), complete=True)
+        # Every container (paths, port groups, clusters) and the touched VMs.
+        entries = [
+            (obj, values)
+            for moid, (obj, values) in self._objects.items()
+            if moid in touched or not isinstance(obj, vim.VirtualMachine)
+        ]
+        derived = build_inventory(self._root_id(), entries, self._roles)
+        return Batch(
+            inventory=Inventory(root_folder_id=derived.root_folder_id, vms=derived.vms, roles=derived.roles),
+            version=self._version,
+            removed=tuple(sorted(left)),
+        )
+
+    def _forget(self) -> None:
+        self._touched, self._left, self._reaching = set(), set(), False
 
     @staticmethod
     def _options(seconds: int) -> Any:
@@ -100,9 +130,15 @@ class VSphereFeed(InventoryFeed):
         for filter_update in update.filterSet or ():
             for item in filter_update.objectSet or ():
                 moid = _moid(item.obj)
+                if not isinstance(item.obj, vim.VirtualMachine):
+                    self._reaching = True
                 if item.kind == "leave":
                     self._objects.pop(moid, None)
+                    self._touched.discard(moid)
+                    self._left.add(moid)
                     continue
+                self._touched.add(moid)
+                self._left.discard(moid)
                 obj, values = self._objects.get(moid, (item.obj, {}))
                 if item.kind == "enter":
                     values = {}
@@ -114,8 +150,11 @@ class VSphereFeed(InventoryFeed):
                 self._objects[moid] = (obj, values)
 
     def _inventory(self) -> Inventory:
+        return build_inventory(self._root_id(), self._objects.values(), self._roles)
+
+    def _root_id(self) -> str:
         root = self._session.content.rootFolder if self._session else None
-        return build_inventory(_moid(root) if root is not None else "", self._objects.values(), self._roles)
+        return _moid(root) if root is not None else ""
 
     # -- permissions and events ---------------------------------------------
 
@@ -175,8 +214,11 @@ class VSphereFeed(InventoryFeed):
 
 
 def _slim(name: str, value: Any) -> Any:
-    """Only the network cards of a device list: what the inventory needs."""
-    return _ethernet_cards(value) if name == DEVICES else value
+    """Only the network cards and disks of a device list: what the inventory
+    needs (the rest is most of a VM's size)."""
+    if name != DEVICES:
+        return value
+    return [d for d in value or () if isinstance(d, vim.vm.device.VirtualDisk)] + _ethernet_cards(value)
 
 
 def _role_name(roles: list[Any], role_id: int) -> str:
