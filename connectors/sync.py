@@ -30,7 +30,7 @@ from audit.live import (
 )
 from connectors.base import ConnectorError, TransientConnectorError
 from connectors.feed import Batch, Event, FeedLost, InventoryFeed
-from connectors.inventory_store import state_update, store_objects, store_snapshot
+from connectors.inventory_store import objects_of, state_update, store_objects, store_snapshot
 from connectors.models import Connector, InventoryObject, InventoryState
 from connectors.sync_lock import SyncLock
 from connectors.vsphere_sync import VSphereFeed
@@ -50,6 +50,15 @@ def release_memory() -> None:
     gc.collect()
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+def rss_mb() -> float:
+    """This process's resident memory (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -127,7 +136,10 @@ class ConnectorSync:
     # -- following -------------------------------------------------------------
 
     def follow(self, feed: InventoryFeed, stop: threading.Event, *, once: bool = False) -> None:
+        started = time.monotonic()
         inventory, version = feed.open()
+        read = time.monotonic()
+        rss_read = rss_mb()
         state = InventoryState.objects.filter(connector=self.connector).first()
         self._events(feed, state.event_key if state else None)
         had_rows = InventoryObject.objects.filter(connector=self.connector).exists()
@@ -143,8 +155,18 @@ class ConnectorSync:
             else:
                 store_snapshot(connector=self.connector, inventory=inventory, version=version)
             state_update(connector=self.connector, error="")
+        count = sum(1 for _ in objects_of(inventory))
         del inventory
         release_memory()
+        log.info(
+            "sync %s: read %d objects in %.1f s (RSS %.0f MB), stored in %.1f s; RSS now %.0f MB",
+            self.connector.name,
+            count,
+            read - started,
+            rss_read,
+            time.monotonic() - read,
+            rss_mb(),
+        )
         self._permissions(feed)
         if once:
             return
@@ -176,7 +198,7 @@ class ConnectorSync:
         )
         changes = inventory_changes(diff.before, diff.after)
         raise_for_changes(connector=self.connector, changes=changes, events=self.events)
-        log.debug(
+        log.info(
             "sync %s: batch of %d objects%s, %d changes, %.3f s",
             self.connector.name,
             len(diff.after.vms) + len(batch.removed),

@@ -2,17 +2,22 @@
 whole inventory followed with WaitForUpdatesEx, permissions with one
 RetrieveAllPermissions, events from an event history collector.
 
-The feed keeps the properties it has seen per object (network cards and
-disks only of the device list) and derives, after each batch of updates,
-only the VMs the batch touched (with the same derivation the connector's own
-inventory() uses, over every container, so paths and networks come out
-right); a batch that touches anything else (a folder renamed, a host moved)
-reaches other objects' paths and zones, and is derived whole.
+The feed keeps the properties of everything but VMs (a few hundred objects
+at 20,000 VMs). After each batch of updates it reads the VMs the batch
+touched again, by id, in one call, and derives only them, with the same
+derivation the connector's own inventory() uses over every container (paths
+and networks come out right); a batch that touches anything else (a folder
+renamed, a host moved) reaches other objects' paths and zones: then it reads
+everything again. Keeping no VM between batches is what keeps the process
+small: the first answer (vcsim sends the whole estate in one) is parsed,
+stored and dropped whole, so its memory goes back to the system instead of
+being pinned by the few objects a cache would keep from it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from pyVmomi import vim, vmodl
@@ -20,6 +25,7 @@ from pyVmomi import vim, vmodl
 from connectors.base import Inventory, Permission
 from connectors.feed import Batch, Event, FeedLost, InventoryFeed
 from connectors.vsphere import (
+    _VM_PROPS,
     INVENTORY_PROPS,
     _ethernet_cards,
     _login,
@@ -46,13 +52,15 @@ class VSphereFeed(InventoryFeed):
         self._collector: Any = None
         self._filter: Any = None
         self._events: Any = None
+        # Everything but VMs: moid -> (managed object, its properties).
         self._objects: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._roles: list[Any] = []
         self._version = ""
-        # What the updates applied since the last batch touched.
-        self._touched: set[str] = set()
+        # What the updates applied since the last batch touched (VMs by moid).
+        self._touched: dict[str, Any] = {}
         self._left: set[str] = set()
         self._reaching = False
+        self._following = False  # past the first read: VMs are read again per batch, not kept
 
     def __repr__(self) -> str:
         return f"<VSphereFeed {self.config.url}>"
@@ -61,6 +69,7 @@ class VSphereFeed(InventoryFeed):
 
     def open(self) -> tuple[Inventory, str]:
         self.close()
+        self._following = False
         with _translate_errors(self.config):
             self._session = _login(self.config)
             content = self._session.content
@@ -78,8 +87,11 @@ class VSphereFeed(InventoryFeed):
                 if update is not None:
                     self._apply(update)
                 del update  # a page of the whole estate: not kept while the next is parsed
+            inventory = self._inventory(self._objects.values())
         self._forget()
-        return self._inventory(), self._version
+        self._objects = {m: e for m, e in self._objects.items() if not isinstance(e[0], vim.VirtualMachine)}
+        self._following = True
+        return inventory, self._version
 
     def wait(self, seconds: float) -> Batch | None:
         if self._collector is None:
@@ -104,22 +116,52 @@ class VSphereFeed(InventoryFeed):
         touched, left, reaching = self._touched, self._left, self._reaching
         self._forget()
         if reaching:
-            return Batch(inventory=self._inventory(), version=self._version, removed=tuple(sorted(left)), complete=True)
+            inventory = self._inventory([*self._objects.values(), *self._read_vms(self._all_vms())])
+            return Batch(inventory=inventory, version=self._version, removed=tuple(sorted(left)), complete=True)
         # Every container (paths, port groups, clusters) and the touched VMs.
-        entries = [
-            (obj, values)
-            for moid, (obj, values) in self._objects.items()
-            if moid in touched or not isinstance(obj, vim.VirtualMachine)
-        ]
-        derived = build_inventory(self._root_id(), entries, self._roles)
+        derived = self._inventory([*self._objects.values(), *self._read_vms(touched.values())])
         return Batch(
             inventory=Inventory(root_folder_id=derived.root_folder_id, vms=derived.vms, roles=derived.roles),
             version=self._version,
             removed=tuple(sorted(left)),
         )
 
+    def _read_vms(self, vms: Iterable[Any], props: list[str] = _VM_PROPS) -> list[tuple[Any, dict[str, Any]]]:
+        """The VMs' properties (as the filter reports them), in one call (in
+        pages); a VM gone meanwhile is left out (its leave comes next)."""
+        pc = vmodl.query.PropertyCollector
+        vms = list(vms)
+        if not vms:
+            return []
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=vm, skip=False) for vm in vms],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=props, all=False)],
+            reportMissingObjectsInResults=True,
+        )
+        out = []
+        with _translate_errors(self.config):
+            result = self._collector.RetrievePropertiesEx([spec], pc.RetrieveOptions(maxObjects=MAX_OBJECT_UPDATES))
+            while result is not None:
+                for item in result.objects or ():
+                    if not item.missingSet or item.propSet:
+                        out.append((item.obj, {p.name: _slim(p.name, p.val) for p in item.propSet or ()}))
+                if not result.token:
+                    break
+                result = self._collector.ContinueRetrievePropertiesEx(result.token)
+        return out
+
+    def _all_vms(self) -> list[Any]:
+        """Every VM in the inventory (references only)."""
+        content = self._content()
+        with _translate_errors(self.config):
+            view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+            try:
+                return list(view.view or ())
+            finally:
+                view.DestroyView()
+
     def _forget(self) -> None:
-        self._touched, self._left, self._reaching = set(), set(), False
+        self._touched, self._left, self._reaching = {}, set(), False
 
     @staticmethod
     def _options(seconds: int) -> Any:
@@ -130,15 +172,17 @@ class VSphereFeed(InventoryFeed):
         for filter_update in update.filterSet or ():
             for item in filter_update.objectSet or ():
                 moid = _moid(item.obj)
-                if not isinstance(item.obj, vim.VirtualMachine):
-                    self._reaching = True
+                is_vm = isinstance(item.obj, vim.VirtualMachine)
+                self._reaching |= not is_vm
                 if item.kind == "leave":
                     self._objects.pop(moid, None)
-                    self._touched.discard(moid)
+                    self._touched.pop(moid, None)
                     self._left.add(moid)
                     continue
-                self._touched.add(moid)
                 self._left.discard(moid)
+                if is_vm and self._following:  # read again, whole, for the batch
+                    self._touched[moid] = item.obj
+                    continue
                 obj, values = self._objects.get(moid, (item.obj, {}))
                 if item.kind == "enter":
                     values = {}
@@ -149,8 +193,8 @@ class VSphereFeed(InventoryFeed):
                         values[change.name] = _slim(change.name, change.val)
                 self._objects[moid] = (obj, values)
 
-    def _inventory(self) -> Inventory:
-        return build_inventory(self._root_id(), self._objects.values(), self._roles)
+    def _inventory(self, entries: Iterable[tuple[Any, dict[str, Any]]]) -> Inventory:
+        return build_inventory(self._root_id(), entries, self._roles)
 
     def _root_id(self) -> str:
         root = self._session.content.rootFolder if self._session else None
@@ -162,8 +206,11 @@ class VSphereFeed(InventoryFeed):
         content = self._content()
         with _translate_errors(self.config):
             self._roles = list(content.authorizationManager.roleList or [])
-            raw = content.authorizationManager.RetrieveAllPermissions()
-            # Entity names from what the feed holds: no second round trip.
+            raw = content.authorizationManager.RetrieveAllPermissions() or ()
+            # Entity names from what the feed holds; VMs' in one more call.
+            names = {m: str(v.get("name", "")) for m, (_, v) in self._objects.items()}
+            vms = {_moid(p.entity): p.entity for p in raw if isinstance(p.entity, vim.VirtualMachine)}
+            names |= {_moid(vm): str(v.get("name", "")) for vm, v in self._read_vms(vms.values(), ["name"])}
             return tuple(
                 sorted(
                     (
@@ -171,11 +218,11 @@ class VSphereFeed(InventoryFeed):
                             principal=p.principal,
                             role=_role_name(self._roles, p.roleId),
                             entity_id=_moid(p.entity) if p.entity is not None else "",
-                            entity_name=self._name(p.entity),
+                            entity_name=names.get(_moid(p.entity), "") if p.entity is not None else "",
                             propagate=bool(p.propagate),
                             is_group=bool(p.group),
                         )
-                        for p in raw or ()
+                        for p in raw
                     ),
                     key=lambda x: (x.entity_id, x.principal.lower(), x.is_group),
                 )
@@ -191,12 +238,6 @@ class VSphereFeed(InventoryFeed):
             out = [_event(e) for e in page if after is None or int(e.key) > after]
         out.sort(key=lambda e: e.key)
         return out if after is not None else out[-1:]
-
-    def _name(self, entity: Any) -> str:
-        if entity is None:
-            return ""
-        _, values = self._objects.get(_moid(entity), (None, {}))
-        return str(values.get("name", ""))
 
     def _content(self) -> Any:
         if self._session is None:
