@@ -175,17 +175,18 @@ class ConnectorSync:
             if not self.lock.still_held():
                 raise LockLost
             batch = feed.wait(settings.SYNC_HEARTBEAT_SECONDS)
+            arrived = time.monotonic()
             state = InventoryState.objects.get(connector=self.connector)
             fresh = self._events(feed, state.event_key)
             with transaction.atomic():
                 if batch is not None:
-                    self._store(batch)
+                    self._store(batch, events_seconds=time.monotonic() - arrived)
                 state_update(connector=self.connector, synced_at=timezone.now(), error="")
             if time.monotonic() >= permissions_due or any(e.type in PERMISSION_EVENTS for e in fresh):
                 self._permissions(feed)
                 permissions_due = time.monotonic() + settings.SYNC_PERMISSIONS_SECONDS
 
-    def _store(self, batch: Batch) -> None:
+    def _store(self, batch: Batch, *, events_seconds: float) -> None:
         """One batch into the table; each object it changed compared with its
         row, and a finding for each change no ticket explains."""
         started = time.monotonic()
@@ -199,11 +200,12 @@ class ConnectorSync:
         changes = inventory_changes(diff.before, diff.after)
         raise_for_changes(connector=self.connector, changes=changes, events=self.events)
         log.info(
-            "sync %s: batch of %d objects%s, %d changes, %.3f s",
+            "sync %s: batch of %d objects%s, %d changes; events read in %.3f s, stored in %.3f s",
             self.connector.name,
             len(diff.after.vms) + len(batch.removed),
             " (complete)" if batch.complete else "",
             len(changes),
+            events_seconds,
             time.monotonic() - started,
         )
 

@@ -18,7 +18,9 @@ import pytest
 from pyVmomi import vim
 
 from audit.models import AuditEntry, Finding
+from connectors.inventory_store import load_inventory
 from connectors.models import InventoryObject, InventoryState
+from connectors.registry import connector_for
 from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE
 from tests.audit.test_drift import carry_out, clone_by_hand, find, grant_by_hand, move_by_hand, wait
 from tests.conftest import register_lab
@@ -148,6 +150,7 @@ def test_follows_creates_renames_moves_deletions_and_permissions(lab, si, syncs)
     grant_by_hand(si, "dmz-proxy-01", "LAB\\mallory", "ReadOnly")
     granted = wait_for(finding("permission_unexplained", principal="LAB\\mallory"), timeout=10)
     assert granted.observed["role"] == "ReadOnly" and granted.observed["what"] == "permission_added"
+    assert granted.observed["words"].startswith("ReadOnly for LAB\\mallory on dmz-proxy-01 granted")
     entity = find(si, vim.VirtualMachine, "dmz-proxy-01")
     si.RetrieveContent().authorizationManager.RemoveEntityPermission(entity=entity, user="LAB\\mallory", isGroup=False)
     wait_for(finding("permission_removed", principal="LAB\\mallory"), timeout=10)
@@ -155,6 +158,8 @@ def test_follows_creates_renames_moves_deletions_and_permissions(lab, si, syncs)
     raised = AuditEntry.objects.filter(action="finding.raised", actor_name="drift")
     assert raised.count() == Finding.objects.count() == 6
     assert state(lab).error == "" and state(lab).synced_at
+    # Followed change by change, the table is what a full read gives.
+    assert load_inventory(lab) == connector_for(lab.kind, lab.connection_config()).inventory()
 
 
 def test_the_stand_by_takes_over_from_a_killed_holder_and_resumes_without_duplicates(lab, si, syncs):
