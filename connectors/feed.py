@@ -8,6 +8,7 @@ defined there; the Django side (table, lock, findings) lives elsewhere.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,15 +21,12 @@ class FeedLost(ConnectorError):
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch of followed updates. `inventory` holds the objects the batch
-    may have changed, as they are now; `complete`: it is the whole inventory
-    (a container, host or the like changed, which moves other objects'
-    paths or zones). `removed`: the ids of objects that went."""
+    """One batch of followed updates: `inventory` holds the objects the batch
+    may have changed, as they are now, `removed` the ids of those that went."""
 
     inventory: Inventory
     version: str
     removed: tuple[str, ...] = ()
-    complete: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,18 +50,20 @@ class InventoryFeed(abc.ABC):
         self.config = config
 
     @abc.abstractmethod
-    def open(self) -> tuple[Inventory, str]:
-        """Log in, read everything once and start following: the inventory and
-        its update version. Raises TransientConnectorError, AuthenticationFailed,
-        IdentityMismatch."""
+    def open(self, take: Callable[[Inventory, str], None]) -> str:
+        """Log in, read everything once and start following: `take` is given
+        the inventory in parts (the containers first, then VMs a page at a
+        time, each with the update version so far), so no part of the
+        estate's size is held at once; returns the update version. Raises
+        TransientConnectorError, AuthenticationFailed, IdentityMismatch."""
 
     @abc.abstractmethod
     def wait(self, seconds: float) -> Batch | None:
         """The next batch of updates, or None when nothing changed within
-        `seconds`. Its cost follows the batch, not the estate, unless the
-        batch reaches other objects (then it is complete). Raises FeedLost
-        when the version is lost, TransientConnectorError when the
-        connection is."""
+        `seconds`. Its cost follows the batch, not the estate. Raises FeedLost
+        when the version is lost or a change reaches other objects (a folder
+        renamed moves the paths beneath it: read everything again),
+        TransientConnectorError when the connection is lost."""
 
     @abc.abstractmethod
     def permissions(self) -> tuple[Permission, ...]:

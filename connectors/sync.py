@@ -28,9 +28,9 @@ from audit.live import (
     permission_rows,
     raise_for_changes,
 )
-from connectors.base import ConnectorError, TransientConnectorError
+from connectors.base import ConnectorError, Inventory, TransientConnectorError
 from connectors.feed import Batch, Event, FeedLost, InventoryFeed
-from connectors.inventory_store import objects_of, state_update, store_objects, store_snapshot
+from connectors.inventory_store import BATCH, objects_of, state_update, store_objects
 from connectors.models import Connector, InventoryObject, InventoryState
 from connectors.sync_lock import SyncLock
 from connectors.vsphere_sync import VSphereFeed
@@ -136,37 +136,10 @@ class ConnectorSync:
     # -- following -------------------------------------------------------------
 
     def follow(self, feed: InventoryFeed, stop: threading.Event, *, once: bool = False) -> None:
-        started = time.monotonic()
-        inventory, version = feed.open()
-        read = time.monotonic()
-        rss_read = rss_mb()
-        state = InventoryState.objects.filter(connector=self.connector).first()
-        self._events(feed, state.event_key if state else None)
-        had_rows = InventoryObject.objects.filter(connector=self.connector).exists()
         with transaction.atomic():
-            if had_rows:  # what changed while no sync followed
-                diff = store_objects(
-                    connector=self.connector, inventory=inventory, version=version, complete=True, full_read=True
-                )
-                raise_for_changes(
-                    connector=self.connector, changes=inventory_changes(diff.before, diff.after), events=self.events
-                )
-                del diff
-            else:
-                store_snapshot(connector=self.connector, inventory=inventory, version=version)
-            state_update(connector=self.connector, error="")
-        count = sum(1 for _ in objects_of(inventory))
-        del inventory
+            self._read(feed)
         release_memory()
-        log.info(
-            "sync %s: read %d objects in %.1f s (RSS %.0f MB), stored in %.1f s; RSS now %.0f MB",
-            self.connector.name,
-            count,
-            read - started,
-            rss_read,
-            time.monotonic() - read,
-            rss_mb(),
-        )
+        log.info("sync %s: following; RSS %.0f MB", self.connector.name, rss_mb())
         self._permissions(feed)
         if once:
             return
@@ -186,6 +159,50 @@ class ConnectorSync:
                 self._permissions(feed)
                 permissions_due = time.monotonic() + settings.SYNC_PERMISSIONS_SECONDS
 
+    def _read(self, feed: InventoryFeed) -> None:
+        """The full read, into the table page by page; when the table held an
+        earlier read, each change since then judged as it is stored."""
+        started = time.monotonic()
+        state = InventoryState.objects.filter(connector=self.connector).first()
+        judge = InventoryObject.objects.filter(connector=self.connector).exists()
+        seen: set[str] = set()
+        head = Inventory()  # the first part: the containers, the root folder and the roles
+
+        def take(part: Inventory, version: str) -> None:
+            nonlocal head
+            if not seen:  # logged in by now: the events that name who made what the read finds
+                self._events(feed, state.event_key if state else None)
+                head = part
+            diff = store_objects(connector=self.connector, inventory=part, version=version)
+            seen.update(o.id for o in objects_of(part))
+            if judge:
+                raise_for_changes(
+                    connector=self.connector, changes=inventory_changes(diff.before, diff.after), events=self.events
+                )
+
+        version = feed.open(take)
+        rss_read = rss_mb()
+        rows = InventoryObject.objects.filter(connector=self.connector).values_list("moid", flat=True)
+        diff = store_objects(
+            connector=self.connector,
+            inventory=Inventory(root_folder_id=head.root_folder_id, roles=head.roles),
+            removed=[m for m in rows.iterator(chunk_size=BATCH) if m not in seen],
+            version=version,
+            full_read=True,
+        )
+        if judge:
+            raise_for_changes(
+                connector=self.connector, changes=inventory_changes(diff.before, diff.after), events=self.events
+            )
+        state_update(connector=self.connector, error="")
+        log.info(
+            "sync %s: read and stored %d objects in %.1f s (RSS %.0f MB)",
+            self.connector.name,
+            len(seen),
+            time.monotonic() - started,
+            rss_read,
+        )
+
     def _store(self, batch: Batch, *, events_seconds: float) -> None:
         """One batch into the table; each object it changed compared with its
         row, and a finding for each change no ticket explains."""
@@ -195,15 +212,13 @@ class ConnectorSync:
             inventory=batch.inventory,
             removed=batch.removed,
             version=batch.version,
-            complete=batch.complete,
         )
         changes = inventory_changes(diff.before, diff.after)
         raise_for_changes(connector=self.connector, changes=changes, events=self.events)
         log.info(
-            "sync %s: batch of %d objects%s, %d changes; events read in %.3f s, stored in %.3f s",
+            "sync %s: batch of %d objects, %d changes; events read in %.3f s, stored in %.3f s",
             self.connector.name,
-            len(diff.after.vms) + len(batch.removed),
-            " (complete)" if batch.complete else "",
+            len(batch.inventory.vms) + len(batch.removed),
             len(changes),
             events_seconds,
             time.monotonic() - started,

@@ -1,23 +1,29 @@
-"""The vSphere inventory feed (connectors.feed): a property filter over the
-whole inventory followed with WaitForUpdatesEx, permissions with one
+"""The vSphere inventory feed (connectors.feed): two property filters on
+one collector followed with WaitForUpdatesEx, permissions with one
 RetrieveAllPermissions, events from an event history collector.
 
-The feed keeps the properties of everything but VMs (a few hundred objects
-at 20,000 VMs). After each batch of updates it reads the VMs the batch
-touched again, by id, in one call, and derives only them, with the same
-derivation the connector's own inventory() uses over every container (paths
-and networks come out right); a batch that touches anything else (a folder
-renamed, a host moved) reaches other objects' paths and zones: then it reads
-everything again. Keeping no VM between batches is what keeps the process
-small: the first answer (vcsim sends the whole estate in one) is parsed,
-stored and dropped whole, so its memory goes back to the system instead of
-being pinned by the few objects a cache would keep from it.
+The first filter covers the whole inventory through a container view, with
+every property but the VMs' own (VMs come and go with their name and parent
+only): light whatever the estate. The second covers a list view of VMs with
+every property the inventory needs. The first read puts the VMs into the list
+view a page at a time, so each answer the second filter gives holds one page
+(vcsim ignores maxObjectUpdates and would otherwise send the whole estate in
+one answer), derived and handed to the sync page by page, then dropped.
+
+Following, the feed keeps the properties of everything but VMs (a few hundred
+objects at 20,000 VMs); it reads the VMs a batch touched again, by id, in one
+call, and derives only them, with the derivation the connector's own
+inventory() uses, over every container (paths and networks come out right).
+A batch that changes anything else (a folder renamed, a host moved) reaches
+other objects' paths and zones: the feed says it is lost, and the sync reads
+everything again, page by page. Keeping no VM between batches keeps the
+process small.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyVmomi import vim, vmodl
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 DEVICES = "config.hardware.device"
 # Updates per WaitForUpdatesEx answer; a larger estate comes in several.
 MAX_OBJECT_UPDATES = 1000
+# VMs per page of the first read.
+READ_PAGE = 2000
 EVENT_PAGE = 200
 
 
@@ -60,6 +68,13 @@ class VSphereFeed(InventoryFeed):
         self._touched: dict[str, Any] = {}
         self._left: set[str] = set()
         self._reaching = False
+        # VMs entered whole by the second filter during the first read.
+        self._entered: dict[str, tuple[Any, dict[str, Any]]] = {}
+        # VMs the list view is yet to take in, or to let go.
+        self._unlisted: dict[str, Any] = {}
+        self._unlist: dict[str, Any] = {}
+        self._list: Any = None
+        self._vm_filter: Any = None
         self._following = False  # past the first read: VMs are read again per batch, not kept
 
     def __repr__(self) -> str:
@@ -67,7 +82,7 @@ class VSphereFeed(InventoryFeed):
 
     # -- following ----------------------------------------------------------
 
-    def open(self) -> tuple[Inventory, str]:
+    def open(self, take: Callable[[Inventory, str], None]) -> str:
         self.close()
         self._following = False
         with _translate_errors(self.config):
@@ -76,29 +91,64 @@ class VSphereFeed(InventoryFeed):
             self._collector = content.propertyCollector.CreatePropertyCollector()
             root = content.rootFolder
             view = content.viewManager.CreateContainerView(root, list(INVENTORY_PROPS), True)
-            self._filter = self._collector.CreateFilter(inventory_filter_spec(view, root), partialUpdates=False)
+            self._list = content.viewManager.CreateListView(obj=[])
+            self._filter = self._collector.CreateFilter(_without_vm_properties(view, root), partialUpdates=False)
+            self._vm_filter = self._collector.CreateFilter(_vm_spec(self._list), partialUpdates=False)
             self._roles = list(content.authorizationManager.roleList or [])
-            self._objects = {}
-            self._version = ""
-            truncated = True
-            while truncated:  # the first answers hold everything, in pages (vcsim: in one)
-                update = self._collector.WaitForUpdatesEx(self._version, self._options(0))
-                truncated = bool(update is not None and update.truncated)
-                if update is not None:
-                    self._apply(update)
-                del update  # a page of the whole estate: not kept while the next is parsed
-            inventory = self._inventory(self._objects.values())
-        self._forget()
-        self._objects = {m: e for m, e in self._objects.items() if not isinstance(e[0], vim.VirtualMachine)}
+            self._objects, self._entered, self._version = {}, {}, ""
+            self._drain()  # everything but VMs' own properties: light, whatever the estate
+            vms = list(self._unlisted.values())
+            self._forget()
+            take(self._inventory(self._objects.values()), self._version)
+            for start in range(0, len(vms), READ_PAGE):
+                chunk = vms[start : start + READ_PAGE]
+                entries = self._enter(chunk)
+                vms_only = self._inventory([*self._objects.values(), *entries])
+                take(Inventory(root_folder_id=vms_only.root_folder_id, vms=vms_only.vms), self._version)
+                del entries, vms_only  # a page of the estate: gone before the next is read
+        # What changed meanwhile (or came, or went) is read again on the first wait.
+        self._touched |= {m: obj for m, (obj, _) in self._entered.items()}
+        self._entered = {}
         self._following = True
-        return inventory, self._version
+        return self._version
+
+    def _enter(self, vms: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+        """Put VMs into the list view the second filter follows and take their
+        properties from its answer (the filter reports what enters its view:
+        vcsim in one answer, vCenter in pages); any it did not report within
+        a second of no progress are read directly."""
+        self._list.ModifyListView(add=vms)
+        wanted = {_moid(vm) for vm in vms}
+        missing = wanted - self._entered.keys() - self._left
+        while missing:
+            self._drain(seconds=1)
+            still = missing - self._entered.keys() - self._left
+            if still == missing:
+                break
+            missing = still
+        entries = [self._entered.pop(m) for m in wanted if m in self._entered]
+        return entries + self._read_vms([vm for vm in vms if _moid(vm) in missing])
+
+    def _drain(self, seconds: int = 0) -> None:
+        """Apply the next answer and its continuation pages."""
+        truncated = True
+        while truncated:
+            update = self._collector.WaitForUpdatesEx(self._version, self._options(seconds))
+            truncated = bool(update is not None and update.truncated)
+            if update is not None:
+                self._apply(update)
+            del update
+            seconds = 0
 
     def wait(self, seconds: float) -> Batch | None:
         if self._collector is None:
             raise FeedLost("the feed is not open")
-        changed = False
+        changed = bool(self._touched or self._left)
         with _translate_errors(self.config):
             try:
+                if self._unlisted or self._unlist:  # VMs that came or went: the list view follows
+                    self._list.ModifyListView(add=list(self._unlisted.values()), remove=list(self._unlist.values()))
+                    self._unlisted, self._unlist = {}, {}
                 update = self._collector.WaitForUpdatesEx(self._version, self._options(max(1, int(seconds))))
                 while update is not None:
                     self._apply(update)
@@ -116,8 +166,9 @@ class VSphereFeed(InventoryFeed):
         touched, left, reaching = self._touched, self._left, self._reaching
         self._forget()
         if reaching:
-            inventory = self._inventory([*self._objects.values(), *self._read_vms(self._all_vms())])
-            return Batch(inventory=inventory, version=self._version, removed=tuple(sorted(left)), complete=True)
+            # A container, host, datastore or network changed: other objects'
+            # paths and zones may have, so everything is read again, in pages.
+            raise FeedLost("the inventory's structure changed")
         # Every container (paths, port groups, clusters) and the touched VMs.
         derived = self._inventory([*self._objects.values(), *self._read_vms(touched.values())])
         return Batch(
@@ -150,18 +201,8 @@ class VSphereFeed(InventoryFeed):
                 result = self._collector.ContinueRetrievePropertiesEx(result.token)
         return out
 
-    def _all_vms(self) -> list[Any]:
-        """Every VM in the inventory (references only)."""
-        content = self._content()
-        with _translate_errors(self.config):
-            view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-            try:
-                return list(view.view or ())
-            finally:
-                view.DestroyView()
-
     def _forget(self) -> None:
-        self._touched, self._left, self._reaching = {}, set(), False
+        self._touched, self._left, self._reaching, self._unlisted = {}, set(), False, {}
 
     @staticmethod
     def _options(seconds: int) -> Any:
@@ -170,18 +211,15 @@ class VSphereFeed(InventoryFeed):
     def _apply(self, update: Any) -> None:
         self._version = str(update.version or "")
         for filter_update in update.filterSet or ():
+            whole = _moid(filter_update.filter) == _moid(self._vm_filter)
             for item in filter_update.objectSet or ():
+                if isinstance(item.obj, vim.VirtualMachine):
+                    self._apply_vm(item, whole=whole)
+                    continue
+                self._reaching |= self._following
                 moid = _moid(item.obj)
-                is_vm = isinstance(item.obj, vim.VirtualMachine)
-                self._reaching |= not is_vm
                 if item.kind == "leave":
                     self._objects.pop(moid, None)
-                    self._touched.pop(moid, None)
-                    self._left.add(moid)
-                    continue
-                self._left.discard(moid)
-                if is_vm and self._following:  # read again, whole, for the batch
-                    self._touched[moid] = item.obj
                     continue
                 obj, values = self._objects.get(moid, (item.obj, {}))
                 if item.kind == "enter":
@@ -192,6 +230,28 @@ class VSphereFeed(InventoryFeed):
                     else:
                         values[change.name] = _slim(change.name, change.val)
                 self._objects[moid] = (obj, values)
+
+    def _apply_vm(self, item: Any, *, whole: bool) -> None:
+        """A VM's update: by the first filter (name and parent only) that it
+        came or went, by the second (every property, over the list view) what
+        it is. Entered whole while the first read runs, the VM is taken as
+        it comes; otherwise it is read again for the batch."""
+        moid = _moid(item.obj)
+        if item.kind == "leave":
+            for pending in (self._touched, self._entered, self._unlisted):
+                pending.pop(moid, None)
+            self._left.add(moid)
+            if not whole:
+                self._unlist[moid] = item.obj
+            return
+        self._left.discard(moid)
+        self._unlist.pop(moid, None)
+        if whole and item.kind == "enter" and not self._following:
+            self._entered[moid] = (item.obj, {c.name: _slim(c.name, c.val) for c in item.changeSet or ()})
+            return
+        self._touched[moid] = item.obj
+        if not whole and item.kind == "enter":
+            self._unlisted[moid] = item.obj
 
     def _inventory(self, entries: Iterable[tuple[Any, dict[str, Any]]]) -> Inventory:
         return build_inventory(self._root_id(), entries, self._roles)
@@ -246,7 +306,7 @@ class VSphereFeed(InventoryFeed):
 
     def close(self) -> None:
         session, self._session = self._session, None
-        self._collector = self._filter = self._events = None
+        self._collector = self._filter = self._vm_filter = self._list = self._events = None
         if session is not None:
             try:
                 _logout(session)
@@ -280,4 +340,27 @@ def _event(e: Any) -> Event:
         principal=str(getattr(e, "principal", "") or ""),
         role=str(getattr(role, "name", "") or ""),
         message=str(e.fullFormattedMessage or ""),
+    )
+
+
+def _without_vm_properties(view: Any, root: Any) -> Any:
+    """The inventory filter without the VMs' own properties: VMs come and go
+    with their name and parent only (the second filter has the rest)."""
+    spec = inventory_filter_spec(view, root)
+    spec.propSet = [p for p in spec.propSet if p.type is not vim.VirtualMachine]
+    return spec
+
+
+def _vm_spec(list_view: Any) -> Any:
+    """Every VM property the inventory needs, over the VMs of a list view."""
+    pc = vmodl.query.PropertyCollector
+    return pc.FilterSpec(
+        objectSet=[
+            pc.ObjectSpec(
+                obj=list_view,
+                skip=True,
+                selectSet=[pc.TraversalSpec(name="list", type=vim.view.ListView, path="view", skip=False)],
+            )
+        ],
+        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=_VM_PROPS, all=False)],
     )

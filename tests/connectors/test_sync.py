@@ -155,8 +155,15 @@ def test_follows_creates_renames_moves_deletions_and_permissions(lab, si, syncs)
     si.RetrieveContent().authorizationManager.RemoveEntityPermission(entity=entity, user="LAB\\mallory", isGroup=False)
     wait_for(finding("permission_removed", principal="LAB\\mallory"), timeout=10)
 
+    # A folder renamed moves the paths beneath it: the sync reads everything again.
+    folder = find(si, vim.Folder, "dmz-vms")
+    wait(folder.Rename_Task("dmz-vms-renamed"))
+    wait_for(finding("object_changed", what="renamed", name="dmz-vms-renamed"), timeout=20, what=sync.output)
+    proxy = InventoryObject.objects.get(connector=lab, name="dmz-proxy-01")
+    assert "/dmz-vms-renamed/" in proxy.path
+
     raised = AuditEntry.objects.filter(action="finding.raised", actor_name="drift")
-    assert raised.count() == Finding.objects.count() == 6
+    assert raised.count() == Finding.objects.count() == 7
     assert state(lab).error == "" and state(lab).synced_at
     # Followed change by change, the table is what a full read gives.
     assert load_inventory(lab) == connector_for(lab.kind, lab.connection_config()).inventory()
