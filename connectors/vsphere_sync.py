@@ -74,7 +74,11 @@ class VSphereFeed(InventoryFeed):
         self._unlisted: dict[str, Any] = {}
         self._unlist: dict[str, Any] = {}
         self._list: Any = None
+        self._vm_view: Any = None
+        self._view_filter: Any = None
         self._vm_filter: Any = None
+        # Every VM there is, by moid (references only), as the VMs' container view says.
+        self._vms: dict[str, Any] = {}
         self._following = False  # past the first read: VMs are read again per batch, not kept
 
     def __repr__(self) -> str:
@@ -90,10 +94,14 @@ class VSphereFeed(InventoryFeed):
             content = self._session.content
             self._collector = content.propertyCollector.CreatePropertyCollector()
             root = content.rootFolder
-            view = content.viewManager.CreateContainerView(root, list(INVENTORY_PROPS), True)
+            others = [t for t in INVENTORY_PROPS if t is not vim.VirtualMachine]
+            view = content.viewManager.CreateContainerView(root, others, True)
+            self._vm_view = content.viewManager.CreateContainerView(root, [vim.VirtualMachine], True)
             self._list = content.viewManager.CreateListView(obj=[])
-            self._filter = self._collector.CreateFilter(_without_vm_properties(view, root), partialUpdates=False)
+            self._filter = self._collector.CreateFilter(_without_vms(view, root), partialUpdates=False)
+            self._view_filter = self._collector.CreateFilter(_view_spec(self._vm_view), partialUpdates=False)
             self._vm_filter = self._collector.CreateFilter(_vm_spec(self._list), partialUpdates=False)
+            self._vms = {}
             self._roles = list(content.authorizationManager.roleList or [])
             self._objects, self._entered, self._version = {}, {}, ""
             self._drain()  # everything but VMs' own properties: light, whatever the estate
@@ -211,10 +219,12 @@ class VSphereFeed(InventoryFeed):
     def _apply(self, update: Any) -> None:
         self._version = str(update.version or "")
         for filter_update in update.filterSet or ():
-            whole = _moid(filter_update.filter) == _moid(self._vm_filter)
             for item in filter_update.objectSet or ():
+                if isinstance(item.obj, vim.view.ContainerView):
+                    self._apply_view(item)
+                    continue
                 if isinstance(item.obj, vim.VirtualMachine):
-                    self._apply_vm(item, whole=whole)
+                    self._apply_vm(item)
                     continue
                 self._reaching |= self._following
                 moid = _moid(item.obj)
@@ -231,27 +241,41 @@ class VSphereFeed(InventoryFeed):
                         values[change.name] = _slim(change.name, change.val)
                 self._objects[moid] = (obj, values)
 
-    def _apply_vm(self, item: Any, *, whole: bool) -> None:
-        """A VM's update: by the first filter (name and parent only) that it
-        came or went, by the second (every property, over the list view) what
-        it is. Entered whole while the first read runs, the VM is taken as
-        it comes; otherwise it is read again for the batch."""
+    def _apply_view(self, item: Any) -> None:
+        """The VMs' container view changed: VMs came (into the list view and
+        read for the batch) or went."""
+        if item.kind == "leave":
+            return
+        for change in item.changeSet or ():
+            if change.name != "view":
+                continue
+            now = {_moid(vm): vm for vm in change.val or ()}
+            for moid in now.keys() - self._vms.keys():
+                self._left.discard(moid)
+                self._unlist.pop(moid, None)
+                self._unlisted[moid] = self._touched[moid] = now[moid]
+            for moid in self._vms.keys() - now.keys():
+                self._gone(moid)
+                self._unlist[moid] = self._vms[moid]
+            self._vms = now
+
+    def _apply_vm(self, item: Any) -> None:
+        """A VM's update, by the filter over the list view: entered whole while
+        the first read runs, the VM is taken as it comes; otherwise it is read
+        again for the batch."""
         moid = _moid(item.obj)
         if item.kind == "leave":
-            for pending in (self._touched, self._entered, self._unlisted):
-                pending.pop(moid, None)
-            self._left.add(moid)
-            if not whole:
-                self._unlist[moid] = item.obj
+            self._gone(moid)
             return
-        self._left.discard(moid)
-        self._unlist.pop(moid, None)
-        if whole and item.kind == "enter" and not self._following:
+        if item.kind == "enter" and not self._following:
             self._entered[moid] = (item.obj, {c.name: _slim(c.name, c.val) for c in item.changeSet or ()})
             return
         self._touched[moid] = item.obj
-        if not whole and item.kind == "enter":
-            self._unlisted[moid] = item.obj
+
+    def _gone(self, moid: str) -> None:
+        for pending in (self._touched, self._entered, self._unlisted):
+            pending.pop(moid, None)
+        self._left.add(moid)
 
     def _inventory(self, entries: Iterable[tuple[Any, dict[str, Any]]]) -> Inventory:
         return build_inventory(self._root_id(), entries, self._roles)
@@ -306,7 +330,9 @@ class VSphereFeed(InventoryFeed):
 
     def close(self) -> None:
         session, self._session = self._session, None
-        self._collector = self._filter = self._vm_filter = self._list = self._events = None
+        self._collector = self._filter = self._view_filter = self._vm_filter = None
+        self._vm_view = self._list = self._events = None
+        self._vms = {}
         if session is not None:
             try:
                 _logout(session)
@@ -343,12 +369,20 @@ def _event(e: Any) -> Event:
     )
 
 
-def _without_vm_properties(view: Any, root: Any) -> Any:
-    """The inventory filter without the VMs' own properties: VMs come and go
-    with their name and parent only (the second filter has the rest)."""
+def _without_vms(view: Any, root: Any) -> Any:
+    """The inventory filter over a view of everything but VMs."""
     spec = inventory_filter_spec(view, root)
     spec.propSet = [p for p in spec.propSet if p.type is not vim.VirtualMachine]
     return spec
+
+
+def _view_spec(view: Any) -> Any:
+    """The VMs' container view's list of VMs: which VMs there are."""
+    pc = vmodl.query.PropertyCollector
+    return pc.FilterSpec(
+        objectSet=[pc.ObjectSpec(obj=view, skip=False)],
+        propSet=[pc.PropertySpec(type=vim.view.ContainerView, pathSet=["view"], all=False)],
+    )
 
 
 def _vm_spec(list_view: Any) -> Any:
