@@ -1,23 +1,23 @@
-"""The vSphere inventory feed (connectors.feed): two property filters on
-one collector followed with WaitForUpdatesEx, permissions with one
-RetrieveAllPermissions, events from an event history collector.
+"""The vSphere inventory feed (connectors.feed): one property filter
+followed with WaitForUpdatesEx, permissions with one RetrieveAllPermissions,
+events from an event history collector.
 
-The first filter covers the whole inventory through a container view, with
-every property but the VMs' own (VMs come and go with their name and parent
-only): light whatever the estate. The second covers a list view of VMs with
-every property the inventory needs. The first read puts the VMs into the list
-view a page at a time, so each answer the second filter gives holds one page
-(vcsim ignores maxObjectUpdates and would otherwise send the whole estate in
-one answer), derived and handed to the sync page by page, then dropped.
+The filter covers everything but VMs through a container view (a few hundred
+objects at 20,000 VMs), the list of a container view of the VMs (which VMs
+there are), and the VMs of a list view with every property the inventory
+needs. The first read puts the VMs into the list view a page at a time, so
+each answer holds one page (vcsim ignores maxObjectUpdates and would send the
+whole estate in one answer); each page is derived, handed to the sync and
+dropped before the next. For every change it reports, vcsim re-collects
+the whole filter: this one costs it about what one over the estate did.
 
-Following, the feed keeps the properties of everything but VMs (a few hundred
-objects at 20,000 VMs); it reads the VMs a batch touched again, by id, in one
-call, and derives only them, with the derivation the connector's own
-inventory() uses, over every container (paths and networks come out right).
-A batch that changes anything else (a folder renamed, a host moved) reaches
-other objects' paths and zones: the feed says it is lost, and the sync reads
-everything again, page by page. Keeping no VM between batches keeps the
-process small.
+Following, the feed keeps the properties of everything but VMs; it reads the
+VMs a batch touched again, by id, in one call, and derives only them, with
+the derivation the connector's own inventory() uses, over every container
+(paths and networks come out right). A batch that changes anything else (a
+folder renamed, a host moved) reaches other objects' paths and zones: the
+feed says it is lost, and the sync reads everything again, page by page.
+Keeping no VM between batches keeps the process small.
 """
 
 from __future__ import annotations
@@ -75,8 +75,6 @@ class VSphereFeed(InventoryFeed):
         self._unlist: dict[str, Any] = {}
         self._list: Any = None
         self._vm_view: Any = None
-        self._view_filter: Any = None
-        self._vm_filter: Any = None
         # Every VM there is, by moid (references only), as the VMs' container view says.
         self._vms: dict[str, Any] = {}
         self._following = False  # past the first read: VMs are read again per batch, not kept
@@ -98,9 +96,8 @@ class VSphereFeed(InventoryFeed):
             view = content.viewManager.CreateContainerView(root, others, True)
             self._vm_view = content.viewManager.CreateContainerView(root, [vim.VirtualMachine], True)
             self._list = content.viewManager.CreateListView(obj=[])
-            self._filter = self._collector.CreateFilter(_without_vms(view, root), partialUpdates=False)
-            self._view_filter = self._collector.CreateFilter(_view_spec(self._vm_view), partialUpdates=False)
-            self._vm_filter = self._collector.CreateFilter(_vm_spec(self._list), partialUpdates=False)
+            spec = _follow_spec(view, root, self._vm_view, self._list)
+            self._filter = self._collector.CreateFilter(spec, partialUpdates=False)
             self._vms = {}
             self._roles = list(content.authorizationManager.roleList or [])
             self._objects, self._entered, self._version = {}, {}, ""
@@ -330,8 +327,7 @@ class VSphereFeed(InventoryFeed):
 
     def close(self) -> None:
         session, self._session = self._session, None
-        self._collector = self._filter = self._view_filter = self._vm_filter = None
-        self._vm_view = self._list = self._events = None
+        self._collector = self._filter = self._vm_view = self._list = self._events = None
         self._vms = {}
         if session is not None:
             try:
@@ -369,32 +365,25 @@ def _event(e: Any) -> Event:
     )
 
 
-def _without_vms(view: Any, root: Any) -> Any:
-    """The inventory filter over a view of everything but VMs."""
-    spec = inventory_filter_spec(view, root)
-    spec.propSet = [p for p in spec.propSet if p.type is not vim.VirtualMachine]
+def _follow_spec(others: Any, root: Any, vm_view: Any, list_view: Any) -> Any:
+    """One filter (vcsim re-collects each filter once per filter for every
+    change it reports: one filter, not three): the inventory filter over a
+    view of everything but VMs; the VMs' container view's list (which VMs
+    there are); every VM property the inventory needs, for the VMs of the
+    list view."""
+    pc = vmodl.query.PropertyCollector
+    spec = inventory_filter_spec(others, root)
+    spec.objectSet = [
+        *spec.objectSet,
+        pc.ObjectSpec(obj=vm_view, skip=False),
+        pc.ObjectSpec(
+            obj=list_view,
+            skip=True,
+            selectSet=[pc.TraversalSpec(name="list", type=vim.view.ListView, path="view", skip=False)],
+        ),
+    ]
+    spec.propSet = [p for p in spec.propSet if p.type is not vim.VirtualMachine] + [
+        pc.PropertySpec(type=vim.view.ContainerView, pathSet=["view"], all=False),
+        pc.PropertySpec(type=vim.VirtualMachine, pathSet=_VM_PROPS, all=False),
+    ]
     return spec
-
-
-def _view_spec(view: Any) -> Any:
-    """The VMs' container view's list of VMs: which VMs there are."""
-    pc = vmodl.query.PropertyCollector
-    return pc.FilterSpec(
-        objectSet=[pc.ObjectSpec(obj=view, skip=False)],
-        propSet=[pc.PropertySpec(type=vim.view.ContainerView, pathSet=["view"], all=False)],
-    )
-
-
-def _vm_spec(list_view: Any) -> Any:
-    """Every VM property the inventory needs, over the VMs of a list view."""
-    pc = vmodl.query.PropertyCollector
-    return pc.FilterSpec(
-        objectSet=[
-            pc.ObjectSpec(
-                obj=list_view,
-                skip=True,
-                selectSet=[pc.TraversalSpec(name="list", type=vim.view.ListView, path="view", skip=False)],
-            )
-        ],
-        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=_VM_PROPS, all=False)],
-    )
