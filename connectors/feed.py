@@ -8,6 +8,7 @@ defined there; the Django side (table, lock, findings) lives elsewhere.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,16 @@ from connectors.base import ConnectionConfig, ConnectorError, Inventory, Permiss
 
 class FeedLost(ConnectorError):
     """The hypervisor no longer knows the update version: read everything again."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of followed updates: `inventory` holds the objects the batch
+    may have changed, as they are now, `removed` the ids of those that went."""
+
+    inventory: Inventory
+    version: str
+    removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,16 +50,20 @@ class InventoryFeed(abc.ABC):
         self.config = config
 
     @abc.abstractmethod
-    def open(self) -> tuple[Inventory, str]:
-        """Log in, read everything once and start following: the inventory and
-        its update version. Raises TransientConnectorError, AuthenticationFailed,
-        IdentityMismatch."""
+    def open(self, take: Callable[[Inventory, str], None]) -> str:
+        """Log in, read everything once and start following: `take` is given
+        the inventory in parts (the containers first, then VMs a page at a
+        time, each with the update version so far), so no part of the
+        estate's size is held at once; returns the update version. Raises
+        TransientConnectorError, AuthenticationFailed, IdentityMismatch."""
 
     @abc.abstractmethod
-    def wait(self, seconds: float) -> tuple[Inventory, str] | None:
-        """The inventory after the next batch of updates and its version, or
-        None when nothing changed within `seconds`. Raises FeedLost when the
-        version is lost, TransientConnectorError when the connection is."""
+    def wait(self, seconds: float) -> Batch | None:
+        """The next batch of updates, or None when nothing changed within
+        `seconds`. Its cost follows the batch, not the estate. Raises FeedLost
+        when the version is lost or a change reaches other objects (a folder
+        renamed moves the paths beneath it: read everything again),
+        TransientConnectorError when the connection is lost."""
 
     @abc.abstractmethod
     def permissions(self) -> tuple[Permission, ...]:

@@ -2,10 +2,12 @@
 per object (connectors.models.InventoryObject), written by the sync and read
 by everyone else.
 
-`store_snapshot` makes the table equal to an Inventory, `store_changes`
-writes what one batch of updates changed, `load_inventory` gives back the
-frozen dataclasses exactly as the connector's own `inventory()` returns them.
-Rows carry the update version that last wrote them.
+`store_snapshot` makes the table equal to an Inventory, `store_objects`
+writes what one batch of updates changed and says what that was (compared
+with the rows, by id, in batches: its cost follows the batch, not the
+table), `load_inventory` gives back the frozen dataclasses exactly as the
+connector's own `inventory()` returns them. Rows carry the update version
+that last wrote them.
 """
 
 from __future__ import annotations
@@ -215,50 +217,119 @@ def load_inventory(connector: Connector) -> Inventory:
     )
 
 
+@dataclass(frozen=True)
+class Diff:
+    """What a write changed, as two partial inventories: `before` the rows
+    as they were, `after` the objects as written, each holding only the
+    objects that changed (or went) and every host (a VM's change names its
+    host)."""
+
+    before: Inventory
+    after: Inventory
+
+
 def store_snapshot(*, connector: Connector, inventory: Inventory, version: str = "") -> Stored:
     """Make the connector's table equal to `inventory`, in place and in one
     transaction: rows that changed are written, rows of objects that are gone
     deleted, the rest left alone. Records the full read on its state."""
-    wanted = {obj.id: row_of(obj, root_folder_id=inventory.root_folder_id) for obj in objects_of(inventory)}
     with transaction.atomic():
-        have = {
-            row["moid"]: row
-            for row in InventoryObject.objects.filter(connector=connector)
-            .values("moid", *CONTENT_FIELDS)
-            .iterator(chunk_size=BATCH)
-        }
-        changed = {
-            moid: row
-            for moid, row in wanted.items()
-            if moid not in have or any(have[moid][f] != row[f] for f in CONTENT_FIELDS)
-        }
-        gone = [moid for moid in have if moid not in wanted]
-        _write(connector, changed, gone, version)
-        now = timezone.now()
-        _state_update(
-            connector,
-            version=version,
-            root_folder_id=inventory.root_folder_id,
-            roles=[{"id": r.id, "name": r.name} for r in inventory.roles],
-            full_read_at=now,
-            synced_at=now,
-        )
-    return Stored(
-        created=tuple(m for m in changed if m not in have),
-        updated=tuple(m for m in changed if m in have),
-        removed=tuple(gone),
+        stored, _ = _store(connector, inventory, (), version, complete=True, diff=False)
+        _full_read(connector, inventory, version)
+    return stored
+
+
+def store_objects(
+    *,
+    connector: Connector,
+    inventory: Inventory,
+    removed: Iterable[str] = (),
+    version: str,
+    complete: bool = False,
+    full_read: bool = False,
+) -> Diff:
+    """Write the objects of `inventory` (a part of it, or with `complete` all
+    of it) whose rows differ, delete the rows of `removed` (with `complete`
+    of every object it lacks); the state moves to `version` (`full_read`:
+    and records a full read, as store_snapshot does). The rows are compared
+    in batches by managed object id, so the cost follows the size of
+    `inventory`, not of the table. Returns what changed."""
+    with transaction.atomic():
+        _, diff = _store(connector, inventory, removed, version, complete=complete, diff=True)
+        if full_read:
+            _full_read(connector, inventory, version)
+        else:
+            _state_update(connector, version=version, synced_at=timezone.now())
+    return diff
+
+
+def _full_read(connector: Connector, inventory: Inventory, version: str) -> None:
+    now = timezone.now()
+    _state_update(
+        connector,
+        version=version,
+        root_folder_id=inventory.root_folder_id,
+        roles=[{"id": r.id, "name": r.name} for r in inventory.roles],
+        full_read_at=now,
+        synced_at=now,
     )
 
 
-def store_changes(
-    *, connector: Connector, root_folder_id: str, changed: Iterable[Any], removed: Iterable[str], version: str
-) -> None:
-    """Write one batch of updates: `changed` inventory objects (new or
-    different), `removed` ids; the state moves to `version`."""
-    rows = {obj.id: row_of(obj, root_folder_id=root_folder_id) for obj in changed}
-    with transaction.atomic():
-        _write(connector, rows, list(removed), version)
-        _state_update(connector, version=version, synced_at=timezone.now())
+def _store(
+    connector: Connector, inventory: Inventory, removed: Iterable[str], version: str, *, complete: bool, diff: bool
+) -> tuple[Stored, Diff | None]:
+    root = inventory.root_folder_id
+    table = InventoryObject.objects.filter(connector=connector)
+    hosts = {r["moid"]: object_of(r) for r in table.filter(type="host").values("moid", *CONTENT_FIELDS)} if diff else {}
+    objects = list(objects_of(inventory))
+    created: list[str] = []
+    updated: list[str] = []
+    before: list[Any] = []
+    after: list[Any] = []
+    for start in range(0, len(objects), BATCH):
+        chunk = objects[start : start + BATCH]
+        rows = {obj.id: row_of(obj, root_folder_id=root) for obj in chunk}
+        have = {r["moid"]: r for r in table.filter(moid__in=list(rows)).values("moid", *CONTENT_FIELDS)}
+        changed = {
+            moid: row
+            for moid, row in rows.items()
+            if moid not in have or any(have[moid][f] != row[f] for f in CONTENT_FIELDS)
+        }
+        _write(connector, changed, [], version)
+        created += [m for m in changed if m not in have]
+        updated += [m for m in changed if m in have]
+        if diff:
+            before += [object_of(have[m]) for m in changed if m in have]
+            after += [obj for obj in chunk if obj.id in changed]
+    gone = set(removed)
+    if complete:
+        seen = {obj.id for obj in objects}
+        gone |= {m for m in table.values_list("moid", flat=True).iterator(chunk_size=BATCH) if m not in seen}
+    gone_ids = sorted(gone)
+    for start in range(0, len(gone_ids), BATCH):
+        part = gone_ids[start : start + BATCH]
+        rows_gone = list(table.filter(moid__in=part).values("moid", *CONTENT_FIELDS))
+        if diff:
+            before += [object_of(r) for r in rows_gone]
+        _write(connector, {}, [r["moid"] for r in rows_gone], version)
+    stored = Stored(created=tuple(created), updated=tuple(updated), removed=tuple(gone_ids))
+    if not diff:
+        return stored, None
+    hosts_after = {m: h for m, h in hosts.items() if m not in gone} | {o.id: o for o in after if isinstance(o, Host)}
+    return stored, Diff(
+        before=_partial(root, {**hosts, **{o.id: o for o in before}}.values()),
+        after=_partial(root, {**hosts_after, **{o.id: o for o in after}}.values()),
+    )
+
+
+def _partial(root_folder_id: str, objects: Iterable[Any]) -> Inventory:
+    groups: dict[str, list[Any]] = {group: [] for group in _GROUPS}
+    group_of = {kind: group for group, kind in _GROUPS.items()} | {"root": "folders", "template": "vms"}
+    for obj in objects:
+        groups[group_of[_type_of(obj, root_folder_id)]].append(obj)
+    return Inventory(
+        root_folder_id=root_folder_id,
+        **{group: tuple(sorted(items, key=lambda o: (o.path, o.id))) for group, items in groups.items()},
+    )
 
 
 def _write(connector: Connector, rows: dict[str, dict[str, Any]], gone: list[str], version: str) -> None:
