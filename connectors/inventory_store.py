@@ -361,11 +361,11 @@ def state_update(*, connector: Connector, **fields: Any) -> None:
     _state_update(connector, **fields)
 
 
-def store_objects(*, connector: Connector, root_folder_id: str, changed: Iterable[Any], removed: Iterable[str]) -> None:
+def store_read(*, connector: Connector, inventory: Inventory, removed: Iterable[str]) -> None:
     """Write objects read outside the sync (after a change the portal made):
-    rows written in place, `removed` ids deleted; the sync's version and
-    heartbeat are left as they are; the rows carry the sync's version."""
-    rows = {obj.id: row_of(obj, root_folder_id=root_folder_id) for obj in changed}
+    rows that differ written in place, `removed` ids deleted; the state (the
+    sync's version and heartbeat) is left as it is, and the rows carry its
+    version."""
     version = InventoryState.objects.filter(connector=connector).values_list("version", flat=True).first() or ""
     with transaction.atomic():
-        _write(connector, rows, list(removed), version)
+        _store(connector, inventory, removed, version, complete=False, diff=False)

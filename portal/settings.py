@@ -456,11 +456,10 @@ if TWOKEY_DIRECTORY:  # noqa: F821 - set just above
 
 # The inventory sync (manage.py sync_inventory): how long a follow waits for
 # updates before it beats its heartbeat, how often it reads every permission,
-# how long a finished ticket still explains changes the sync sees, the
-# longest pause between reconnects, and after how long without a heartbeat
-# pages call the inventory stale.
+# how long a finished ticket still explains changes the sync sees, and the
+# longest pause between reconnects (when pages call the inventory stale:
+# INVENTORY_STALE_SECONDS above).
 SYNC_HEARTBEAT_SECONDS = env_int("SYNC_HEARTBEAT_SECONDS", 2)
 SYNC_PERMISSIONS_SECONDS = env_int("SYNC_PERMISSIONS_SECONDS", 5)
 SYNC_EXPLAIN_SECONDS = env_int("SYNC_EXPLAIN_SECONDS", 600)
 SYNC_BACKOFF_MAX_SECONDS = env_int("SYNC_BACKOFF_MAX_SECONDS", 30)
-SYNC_STALE_SECONDS = env_int("SYNC_STALE_SECONDS", 30)

@@ -20,9 +20,10 @@ from django.db import connection
 from kombu.exceptions import OperationalError
 
 from approvals.errors import InventoryUnavailable
+from approvals.inventory.freshness import freshness_of
 from connectors import credentials
 from connectors.base import ConnectorError, Inventory
-from connectors.inventory_store import objects_of, store_objects, store_snapshot
+from connectors.inventory_store import objects_of, store_read, store_snapshot
 from connectors.models import InventoryState
 from connectors.registry import connector_for
 
@@ -122,7 +123,15 @@ def store_after_change(*, connector, backend, objects: Mapping[str, str]) -> Non
     write them, with what came along (ancestors, a container's contents),
     into the table, so pages show the result before any sync reports it. A
     VM asked for and no longer there is removed. A failed read is only
-    logged: the sync, or the next full read, catches up."""
+    logged: the sync, or the next full read, catches up.
+
+    Nothing is written while a sync follows the hypervisor: it reports the
+    change within seconds itself, and it judges what it sees against the
+    table, so a write here could hide from drift a change someone made
+    beside the ticket's to an object read along."""
+    state = InventoryState.objects.filter(connector=connector).first()
+    if state is not None and state.holder and not freshness_of(state).stale:
+        return
     try:
         inventory = backend.read_objects(dict(objects))
     except ConnectorError as exc:
@@ -130,9 +139,7 @@ def store_after_change(*, connector, backend, objects: Mapping[str, str]) -> Non
         return
     seen = {obj.id for obj in objects_of(inventory)}
     gone = [moid for moid, kind in objects.items() if kind in ("vm", "template") and moid not in seen]
-    store_objects(
-        connector=connector, root_folder_id=inventory.root_folder_id, changed=objects_of(inventory), removed=gone
-    )
+    store_read(connector=connector, inventory=inventory, removed=gone)
 
 
 def inventory_outdated(connector_id: int) -> None:
