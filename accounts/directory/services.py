@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from accounts import role_log
 from accounts.directory import LDAP, OIDC, directory_configured
 from accounts.models import AccountState, DirectoryGrant
 from accounts.roles import Role
@@ -106,7 +107,7 @@ def _set_roles(
         user.is_staff = staff
         user.save(update_fields=["is_staff"])
     change = {"from": sorted(before), "to": sorted(roles)}
-    details = {"directory": kind, "username": user.username, "when": when, "roles": change}
+    details = {"directory": kind, "when": when, "roles": change, **role_log.granted(user)}
     if reason:
         details["reason"] = reason
     record("directory.roles_changed", actor_name=actor_name, obj=user, source_ip=source_ip, details=details)

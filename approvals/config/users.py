@@ -9,6 +9,7 @@ from django.db.models.functions import Lower
 from rest_framework import serializers
 
 from accounts.models import AccountState
+from accounts.role_log import ROLE_GROUPS
 from approvals.choices import Role
 from approvals.config.base import CREATE, UPDATE, ConfigTarget
 from approvals.errors import InvalidInput
@@ -130,6 +131,12 @@ class UserTarget(ConfigTarget):
             plain["roles"] = sorted(set(plain["roles"]))
         return plain
 
+    def applied(self, instance) -> dict:
+        groups = getattr(instance, "role_groups_applied", None)
+        if groups is None:  # an authenticator reset leaves the roles as they are
+            return {}
+        return {"username": instance.get_username(), ROLE_GROUPS: groups}
+
     def other_action(self, *, action, instance, before):
         if action == DEACTIVATE:
             if not before["is_active"]:
@@ -186,6 +193,9 @@ class UserTarget(ConfigTarget):
         user.full_clean(exclude=["password"])
         user.save()
         user.groups.set([groups[r] for r in after["roles"]])
+        # What the applied entry says the person holds: the worker believes
+        # roles from these entries only (approvals/services/memberships.py).
+        user.role_groups_applied = {r: groups[r].pk for r in after["roles"]}
         AccountState.objects.update_or_create(
             user=user, defaults={"hypervisor_principal": after["hypervisor_principal"]}
         )

@@ -1,0 +1,171 @@
+"""Who holds which role, as the worker believes it: what the audit log says,
+never the database's group rows alone. A database writer can add their own
+user row to the approver group, or give it break_glass, but cannot write the
+audit entry that grants a role (accounts/role_log.py): its HMAC needs the
+audit key, which the database does not hold. So an approval counts only when
+the approver's membership of the ticket's approver group stands in the
+newest role entry of theirs, an emergency only when its requester's
+break_glass role does, and a standard change (approved by no person) only
+when its requester's requester role does. A membership the database shows
+but the log does not fails the ticket, with a finding and an audit entry.
+
+The cost per check stays constant as the log grows: each worker process
+remembers the roles each person's newest entry gave, read from entries whose
+HMAC it checked, and how far it has read (seq and hash). A check reads the
+chain head; only when the log grew does it read the role entries appended
+since (one query on the (action, seq) index) and count the entries in that
+range, so that none are missing. The first check in a process reads the
+whole log's role entries once. Like the history replay (history.py), an
+entry deleted below what this process already read changes nothing: its
+memory still has the person as the entry left them."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from accounts.role_log import ROLE_ACTIONS, ROLE_GROUPS
+from approvals.choices import Decision, Role
+from audit.models import AuditEntry, ChainHead
+from audit.writer import entry_fields, entry_hash
+
+
+@dataclass(frozen=True)
+class Held:
+    username: str
+    groups: dict[str, int]  # role name -> group id, as the entry gave them
+    seq: int  # the entry that says so
+
+
+@dataclass
+class _Read:
+    seq: int = 0
+    hash: str = ""
+    people: dict[int, Held] = field(default_factory=dict)
+
+
+_lock = threading.Lock()
+_read = _Read()
+
+
+def forget() -> None:
+    """Start over: the next check reads the whole log's role entries again."""
+    global _read
+    with _lock:
+        _read = _Read()
+
+
+def _intact(entry: AuditEntry) -> bool:
+    fields = entry_fields(
+        seq=entry.seq,
+        created_at=entry.created_at,
+        actor_id=entry.actor_id,
+        actor_name=entry.actor_name,
+        action=entry.action,
+        ticket_id=entry.ticket_id,
+        object_type=entry.object_type,
+        object_id=entry.object_id,
+        source_ip=entry.source_ip,
+        details=entry.details,
+        prev_hash=entry.prev_hash,
+    )
+    return entry_hash(fields) == entry.hash
+
+
+def _catch_up() -> str | None:
+    """Read the role entries appended since this process last looked."""
+    global _read
+    head = ChainHead.objects.filter(id=1).values_list("seq", "hash").first() or (0, "")
+    known = _read
+    if head == (known.seq, known.hash):
+        return None
+    if known.seq and AuditEntry.objects.filter(seq=known.seq).values_list("hash", flat=True).first() != known.hash:
+        # Another log (the history check refuses a rewritten one before this
+        # runs): read it from the start.
+        known = _read = _Read()
+    if head[0] < known.seq:
+        return f"the log now ends at #{head[0]}, though this worker read it up to #{known.seq}"
+    span = AuditEntry.objects.filter(seq__gt=known.seq, seq__lte=head[0])
+    if span.count() != head[0] - known.seq:
+        return f"entries between #{known.seq + 1} and #{head[0]} are missing"
+    for entry in span.filter(action__in=ROLE_ACTIONS, object_type="auth.user").order_by("seq").iterator():
+        if not _intact(entry):
+            return f"audit entry #{entry.seq} ({entry.action}) does not verify"
+        groups = entry.details.get(ROLE_GROUPS) if isinstance(entry.details, dict) else None
+        if not isinstance(groups, dict):
+            continue  # an entry about the person that does not speak about roles
+        username = entry.details.get("username") or entry.details.get("label") or ""
+        known.people[int(entry.object_id)] = Held(str(username), dict(groups), entry.seq)
+    known.seq, known.hash = head
+    return None
+
+
+def read_roles() -> tuple[str | None, dict[int, Held]]:
+    """(problem, {user id: what their newest role entry gave them}), caught
+    up with the log; `problem` in words when it cannot be read for roles."""
+    with _lock:
+        problem = _catch_up()
+        return problem, _read.people
+
+
+def _holds(people: dict[int, Held], user, *, role: str | None = None, group_id: int | None = None) -> bool:
+    roles = people.get(user.pk)
+    if roles is None or roles.username != user.get_username():
+        return False
+    return role in roles.groups if role is not None else group_id in roles.groups.values()
+
+
+def _words(user, roles: Held | None, role: str) -> str:
+    name = user.get_username()
+    if roles is None:
+        return f"{name} holds {role} in the database, but no audit entry ever gave {name} a role"
+    if roles.username != name:
+        return f"{name} holds {role} in the database, but the audit log gave those roles to {roles.username}"
+    had = ", ".join(sorted(roles.groups)) or "none"
+    return f"{name} holds {role} in the database, but audit entry #{roles.seq} left {name} with: {had}"
+
+
+def forged_roles_problem(ticket, decisions) -> str | None:
+    """Role memberships the ticket rests on that the database shows and the
+    audit log does not, in words, or None: the approvers' membership of the
+    ticket's approver group; an emergency's break_glass; a standard change's
+    requester role. (A membership the log shows and the database no longer
+    does is a role taken away: the usual checks count it for nothing.)"""
+    claims = []  # (user, role name, group id or None)
+    requester = ticket.requester
+    if ticket.is_emergency or ticket.is_standard:
+        role = Role.BREAK_GLASS if ticket.is_emergency else Role.REQUESTER
+        if requester.groups.filter(name=role).exists():
+            claims.append((requester, role, None))
+    else:
+        approving = {a.approver_id: a.approver for a in decisions if a.decision == Decision.APPROVE}
+        members = set(
+            get_user_model()
+            .groups.through.objects.filter(group_id=ticket.approver_group_id, user_id__in=approving)
+            .values_list("user_id", flat=True)
+        )
+        if members:
+            group = Group.objects.filter(pk=ticket.approver_group_id).values_list("name", flat=True).first()
+            claims = [(approving[pk], group, ticket.approver_group_id) for pk in sorted(members)]
+    if not claims:
+        return None
+    problem, people = read_roles()
+    if problem:
+        return f"the audit log cannot say who holds which role ({problem})"
+    forged = [
+        _words(user, people.get(user.pk), role)
+        for user, role, group_id in claims
+        if not _holds(people, user, role=role if group_id is None else None, group_id=group_id)
+    ]
+    return "; ".join(forged) if forged else None
+
+
+def logged_roles(user) -> frozenset[str] | None:
+    """The roles the audit log says `user` holds now (None: the log cannot
+    be read for roles, or no entry ever gave them any)."""
+    problem, people = read_roles()
+    roles = None if problem else people.get(user.pk)
+    return frozenset(roles.groups) if roles is not None and roles.username == user.get_username() else None

@@ -1,0 +1,141 @@
+"""Who grants the roles: the worker believes role membership only from the
+audit log. A database writer who adds a user row of their own to the
+approver group, or gives themselves break_glass, is refused by a real
+worker: the ticket fails with a finding and an audit entry, and the
+hypervisor (read back through a separate pyVmomi session) is unchanged.
+Every path that grants roles (a configuration request, adduser, the
+directory's sync at sign-in) writes the entry the worker believes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from pyVmomi import vim
+
+from approvals.services import memberships
+from audit.models import AuditEntry, Finding, FindingKind
+from tests.approvals.helpers import body, configure, file_ticket, migrate_within_zone, wait_for
+from tests.audit.conftest import tamper
+from tests.factories import UserFactory
+from tests.fixtures import slapd as slapd_fixtures
+
+User = get_user_model()
+slapd, ldap_directory = slapd_fixtures.slapd, slapd_fixtures.ldap_directory
+
+
+def host_of(si, name):
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    try:
+        return next(vm.runtime.host.name for vm in view.view if vm.name == name)
+    finally:
+        view.Destroy()
+
+
+def sql_grant(user, group):
+    """What a database writer does, alone: a membership row, no request."""
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO auth_user_groups (user_id, group_id) VALUES (%s, %s)", [user.pk, group.pk])
+
+
+def assert_refused(ticket_id, words):
+    done = wait_for(ticket_id, "succeeded", "failed")
+    assert done.state == "failed", done.error
+    assert "Role memberships do not verify" in done.error and words in done.error, done.error
+    refused = AuditEntry.objects.get(ticket_id=ticket_id, action="ticket.records_unverified")
+    assert "role membership not in the audit log" in refused.details["problem"]
+    assert Finding.objects.filter(kind=FindingKind.RECORDS_UNVERIFIED, object_ref=f"ticket:{ticket_id}:records")
+    assert not AuditEntry.objects.filter(ticket_id=ticket_id, action__startswith="hypervisor.").exists()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_approver_added_with_sql_does_not_count(api, own_lab, roles, workers, fresh_vcsim):
+    mallory = UserFactory(username="mallory", roles=["requester"])
+    second = UserFactory(username="mallory-too", roles=[])  # a row of the DBA's own
+    sql_grant(second, roles["approver"])
+    before = host_of(fresh_vcsim.connect(), "dev-app-01")
+    workers(1)
+    ticket = file_ticket(api(mallory), own_lab, "vm_migrate", migrate_within_zone(api(mallory), own_lab))
+    approved = api(second).post(f"/api/tickets/{ticket['id']}/approve/", {}, format="json")
+    assert approved.status_code == 200, approved.content  # the web reads the row ...
+    assert_refused(ticket["id"], "no audit entry ever gave mallory-too a role")  # ... the worker does not
+    assert host_of(fresh_vcsim.connect(), "dev-app-01") == before
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_role_taken_away_by_request_and_put_back_with_sql_does_not_count(
+    api, own_lab, roles, requester, approver, portal_admin, portal_admin2, workers, fresh_vcsim
+):
+    done = configure(api(portal_admin), api(portal_admin2), f"/api/users/{approver.pk}/", {"roles": ["auditor"]})
+    assert done.state == "succeeded", done.error
+    sql_grant(approver, roles["approver"])
+    before = host_of(fresh_vcsim.connect(), "dev-app-01")
+    workers(1)
+    ticket = file_ticket(api(requester), own_lab, "vm_migrate", migrate_within_zone(api(requester), own_lab))
+    assert api(approver).post(f"/api/tickets/{ticket['id']}/approve/", {}, format="json").status_code == 200
+    removed = AuditEntry.objects.get(action="config.user.update", object_id=str(approver.pk))
+    assert_refused(ticket["id"], f"audit entry #{removed.seq} left bob with: auditor")
+    assert host_of(fresh_vcsim.connect(), "dev-app-01") == before
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_break_glass_given_with_sql_runs_nothing(api, own_lab, roles, workers, fresh_vcsim):
+    mallory = UserFactory(username="mallory", roles=["requester"])
+    sql_grant(mallory, roles["break_glass"])
+    before = host_of(fresh_vcsim.connect(), "dev-app-01")
+    workers(1)
+    emergency = {"emergency": True, "emergency_reason": "says who"}
+    params = migrate_within_zone(api(mallory), own_lab)
+    response = api(mallory).post("/api/tickets/", body(own_lab, "vm_migrate", params, **emergency), format="json")
+    assert response.status_code == 201 and response.json()["state"] == "approved", response.content
+    assert_refused(response.json()["id"], "mallory holds break_glass in the database")
+    assert host_of(fresh_vcsim.connect(), "dev-app-01") == before
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_roles_granted_by_a_request_count(api, own_lab, roles, requester, portal_admin, portal_admin2, workers):
+    newcomer = UserFactory(username="newcomer", roles=[])
+    done = configure(api(portal_admin), api(portal_admin2), f"/api/users/{newcomer.pk}/", {"roles": ["approver"]})
+    assert done.state == "succeeded", done.error
+    workers(1)
+    ticket = file_ticket(api(requester), own_lab, "vm_migrate", migrate_within_zone(api(requester), own_lab))
+    assert api(newcomer).post(f"/api/tickets/{ticket['id']}/approve/", {}, format="json").status_code == 200
+    finished = wait_for(ticket["id"], "succeeded", "failed")
+    assert finished.state == "succeeded", finished.error
+
+
+def test_adduser_writes_the_roles_it_grants(roles):
+    call_command("adduser", "gina", "--role", "approver", "--role", "requester", stdout=io.StringIO())
+    gina = User.objects.get(username="gina")
+    entry = AuditEntry.objects.get(action="config.user.created", object_id=str(gina.pk))
+    assert entry.details["role_groups"] == {"approver": roles["approver"].pk, "requester": roles["requester"].pk}
+    assert memberships.logged_roles(gina) == {"approver", "requester"}
+
+
+def test_the_directory_sign_in_writes_the_roles_it_syncs(ldap_directory, roles):
+    Client().post("/accounts/login/", {"username": "sec1", "password": ldap_directory.password("sec1")})
+    sec1 = User.objects.get(username="sec1")
+    assert memberships.logged_roles(sec1) == {"approver"}
+    sql_grant(sec1, roles["requester"])  # the database now says more than the log
+    assert memberships.logged_roles(sec1) == {"approver"}
+
+
+def test_a_role_entry_changed_in_the_table_makes_the_log_unreadable_for_roles(roles):
+    gina = UserFactory(username="gina", roles=["requester"])
+    memberships.forget()
+    entry = AuditEntry.objects.get(action="config.user.created", object_id=str(gina.pk))
+    grown = {**entry.details, "role_groups": {**entry.details["role_groups"], "approver": roles["approver"].pk}}
+    tamper("UPDATE audit_auditentry SET details = %s WHERE seq = %s", [json.dumps(grown), entry.seq])
+    assert memberships.logged_roles(gina) is None
+    problem, _ = memberships.read_roles()
+    assert f"audit entry #{entry.seq} (config.user.created) does not verify" in problem
