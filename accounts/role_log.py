@@ -22,6 +22,7 @@ ROLE_ACTIONS = (
     "config.user.reactivate",
     "config.user.created",  # adduser, bootstrap --demo: the server's shell
     "directory.roles_changed",
+    "config.user.roles_attested",  # attest_roles: the server's shell adopts what the database holds
 )
 
 

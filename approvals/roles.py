@@ -30,7 +30,13 @@ def ensure_roles() -> dict[str, Group]:
 
 
 def create_user(
-    *, username: str, password: str, roles: list[str], email: str = "", actor_name: str, details: dict | None = None
+    *,
+    username: str,
+    password: str,
+    roles: list[str],
+    email: str = "",
+    actor_name: str = "cli",
+    details: dict | None = None,
 ):
     """A user made on the server's shell (bootstrap, adduser): the trust root
     that brings in the first portal admins. The role rules hold here too.

@@ -12,7 +12,7 @@ but the log does not fails the ticket, with a finding and an audit entry.
 The cost per check stays constant as the log grows: each worker process
 remembers the roles each person's newest entry gave, read from entries whose
 HMAC it checked, and how far it has read (seq and hash). A check reads the
-chain head; only when the log grew does it read the role entries appended
+newest entry's seq and hash; only when the log grew does it read the role entries appended
 since (one query on the (action, seq) index) and count the entries in that
 range, so that none are missing. The first check in a process reads the
 whole log's role entries once. Like the history replay (history.py), an
@@ -29,7 +29,7 @@ from django.contrib.auth.models import Group
 
 from accounts.role_log import ROLE_ACTIONS, ROLE_GROUPS
 from approvals.choices import Decision, Role
-from audit.models import AuditEntry, ChainHead
+from audit.models import AuditEntry
 from audit.writer import entry_fields, entry_hash
 
 
@@ -78,7 +78,9 @@ def _intact(entry: AuditEntry) -> bool:
 def _catch_up() -> str | None:
     """Read the role entries appended since this process last looked."""
     global _read
-    head = ChainHead.objects.filter(id=1).values_list("seq", "hash").first() or (0, "")
+    # The newest entry, not the chain head's row: a head set back would
+    # otherwise hide the entries after it from this reading.
+    head = AuditEntry.objects.order_by("-seq").values_list("seq", "hash").first() or (0, "")
     known = _read
     if head == (known.seq, known.hash):
         return None
@@ -133,34 +135,38 @@ def forged_roles_problem(ticket, decisions) -> str | None:
     audit log does not, in words, or None: the approvers' membership of the
     ticket's approver group; an emergency's break_glass; a standard change's
     requester role. (A membership the log shows and the database no longer
-    does is a role taken away: the usual checks count it for nothing.)"""
-    claims = []  # (user, role name, group id or None)
+    does is a role taken away: the usual checks count it for nothing.) When
+    the log shows every one, the database is not asked."""
+    problem, people = read_roles()
     requester = ticket.requester
     if ticket.is_emergency or ticket.is_standard:
         role = Role.BREAK_GLASS if ticket.is_emergency else Role.REQUESTER
-        if requester.groups.filter(name=role).exists():
-            claims.append((requester, role, None))
+        if not problem and _holds(people, requester, role=role):
+            return None
+        if not requester.groups.filter(name=role).exists():
+            return None
+        claims = [(requester, role)]
     else:
-        approving = {a.approver_id: a.approver for a in decisions if a.decision == Decision.APPROVE}
-        members = set(
+        group_id = ticket.approver_group_id
+        unlogged = {
+            a.approver_id: a.approver
+            for a in decisions
+            if a.decision == Decision.APPROVE and (problem or not _holds(people, a.approver, group_id=group_id))
+        }
+        if not unlogged:
+            return None
+        members = (
             get_user_model()
-            .groups.through.objects.filter(group_id=ticket.approver_group_id, user_id__in=approving)
+            .groups.through.objects.filter(group_id=group_id, user_id__in=unlogged)
             .values_list("user_id", flat=True)
         )
-        if members:
-            group = Group.objects.filter(pk=ticket.approver_group_id).values_list("name", flat=True).first()
-            claims = [(approving[pk], group, ticket.approver_group_id) for pk in sorted(members)]
-    if not claims:
-        return None
-    problem, people = read_roles()
+        if not members:
+            return None
+        name = Group.objects.filter(pk=group_id).values_list("name", flat=True).first()
+        claims = [(unlogged[pk], name) for pk in sorted(members)]
     if problem:
         return f"the audit log cannot say who holds which role ({problem})"
-    forged = [
-        _words(user, people.get(user.pk), role)
-        for user, role, group_id in claims
-        if not _holds(people, user, role=role if group_id is None else None, group_id=group_id)
-    ]
-    return "; ".join(forged) if forged else None
+    return "; ".join(_words(user, people.get(user.pk), role) for user, role in claims)
 
 
 def logged_roles(user) -> frozenset[str] | None:

@@ -14,6 +14,7 @@ import json
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 from pyVmomi import vim
@@ -128,6 +129,10 @@ def test_the_directory_sign_in_writes_the_roles_it_syncs(ldap_directory, roles):
     assert memberships.logged_roles(sec1) == {"approver"}
     sql_grant(sec1, roles["requester"])  # the database now says more than the log
     assert memberships.logged_roles(sec1) == {"approver"}
+    # The next sign-in puts the database back to what the directory grants.
+    Client().post("/accounts/login/", {"username": "sec1", "password": ldap_directory.password("sec1")})
+    assert set(sec1.groups.values_list("name", flat=True)) == {"approver"}
+    assert memberships.logged_roles(sec1) == {"approver"}
 
 
 def test_a_role_entry_changed_in_the_table_makes_the_log_unreadable_for_roles(roles):
@@ -139,3 +144,18 @@ def test_a_role_entry_changed_in_the_table_makes_the_log_unreadable_for_roles(ro
     assert memberships.logged_roles(gina) is None
     problem, _ = memberships.read_roles()
     assert f"audit entry #{entry.seq} (config.user.created) does not verify" in problem
+
+
+def test_attest_roles_adopts_memberships_the_shell_vouches_for(roles):
+    legacy = UserFactory(username="legacy", roles=[])
+    sql_grant(legacy, roles["approver"])  # e.g. granted before the worker read roles from the log
+    assert memberships.logged_roles(legacy) is None
+    with pytest.raises(CommandError, match="No such user: nobody"):
+        call_command("attest_roles", "--user", "nobody", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("attest_roles", "--all", stdout=out)
+    assert "legacy: approver" in out.getvalue()
+    assert memberships.logged_roles(legacy) == {"approver"}
+    again = io.StringIO()
+    call_command("attest_roles", "--all", stdout=again)
+    assert "Attested 0 of" in again.getvalue()
