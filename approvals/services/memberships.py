@@ -12,15 +12,17 @@ but the log does not fails the ticket, with a finding and an audit entry.
 The cost per check stays constant as the log grows: each worker process
 remembers the roles each person's newest entry gave, read from entries whose
 HMAC it checked, and how far it has read (seq and hash). A check reads the
-newest entry's seq and hash; only when the log grew does it read the role entries appended
-since (one query on the (action, seq) index) and count the entries in that
-range, so that none are missing. The first check in a process reads the
-whole log's role entries once. Like the history replay (history.py), an
+entries from the last one it read on, in one query: the first must still be
+the one it read, and the rest must follow on without a gap; it takes in their
+role entries. After a long pause (many entries appended) it counts the new
+range instead and reads only its role entries (on the (action, seq) index).
+The first check in a process reads the whole log's role entries once. Like the history replay (history.py), an
 entry deleted below what this process already read changes nothing: its
 memory still has the person as the entry left them."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field
 
@@ -29,8 +31,14 @@ from django.contrib.auth.models import Group
 
 from accounts.role_log import ROLE_ACTIONS, ROLE_GROUPS
 from approvals.choices import Decision, Role
+from audit.chain import HASHED_FIELDS
 from audit.models import AuditEntry
+from audit.verify import COLUMNS
 from audit.writer import entry_fields, entry_hash
+
+# Fewer new entries than this are read whole, in one query.
+SMALL_SPAN = 500
+ACTION, OBJECT_TYPE = COLUMNS.index("action"), COLUMNS.index("object_type")
 
 
 @dataclass(frozen=True)
@@ -58,50 +66,65 @@ def forget() -> None:
         _read = _Read()
 
 
-def _intact(entry: AuditEntry) -> bool:
-    fields = entry_fields(
-        seq=entry.seq,
-        created_at=entry.created_at,
-        actor_id=entry.actor_id,
-        actor_name=entry.actor_name,
-        action=entry.action,
-        ticket_id=entry.ticket_id,
-        object_type=entry.object_type,
-        object_id=entry.object_id,
-        source_ip=entry.source_ip,
-        details=entry.details,
-        prev_hash=entry.prev_hash,
-    )
-    return entry_hash(fields) == entry.hash
+def _learn(known: _Read, row: tuple) -> str | None:
+    """Take one role entry (a COLUMNS row) into what this process knows."""
+    fields = dict(zip(HASHED_FIELDS, row[:-1], strict=True))
+    if entry_hash(entry_fields(**fields)) != row[-1]:
+        return f"audit entry #{fields['seq']} ({fields['action']}) does not verify"
+    details = fields["details"]
+    groups = details.get(ROLE_GROUPS) if isinstance(details, dict) else None
+    if isinstance(groups, dict):  # else an entry about the person that does not speak about roles
+        username = details.get("username") or details.get("label") or ""
+        known.people[int(fields["object_id"])] = Held(str(username), dict(groups), fields["seq"])
+    return None
+
+
+def _is_role_entry(row: tuple) -> bool:
+    return row[ACTION] in ROLE_ACTIONS and row[OBJECT_TYPE] == "auth.user"
 
 
 def _catch_up() -> str | None:
-    """Read the role entries appended since this process last looked."""
+    """Read the role entries appended since this process last looked: in
+    one query (from the last entry read on) when few were appended, else by
+    counting the new range and reading only its role entries."""
     global _read
+    known = _read
+    if known.seq:
+        rows = list(AuditEntry.objects.filter(seq__gte=known.seq).order_by("seq").values_list(*COLUMNS)[:SMALL_SPAN])
+        if rows and rows[0][0] == known.seq and rows[0][-1] == known.hash:
+            if len(rows) < SMALL_SPAN:
+                return _take(known, rows)
+        else:
+            # Another log (the history check refuses a rewritten one before
+            # this runs): read it from the start.
+            known = _read = _Read()
     # The newest entry, not the chain head's row: a head set back would
     # otherwise hide the entries after it from this reading.
     head = AuditEntry.objects.order_by("-seq").values_list("seq", "hash").first() or (0, "")
-    known = _read
-    if head == (known.seq, known.hash):
-        return None
-    if known.seq and AuditEntry.objects.filter(seq=known.seq).values_list("hash", flat=True).first() != known.hash:
-        # Another log (the history check refuses a rewritten one before this
-        # runs): read it from the start.
-        known = _read = _Read()
     if head[0] < known.seq:
         return f"the log now ends at #{head[0]}, though this worker read it up to #{known.seq}"
     span = AuditEntry.objects.filter(seq__gt=known.seq, seq__lte=head[0])
     if span.count() != head[0] - known.seq:
         return f"entries between #{known.seq + 1} and #{head[0]} are missing"
-    for entry in span.filter(action__in=ROLE_ACTIONS, object_type="auth.user").order_by("seq").iterator():
-        if not _intact(entry):
-            return f"audit entry #{entry.seq} ({entry.action}) does not verify"
-        groups = entry.details.get(ROLE_GROUPS) if isinstance(entry.details, dict) else None
-        if not isinstance(groups, dict):
-            continue  # an entry about the person that does not speak about roles
-        username = entry.details.get("username") or entry.details.get("label") or ""
-        known.people[int(entry.object_id)] = Held(str(username), dict(groups), entry.seq)
+    roles = span.filter(action__in=ROLE_ACTIONS, object_type="auth.user").order_by("seq").values_list(*COLUMNS)
+    for row in roles:
+        problem = _learn(known, row)
+        if problem:
+            return problem
     known.seq, known.hash = head
+    return None
+
+
+def _take(known: _Read, rows: list[tuple]) -> str | None:
+    """The entries from the last one read to the newest, all in hand."""
+    for before, row in itertools.pairwise(rows):
+        if row[0] != before[0] + 1:
+            return f"entries between #{before[0] + 1} and #{row[0] - 1} are missing"
+        if _is_role_entry(row):
+            problem = _learn(known, row)
+            if problem:
+                return problem
+    known.seq, known.hash = rows[-1][0], rows[-1][-1]
     return None
 
 

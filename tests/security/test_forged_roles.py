@@ -21,6 +21,7 @@ from pyVmomi import vim
 
 from approvals.services import memberships
 from audit.models import AuditEntry, Finding, FindingKind
+from audit.writer import record
 from tests.approvals.helpers import body, configure, file_ticket, migrate_within_zone, wait_for
 from tests.audit.conftest import tamper
 from tests.factories import UserFactory
@@ -159,3 +160,16 @@ def test_attest_roles_adopts_memberships_the_shell_vouches_for(roles):
     again = io.StringIO()
     call_command("attest_roles", "--all", stdout=again)
     assert "Attested 0 of" in again.getvalue()
+
+
+@pytest.mark.parametrize("span", [memberships.SMALL_SPAN, 3], ids=["read-whole", "counted"])
+def test_an_entry_deleted_after_the_last_reading_makes_the_log_unreadable_for_roles(roles, monkeypatch, span):
+    monkeypatch.setattr(memberships, "SMALL_SPAN", span)
+    gina = UserFactory(username="gina", roles=["approver"])
+    assert memberships.logged_roles(gina) == {"approver"}
+    entries = [record("test.event", actor_name="test", details={"i": i}) for i in range(5)]
+    taken = UserFactory(username="hal", roles=["requester"])
+    tamper("DELETE FROM audit_auditentry WHERE seq = %s", [entries[2].seq])
+    assert memberships.logged_roles(taken) is None
+    problem, _ = memberships.read_roles()
+    assert problem.startswith("entries between #") and problem.endswith("are missing")
