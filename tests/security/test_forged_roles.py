@@ -19,6 +19,7 @@ from django.db import connection
 from django.test import Client
 from pyVmomi import vim
 
+from approvals.models import Policy, Ticket
 from approvals.services import memberships
 from audit.models import AuditEntry, Finding, FindingKind
 from audit.writer import record
@@ -173,3 +174,17 @@ def test_an_entry_deleted_after_the_last_reading_makes_the_log_unreadable_for_ro
     assert memberships.logged_roles(taken) is None
     problem, _ = memberships.read_roles()
     assert problem.startswith("entries between #") and problem.endswith("are missing")
+
+
+def test_a_standard_change_by_a_requester_made_with_sql_is_refused(api, lab, roles, portal_admin, portal_admin2):
+    policy = Policy.objects.get(kind="vm_migrate", zone=None)
+    done = configure(
+        api(portal_admin), api(portal_admin2), f"/api/policies/{policy.pk}/", {"standard_scope": {"zone": "dev"}}
+    )
+    assert done.state == "succeeded", done.error
+    lone = UserFactory(username="lone", roles=[])
+    sql_grant(lone, roles["requester"])  # no approver needed for a standard change: one row would do
+    ticket = file_ticket(api(lone), lab, "vm_migrate", migrate_within_zone(api(lone), lab))
+    assert ticket["state"] == "approved" and ticket["is_standard"] is True  # the web reads the row ...
+    problem = memberships.forged_roles_problem(Ticket.objects.get(pk=ticket["id"]), [])  # ... the worker's check
+    assert problem == "lone holds requester in the database, but no audit entry ever gave lone a role"
