@@ -29,11 +29,18 @@ def scope_errors(kind: str, scope) -> dict | list | None:
         return ["Must be an object."]
     serializer = shape(data=scope)
     if not serializer.is_valid():
-        return {name: [str(e) for e in errors] for name, errors in serializer.errors.items()}
+        return {name: _messages(errors) for name, errors in serializer.errors.items()}
     unknown = sorted(set(scope) - set(serializer.fields))
     if unknown:
         return {name: ["Not a field of this kind's standard scope."] for name in unknown}
     return None
+
+
+def _messages(errors) -> list[str]:
+    """A field's errors as words; a list field's are by item ({index: [...]})."""
+    if isinstance(errors, dict):
+        return [f"item {int(i) + 1}: {m}" for i, item in sorted(errors.items()) for m in _messages(item)]
+    return [str(e) for e in errors]
 
 
 def clean_scope(kind: str, scope: dict) -> dict:

@@ -247,7 +247,7 @@ def test_vm_reconfigure_scope_judges_zone_size_and_cards(
 @pytest.mark.parametrize(
     ("kind", "scope", "words"),
     [
-        ("vm_power", {"actions": ["fly"], "zones": ["dev"]}, "actions"),
+        ("vm_power", {"actions": ["on", "fly"], "zones": ["dev"]}, 'actions: item 2: "fly" is not a valid choice.'),
         ("vm_power", {"actions": ["on"], "zones": ["nowhere", "dev"]}, "Unknown zones: nowhere."),
         ("vm_power", {"actions": ["on"]}, "zones: This field is required."),
         ("vm_snapshot", {"zones": []}, "zones"),
