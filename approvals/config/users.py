@@ -35,6 +35,28 @@ def role_conflict(roles) -> str | None:
     return None
 
 
+def unlogged_roles(user, held: list[str]) -> str | None:
+    """Why the roles `user` holds in the database are not the ones the audit
+    log gives them, in words, or None. A request about such a person would
+    carry the database's roles into its applied entry, which the worker
+    believes: two admins approving, say, a new e-mail address would adopt a
+    membership someone wrote with SQL without seeing it."""
+    from approvals.services.memberships import read_roles
+
+    problem, people = read_roles()
+    if problem:
+        return f"The audit log cannot be read for roles ({problem}); no request about a person until it can."
+    entry = people.get(user.pk)
+    logged = set(entry.groups) if entry is not None and entry.username == user.get_username() else set()
+    if logged == set(held):
+        return None
+    return (
+        f"{user.get_username()} holds {', '.join(sorted(held)) or 'no role'} in the database, but the audit log "
+        f"gives them {', '.join(sorted(logged)) or 'no role'}; someone with shell access must check this "
+        f"(manage.py attest_roles --user {user.get_username()}) before any request about them."
+    )
+
+
 def principal_of(user) -> str:
     state = AccountState.objects.filter(user=user).values_list("hypervisor_principal", flat=True).first()
     return state or ""
@@ -161,6 +183,9 @@ class UserTarget(ConfigTarget):
         conflict = role_conflict(after.get("roles", []))
         if conflict:
             errors["roles"] = [conflict]
+        unlogged = instance is not None and unlogged_roles(instance, before.get("roles", []))
+        if unlogged:
+            errors.setdefault("roles", []).append(unlogged)
         principal = after.get("hypervisor_principal", "")
         if (
             principal

@@ -169,3 +169,14 @@ def test_a_standard_change_by_a_requester_made_with_sql_is_refused(api, lab, rol
     assert ticket["state"] == "approved" and ticket["is_standard"] is True  # the web reads the row ...
     problem = memberships.forged_roles_problem(Ticket.objects.get(pk=ticket["id"]), [])  # ... the worker's check
     assert problem == "lone holds requester in the database, but no audit entry ever gave lone a role"
+
+
+def test_no_request_about_a_person_whose_roles_were_written_with_sql(api, roles, requester, portal_admin):
+    sql_grant(requester, roles["approver"])  # so that an innocent-looking request would log it as granted
+    response = api(portal_admin).patch(
+        f"/api/users/{requester.pk}/", {"email": "alice@new.invalid", "justification": "new address"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    [words] = response.json()["roles"]
+    assert "alice holds approver, requester in the database, but the audit log gives them requester" in words
+    assert not Ticket.objects.filter(kind="config_change").exists()
