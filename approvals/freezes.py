@@ -8,8 +8,10 @@ edited in the database lifts nothing; a row inserted there holds nothing."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import DAILY, HOURLY, MONTHLY, WEEKLY, YEARLY, rrulestr
 from django.utils import timezone
@@ -31,20 +33,67 @@ class Unverified(Exception):
     """A freeze entry in the audit log does not verify."""
 
 
+# DTSTART;TZID=Europe/Berlin:20261023T180000, or DTSTART:20261023T160000Z.
+DTSTART = re.compile(r"DTSTART(?:;TZID=(?P<tzid>[^:;]+))?:(?P<local>\d{8}T\d{6})(?P<utc>Z?)", re.IGNORECASE)
+
+
+def _dtstart(line: str, starts_at: datetime) -> datetime:
+    """The start a DTSTART line names, in the zone it names; it must be the
+    same moment as starts_at (which the pages and the one-off check read)."""
+    match = DTSTART.fullmatch(line)
+    if match is None:
+        raise ValueError(f"Not a DTSTART dateutil reads: {line!r} (e.g. DTSTART;TZID=Europe/Berlin:20261023T180000).")
+    local = datetime.strptime(match["local"], "%Y%m%dT%H%M%S")
+    if match["utc"]:
+        if match["tzid"]:
+            raise ValueError("A DTSTART names its zone by TZID or ends in Z for UTC, not both.")
+        zone = UTC
+    elif match["tzid"]:
+        try:
+            zone = ZoneInfo(match["tzid"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"Unknown time zone {match['tzid']!r}; name one like Europe/Berlin.") from None
+    else:
+        raise ValueError("Name the DTSTART's time zone (DTSTART;TZID=Europe/Berlin:...) or end it in Z for UTC.")
+    start = local.replace(tzinfo=zone)
+    if start != starts_at:
+        raise ValueError(
+            f"The rule starts {start.isoformat()} ({start.astimezone(UTC):%Y-%m-%d %H:%M} UTC), "
+            f"but starts_at is {starts_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC; make them the same."
+        )
+    return start
+
+
 def parse_rule(text: str, starts_at: datetime):
-    """The dateutil rrule for `text` (with or without "RRULE:"), from
-    starts_at. ValueError in words when it is not one we evaluate."""
-    text = (text or "").strip()
-    body = text[len("RRULE:") :] if text.upper().startswith("RRULE:") else text
-    if not body or "\n" in body or "DTSTART" in body.upper():
-        raise ValueError("Give one RRULE line, e.g. FREQ=WEEKLY;BYDAY=FR;BYHOUR=16 (the start is starts_at).")
+    """The dateutil rrule for `text`: one RRULE (with or without "RRULE:"),
+    optionally after a DTSTART that names a time zone, e.g.
+    "DTSTART;TZID=Europe/Berlin:20261023T180000 RRULE:FREQ=WEEKLY;BYDAY=FR".
+    Without one, occurrences recur in UTC from starts_at; with one, in that
+    zone's wall-clock time, across its daylight-saving changes. ValueError in
+    words when it is not one we evaluate."""
+    lines = (text or "").split()
+    dtstart = starts_at
+    if lines and lines[0].upper().startswith("DTSTART"):
+        dtstart = _dtstart(lines.pop(0), starts_at)
+    body = lines[0] if len(lines) == 1 else ""
+    body = body[len("RRULE:") :] if body.upper().startswith("RRULE:") else body
+    if not body or "DTSTART" in body.upper() or ":" in body:
+        raise ValueError(
+            "Give one RRULE, e.g. FREQ=WEEKLY;BYDAY=FR;BYHOUR=16, optionally after a DTSTART naming its time zone "
+            "(DTSTART;TZID=Europe/Berlin:20261023T180000 RRULE:FREQ=WEEKLY)."
+        )
     try:
-        rule = rrulestr(body, dtstart=starts_at, cache=False)
+        rule = rrulestr(body, dtstart=dtstart, cache=False)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"Not an RRULE dateutil reads: {exc}.") from exc
     if rule._freq not in FREQUENCIES:
         raise ValueError("Recur at most hourly (FREQ=HOURLY, DAILY, WEEKLY, MONTHLY or YEARLY).")
     return rule
+
+
+def _wall(moment: datetime, zone) -> datetime:
+    """`moment` as the wall clock of `zone` shows it (naive)."""
+    return moment.astimezone(zone).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -81,8 +130,12 @@ class Freeze:
         occurrences merged; None when `at` is outside the freeze."""
         if not self.rrule:
             return (self.starts_at, self.ends_at) if self.starts_at <= at < self.ends_at else None
-        length = self.ends_at - self.starts_at
+        # In the rule's zone, an occurrence lasts as long on the wall clock
+        # as the first (22:00 to 06:00 stays so across a DST change): aware
+        # arithmetic in a ZoneInfo zone is wall-clock arithmetic.
         rule = parse_rule(self.rrule, self.starts_at)
+        zone = rule._dtstart.tzinfo
+        length = _wall(self.ends_at, zone) - _wall(self.starts_at, zone)
         start = rule.before(at, inc=True)
         if start is None or at >= start + length:
             return None
@@ -93,7 +146,7 @@ class Freeze:
                 break
             end = max(end, following + length)
             following = rule.after(following)
-        return start, end
+        return start.astimezone(UTC), end.astimezone(UTC)
 
     def holds_whole(self, begin: datetime, end: datetime) -> tuple[datetime, datetime] | None:
         """The occurrence that the whole of [begin, end] lies in, or None."""

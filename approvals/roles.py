@@ -29,10 +29,22 @@ def ensure_roles() -> dict[str, Group]:
     return groups
 
 
-def create_user(*, username: str, password: str, roles: list[str], email: str = ""):
+def create_user(
+    *,
+    username: str,
+    password: str,
+    roles: list[str],
+    email: str = "",
+    actor_name: str = "cli",
+    details: dict | None = None,
+):
     """A user made on the server's shell (bootstrap, adduser): the trust root
-    that brings in the first portal admins. The role rules hold here too."""
+    that brings in the first portal admins. The role rules hold here too.
+    Audited (`actor_name`: which command) with the roles granted, the entry
+    the worker believes them from."""
+    from accounts import role_log
     from approvals.config.users import role_conflict
+    from audit.writer import record
 
     groups = ensure_roles()
     unknown = [r for r in roles if r not in groups]
@@ -45,6 +57,12 @@ def create_user(*, username: str, password: str, roles: list[str], email: str = 
         username=username, password=password, email=email, is_staff=Role.PORTAL_ADMIN in roles
     )
     user.groups.set([groups[r] for r in roles])
+    record(
+        "config.user.created",
+        actor_name=actor_name,
+        obj=user,
+        details={"roles": sorted(roles), **(details or {}), **role_log.granted(user)},
+    )
     return user
 
 

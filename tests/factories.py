@@ -1,7 +1,9 @@
 import factory
 from django.contrib.auth import get_user_model
 
+from accounts import role_log
 from approvals.roles import ensure_roles
+from audit.writer import record
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -15,6 +17,14 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def roles(self, create, extracted, **kwargs):
+        # Roles as the server's shell grants them (adduser): in the database
+        # and in the audit entry the worker believes them from.
         if create and extracted:
             groups = ensure_roles()
             self.groups.set([groups[role] for role in extracted])
+            record(
+                "config.user.created",
+                actor_name="test",
+                obj=self,
+                details={"roles": sorted(extracted), **role_log.granted(self)},
+            )

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from accounts import role_log
 from accounts.directory import LDAP, OIDC, directory_configured
 from accounts.models import AccountState, DirectoryGrant
 from accounts.roles import Role
@@ -94,8 +95,26 @@ def _set_roles(
     """Make `user` hold exactly `roles` (other groups untouched); audit the
     change with before and after (and `reason`, when the directory's groups
     are not the cause). Returns {"from", "to"} or {}."""
+    from approvals.services.memberships import logged_roles
+
     before = held_roles(user)
     if before == roles:
+        logged = logged_roles(user)
+        if logged == roles or (not roles and logged is None):
+            return {}
+        # The database agrees with the directory but the audit log, which the
+        # worker believes, does not (a row written outside the portal, or an
+        # account from before roles were logged): the directory vouches. Not
+        # a change of roles.
+        details = {"directory": kind, "when": when, "roles": {"from": sorted(before), "to": sorted(roles)}}
+        details["reason"] = "the audit log did not show the roles the directory grants"
+        record(
+            "directory.roles_changed",
+            actor_name=actor_name,
+            obj=user,
+            source_ip=source_ip,
+            details={**details, **role_log.granted(user)},
+        )
         return {}
     groups = _role_groups()
     # Removals first: the database refuses a moment with a forbidden pair.
@@ -106,7 +125,7 @@ def _set_roles(
         user.is_staff = staff
         user.save(update_fields=["is_staff"])
     change = {"from": sorted(before), "to": sorted(roles)}
-    details = {"directory": kind, "username": user.username, "when": when, "roles": change}
+    details = {"directory": kind, "when": when, "roles": change, **role_log.granted(user)}
     if reason:
         details["reason"] = reason
     record("directory.roles_changed", actor_name=actor_name, obj=user, source_ip=source_ip, details=details)

@@ -1,5 +1,6 @@
 """Freeze windows: blackout periods on a connector or one of its zones,
-one-off or recurring by an iCalendar RRULE (see approvals/freezes.py)."""
+one-off or recurring by an iCalendar RRULE, in UTC or on the wall clock of
+the zone a leading DTSTART;TZID= names (see approvals/freezes.py)."""
 
 from __future__ import annotations
 

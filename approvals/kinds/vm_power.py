@@ -11,6 +11,7 @@ from approvals.choices import TicketKind
 from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
 from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_field
+from approvals.kinds.scope_fields import ZoneNames, outside_zones
 from approvals.params import ObjectField
 from connectors.base import POWER_ACTIONS, OperationResult
 
@@ -61,6 +62,29 @@ def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     return Checked(params, policy, zone, policy.required_approvals)
 
 
+class StandardScope(serializers.Serializer):
+    """Some power actions, on VMs of some zones (e.g. power on in dev)."""
+
+    actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=POWER_ACTIONS),
+        min_length=1,
+        max_length=len(POWER_ACTIONS),
+        help_text="Which of on, shutdown, off, reset are standard.",
+    )
+    zones = ZoneNames(help_text="VMs in these zones.")
+
+    def validate_actions(self, actions):
+        return sorted(set(actions))
+
+
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
+    action, misfits = checked.params["action"], []
+    if action not in scope["actions"]:
+        allowed = " or ".join(ACTION_WORDS[a].lower() for a in scope["actions"])
+        misfits.append(f"it asks to {ACTION_WORDS[action].lower()}; only {allowed} is standard")
+    return misfits + outside_zones("its VM", checked.zone, scope["zones"])
+
+
 def perform(ticket, backend, on_task) -> OperationResult:
     return backend.power_vm(
         vm_id=ticket.params["vm"],
@@ -102,4 +126,6 @@ KIND = Kind(
     summary=summary,
     operations=("power_vm", "find_vm_by_uuid", "task_state"),
     explains=explains,
+    standard_scope=StandardScope,
+    standard_misfits=standard_misfits,
 )

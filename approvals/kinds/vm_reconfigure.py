@@ -131,6 +131,28 @@ def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     return Checked(params, policy, zone, policy.required_approvals)
 
 
+class StandardScope(serializers.Serializer):
+    """CPUs and memory up to a size, for VMs of one zone; a network card
+    added or removed is never standard (it changes what the VM reaches)."""
+
+    zone = serializers.CharField(max_length=64)
+    max_cpus = serializers.IntegerField(min_value=1, max_value=256)
+    max_memory_mb = serializers.IntegerField(min_value=128, max_value=4 * 1024 * 1024)
+
+
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
+    params, misfits = checked.params, []
+    if checked.zone.name != scope["zone"]:
+        misfits.append(f"its VM is in zone {checked.zone.label}, not {scope['zone']}")
+    if params.get("cpus") is not None and params["cpus"] > scope["max_cpus"]:
+        misfits.append(f"{params['cpus']} CPUs is more than {scope['max_cpus']}")
+    if params.get("memory_mb") is not None and params["memory_mb"] > scope["max_memory_mb"]:
+        misfits.append(f"{params['memory_mb']} MB of memory is more than {scope['max_memory_mb']} MB")
+    if params.get("add_network") or params.get("remove_nic"):
+        misfits.append("it adds or removes a network card; only CPUs and memory are standard")
+    return misfits
+
+
 def perform(ticket, backend, on_task) -> OperationResult:
     p = ticket.params
     return backend.reconfigure_vm(
@@ -192,4 +214,6 @@ KIND = Kind(
     summary=summary,
     operations=("reconfigure_vm", "find_vm_by_uuid"),
     explains=explains,
+    standard_scope=StandardScope,
+    standard_misfits=standard_misfits,
 )

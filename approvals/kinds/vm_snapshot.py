@@ -12,6 +12,7 @@ from approvals.choices import TicketKind
 from approvals.inventory import IndexRules
 from approvals.kinds.base import Checked, Kind, TicketForm, object_name, params_error, policy_for
 from approvals.kinds.bound_vm import about_its_vm, bound_uuid, live_vm, recorded_task_succeeded, resolve_vm, vm_field
+from approvals.kinds.scope_fields import ZoneNames, outside_zones
 from approvals.params import ObjectField
 from connectors.base import OperationResult
 
@@ -85,6 +86,25 @@ def check(connector, index: IndexRules, params: dict, recheck: bool) -> Checked:
     return Checked(params, policy, zone, policy.required_approvals)
 
 
+class StandardScope(serializers.Serializer):
+    """Taking a snapshot of a VM in some zones; never a revert (approved
+    under vm_reconfigure's policy) or a delete, which lose state."""
+
+    zones = ZoneNames(help_text="VMs in these zones.")
+    memory = serializers.BooleanField(
+        required=False, default=False, help_text="Whether a snapshot with the VM's memory is standard too."
+    )
+
+
+def standard_misfits(checked: Checked, index: IndexRules, scope: dict) -> list[str]:
+    params, misfits = checked.params, []
+    if params["action"] != "create":
+        misfits.append(f"only taking a snapshot is standard, not a {params['action']}")
+    elif params.get("memory") and not scope.get("memory"):
+        misfits.append("it keeps the VM's memory; only snapshots without memory are standard")
+    return misfits + outside_zones("its VM", checked.zone, scope["zones"])
+
+
 def description(ticket) -> str:
     """What the new snapshot says about itself; the operation UUID makes it
     this ticket's, to be recognised again after a crash."""
@@ -146,4 +166,6 @@ KIND = Kind(
     summary=summary,
     operations=("create_snapshot", "revert_snapshot", "remove_snapshot", "find_vm_by_uuid", "task_state"),
     explains=explains,
+    standard_scope=StandardScope,
+    standard_misfits=standard_misfits,
 )

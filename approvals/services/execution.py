@@ -19,7 +19,7 @@ from approvals.errors import InvalidInput, StateConflict, describe_errors
 from approvals.inventory import InventoryIndex, store_after_change
 from approvals.kinds import KINDS
 from approvals.models import Ticket, Zone
-from approvals.services import emergencies, passkey_approvals, standard_changes
+from approvals.services import emergencies, memberships, passkey_approvals, standard_changes
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.history import history_problem
 from approvals.services.holds import conflict_gate, freeze_gate
@@ -167,6 +167,10 @@ def approvals_problem(ticket: Ticket) -> str | None:
     if replayed:
         _records_refused(ticket, replayed)
         return f"The ticket's history does not verify: {replayed}."
+    forged = memberships.forged_roles_problem(ticket, decisions)
+    if forged:  # a role the database shows and no audit entry gave
+        _records_refused(ticket, f"role membership not in the audit log: {forged}")
+        return f"Role memberships do not verify: {forged}."
     if ticket_content_hash(ticket) != ticket.content_hash:
         return "The ticket's content no longer matches what was approved."
     if any(a.decision == Decision.REJECT for a in decisions):

@@ -5,6 +5,7 @@ log's applied requests rather than the table. Real PostgreSQL, Redis,
 Celery workers and vcsim."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -13,7 +14,7 @@ from django.utils import timezone
 from pyVmomi import vim
 
 from approvals.errors import InvalidInput
-from approvals.freezes import Freeze, check_not_frozen
+from approvals.freezes import Freeze, check_not_frozen, freezes_in_log
 from approvals.models import FreezeWindow, Ticket
 from audit.models import AuditEntry
 from tests.approvals.helpers import ADMIN_ACCESS, configure, file_ticket, wait_for
@@ -52,6 +53,56 @@ def test_recurring_freeze_by_rrule():
     daily = Freeze(2, "long", 1, "prod", friday, friday + timedelta(hours=30), "FREQ=DAILY;COUNT=3")
     assert daily.covering(friday + timedelta(hours=20)) == (friday, friday + timedelta(days=3, hours=6))
     assert daily.applies_to(1, "prod") and not daily.applies_to(1, "dev") and not daily.applies_to(2, "prod")
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# Every night 22:00 to 06:00 Berlin time, from Saturday 17 October 2026;
+# Berlin leaves summer time in the night of 24 to 25 October (03:00 -> 02:00).
+NIGHTLY_BERLIN = "DTSTART;TZID=Europe/Berlin:20261017T220000 RRULE:FREQ=DAILY"
+
+
+def berlin(*args):
+    return datetime(*args, tzinfo=BERLIN).astimezone(UTC)
+
+
+def test_a_recurring_freeze_follows_the_wall_clock_of_the_zone_its_rule_names():
+    nightly = Freeze(3, "nightly", 1, "", berlin(2026, 10, 17, 22), berlin(2026, 10, 18, 6), NIGHTLY_BERLIN)
+    # Summer time (UTC+2): 20:00 to 04:00 UTC.
+    summer = (datetime(2026, 10, 20, 20, 0, tzinfo=UTC), datetime(2026, 10, 21, 4, 0, tzinfo=UTC))
+    assert nightly.covering(datetime(2026, 10, 20, 21, 0, tzinfo=UTC)) == summer
+    assert nightly.covering(datetime(2026, 10, 20, 19, 59, tzinfo=UTC)) is None  # 21:59 in Berlin
+    # The night of the change lasts nine hours: 22:00 CEST to 06:00 CET.
+    change = (datetime(2026, 10, 24, 20, 0, tzinfo=UTC), datetime(2026, 10, 25, 5, 0, tzinfo=UTC))
+    assert nightly.covering(datetime(2026, 10, 25, 4, 30, tzinfo=UTC)) == change
+    # Winter time (UTC+1): 21:00 to 05:00 UTC; at 20:30 UTC it is 21:30 in Berlin.
+    assert nightly.covering(datetime(2026, 10, 26, 20, 30, tzinfo=UTC)) is None
+    winter = (datetime(2026, 10, 26, 21, 0, tzinfo=UTC), datetime(2026, 10, 27, 5, 0, tzinfo=UTC))
+    assert nightly.covering(datetime(2026, 10, 27, 4, 59, tzinfo=UTC)) == winter
+    # The same rule in UTC would have kept 20:00 UTC.
+    utc = Freeze(4, "utc", 1, "", summer[0], summer[1], "FREQ=DAILY")
+    assert utc.covering(datetime(2026, 10, 26, 20, 30, tzinfo=UTC)) is not None
+
+
+@pytest.mark.django_db
+def test_a_freeze_with_a_zoned_rule_is_set_and_bad_zones_are_refused(api, lab, portal_admin, portal_admin2):
+    start, end = iso(berlin(2026, 10, 17, 22)), iso(berlin(2026, 10, 18, 6))
+    for rrule, words in [
+        ("DTSTART;TZID=Mars/Olympus:20261017T220000 RRULE:FREQ=DAILY", "Unknown time zone 'Mars/Olympus'"),
+        ("DTSTART:20261017T220000 RRULE:FREQ=DAILY", "Name the DTSTART's time zone"),
+        ("DTSTART;TZID=Europe/Berlin:20261017T230000 RRULE:FREQ=DAILY", "make them the same"),
+        ("DTSTART;TZID=Europe/Berlin:20261017T220000", "Give one RRULE"),
+    ]:
+        body = {"connector": lab.pk, "name": "f", "justification": "x", "starts_at": start, "ends_at": end}
+        response = api(portal_admin).post("/api/freezes/", {**body, "rrule": rrule}, format="json")
+        assert response.status_code == 400, response.content
+        assert words in " ".join(response.json()["rrule"]), response.json()
+    assert not Ticket.objects.filter(kind="config_change").exists()
+    made = freeze(
+        api, portal_admin, portal_admin2, lab, name="nightly", starts_at=start, ends_at=end, rrule=NIGHTLY_BERLIN
+    )
+    assert made.rrule == NIGHTLY_BERLIN
+    [applied] = freezes_in_log(lab.pk, "prod")  # the worker's reading, from the audit log
+    assert applied.covering(datetime(2026, 10, 26, 21, 30, tzinfo=UTC))[0] == datetime(2026, 10, 26, 21, 0, tzinfo=UTC)
 
 
 @pytest.mark.django_db

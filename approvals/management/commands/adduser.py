@@ -11,7 +11,6 @@ from accounts.models import AccountState
 from accounts.services import mark_password_generated
 from approvals.choices import Role
 from approvals.roles import create_user
-from audit.writer import record
 
 
 class Command(BaseCommand):
@@ -46,20 +45,20 @@ class Command(BaseCommand):
         else:
             password = secrets.token_urlsafe(15)
         try:
-            user = create_user(username=username, password=password, roles=roles, email=email)
+            user = create_user(
+                username=username,
+                password=password,
+                roles=roles,
+                email=email,
+                actor_name="cli",
+                details={"break_glass": True} if break_glass else None,
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if not password_stdin:
             mark_password_generated(user)  # changed at first sign-in
         if break_glass:
             AccountState.objects.update_or_create(user=user, defaults={"break_glass": True})
-        record(
-            "config.user.created",
-            actor_name="cli",
-            object_type="auth.user",
-            object_id=username,
-            details={"roles": roles, **({"break_glass": True} if break_glass else {})},
-        )
         self.stdout.write(
             f"Created {username} ({', '.join(roles)}){' as a break-glass account' if break_glass else ''}"
         )

@@ -9,7 +9,6 @@ from approvals.choices import Role
 from approvals.lab import label_lab
 from approvals.roles import create_user, ensure_config_policy, ensure_roles
 from approvals.services.connectors import connector_register
-from audit.writer import record
 from connectors import credentials
 from connectors.base import ConnectorError
 from connectors.models import Connector
@@ -47,15 +46,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {username:<12} exists (password unchanged)")
                 continue
             password = secrets.token_urlsafe(12)
-            user = create_user(username=username, password=password, roles=roles, email=f"{username}@example.invalid")
-            mark_password_generated(user)
-            record(
-                "config.user.created",
+            user = create_user(
+                username=username,
+                password=password,
+                roles=roles,
+                email=f"{username}@example.invalid",
                 actor_name="bootstrap",
-                object_type="auth.user",
-                object_id=username,
-                details={"roles": roles},
             )
+            mark_password_generated(user)
             self.stdout.write(f"  {username:<12} password: {password}   ({', '.join(roles)})")
         connector = Connector.objects.filter(name="lab").first()
         if connector is None:
