@@ -22,14 +22,13 @@ from approvals.models import Ticket, Zone
 from approvals.services import emergencies, passkey_approvals, standard_changes
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.history import history_problem
-from approvals.services.holds import conflict_gate, freeze_gate
+from approvals.services.holds import claim_lock, conflict_gate, freeze_gate
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
 from approvals.validation import DERIVED_PARAMS, check_submission
 from audit.models import Finding, FindingKind
 from audit.writer import record
 from connectors.base import ConnectorError, IdentityMismatch, OperationResult, TransientConnectorError
-from connectors.models import Connector
 from connectors.registry import connector_for
 
 logger = logging.getLogger(__name__)
@@ -147,7 +146,10 @@ def live_index(ticket: Ticket, backend) -> InventoryIndex:
     with the connector's zones: the cost follows the ticket, not the estate.
     Nothing is taken from the portal's cached or stored inventory."""
     wanted = {ref["id"]: ref["type"] for _field, ref in _bound_objects(ticket) if ref.get("id") and ref.get("type")}
-    return InventoryIndex(backend.read_objects(wanted), list(Zone.objects.filter(connector=ticket.connector)))
+    # The role list (privileges and all, most of such a read) only for a
+    # ticket that names a role, whose re-check looks the role up.
+    inventory = backend.read_objects(wanted, roles="role" in ticket.params)
+    return InventoryIndex(inventory, list(Zone.objects.filter(connector=ticket.connector)))
 
 
 def approvals_problem(ticket: Ticket) -> str | None:
@@ -424,10 +426,8 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
         # The sweeper queues it again once the window opens; no worker waits.
         return "waiting for the change window"
     with transaction.atomic():
-        if ticket.connector_id is not None:
-            # Claims on one connector one at a time: of two tickets on the
-            # same object, the second sees the first running.
-            list(Connector.objects.select_for_update().filter(pk=ticket.connector_id).values_list("pk", flat=True))
+        # Of two tickets on the same object, the second sees the first running.
+        claim_lock(ticket)
         # `emergency`: the break-glass flag, where tickets carry one.
         held = freeze_gate(ticket, emergency=ticket.is_emergency, actor_name=worker) or conflict_gate(
             ticket, actor_name=worker
