@@ -3,14 +3,25 @@ portal's Celery workers, beside a plain pyvmomi loop doing the same
 relocations on the same vcsim.
 
     .venv/bin/python bench/execution_bench.py [--tickets 200] [--workers 1,2,4] [--relocate-ms 0] [--vms 0]
+    .venv/bin/python bench/execution_bench.py --tickets 62 --profile 62 [--vms N]
 
-BENCH_REDIS (default redis://127.0.0.1:6379) names the Redis to use; with a
+Per worker count it reports the drain (with the workers' start, and from
+the first claim), the worker's time per ticket without the hypervisor's own
+task (the execute task's run time, and the whole turn of a worker process
+from one ticket's end to the next, other tasks included), the workers' CPU
+per ticket and the approval-to-done latency. --profile runs that many
+tickets in this process instead, as a worker would: time per step, the SQL
+statements and SOAP calls of one ticket, and cProfile's view (sorted by
+BENCH_PROFILE_SORT, default cumulative; BENCH_SHOW_SQL=1 lists the SQL).
+
+BENCH_DATABASE_URL names the PostgreSQL database (default
+postgres://postgres@127.0.0.1:5432/twokey_bench_exec; it is dropped and
+created again). BENCH_REDIS (default redis://127.0.0.1:6379) names the Redis to use; with a
 database number (redis://127.0.0.1:6379/14) the broker and the cache share
 that one database, otherwise they use databases 9 and 10.
 
 Needs PostgreSQL and Redis on localhost (as for the tests) and the built
-lab (scripts/build-vcsim.sh). Uses its own database (twokey_bench_exec) and
-starts its own vcsim.
+lab (scripts/build-vcsim.sh). Starts its own vcsim.
 """
 
 from __future__ import annotations
@@ -26,7 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB = "twokey_bench_exec"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/twokey_bench_exec")
+DB = DATABASE_URL.rsplit("/", 1)[1]
 
 
 def _redis_urls(url: str) -> tuple[str, str]:
@@ -40,7 +52,7 @@ def _redis_urls(url: str) -> tuple[str, str]:
 BROKER_URL, CACHE_URL = _redis_urls(os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"))
 os.environ.update(
     DJANGO_SETTINGS_MODULE="portal.settings",
-    DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}"),
+    DATABASE_URL=DATABASE_URL,
     REDIS_URL=BROKER_URL,
     CACHE_URL=CACHE_URL,
     TWOKEY_LOCAL_KEYS="1",
@@ -65,24 +77,33 @@ def recreate_database():
         conn.execute(f"CREATE DATABASE {DB}")
 
 
-def worker_time(ids, task_seconds):
-    """Per ticket of a drained batch, the time its worker process spent on
-    it beside the hypervisor's own task: in each process (the queue never
-    empty) from the end of its previous ticket to the end of this one, so
-    Celery's fetch and acknowledgement, the claim, the checks, the calls and
-    the audit entries all count, minus the task's duration as vCenter
-    reports it. The first ticket of each process has no start and is left
-    out. Also the drain's span, first claim to last done."""
+def worker_time(ids, task_seconds, workers):
+    """Per ticket of a drained batch, the worker's time on it beside the
+    hypervisor's own task (its duration as vCenter reports it), two ways:
+
+    - task: the execute_ticket task's own run time, as Celery logs it
+      (claim, checks, calls, audit entries; the task found by its id,
+      which the claim's audit entry carries in the worker's name);
+    - turn: in each worker process (the queue never empty) from the end of
+      its previous ticket to the end of this one, so Celery's fetch and
+      acknowledgement and the other tasks a ticket causes (its
+      notifications, the audit checkpoint) count too. The first ticket of
+      each process has no start and is left out.
+
+    Also the drain's span, first claim to last done."""
     from approvals.models import Ticket
     from audit.models import AuditEntry
 
+    ran = {}
+    for worker in workers:
+        ran.update((task, float(s)) for task, s in EXECUTE_LINE.findall(worker.output()))
     claims = AuditEntry.objects.filter(ticket_id__in=ids, action="ticket.running").values_list(
         "ticket_id", "created_at", "details"
     )
-    process = {}
+    process, task_of = {}, {}
     first_claim = None
     for pk, at, details in claims:
-        process[pk] = details["worker"].split(":")[1]  # host:pid:task
+        _host, process[pk], task_of[pk] = details["worker"].rsplit(":", 2)
         first_claim = at if first_claim is None else min(first_claim, at)
     done = {
         pk: (finished, task)
@@ -90,18 +111,19 @@ def worker_time(ids, task_seconds):
             "pk", "finished_at", "hypervisor_task_id"
         )
     }
+    own = {pk: (task_seconds(task) if task else 0.0) for pk, (_f, task) in done.items()}
+    known = sum(v is not None for v in own.values())
     by_process = {}
     for pk, (finished, _task) in done.items():
         by_process.setdefault(process[pk], []).append((finished, pk))
-    busy, known = [], 0
+    turns = []
     for finishes in by_process.values():
         finishes.sort()
         for (before, _), (finished, pk) in zip(finishes, finishes[1:], strict=False):
-            task = task_seconds(done[pk][1]) if done[pk][1] else 0.0
-            known += task is not None
-            busy.append((finished - before).total_seconds() - (task or 0.0))
+            turns.append((finished - before).total_seconds() - (own[pk] or 0.0))
+    tasks = [ran[task_of[pk]] - (own[pk] or 0.0) for pk in done if task_of.get(pk) in ran]
     span = (max(f for f, _ in done.values()) - first_claim).total_seconds()
-    return busy, span, f"{known} of {len(busy)} task durations from vCenter"
+    return tasks, turns, span, f"{known} of {len(done)} task durations from vCenter"
 
 
 def cpu_seconds(workers):
@@ -120,6 +142,7 @@ def cpu_seconds(workers):
 
 
 TASK_LINE = re.compile(r"Task ([\w.]+)\[[^]]+\] succeeded in ([\d.]+)s")
+EXECUTE_LINE = re.compile(r"Task approvals\.tasks\.execute_ticket\[([^]]+)\] succeeded in ([\d.]+)s")
 
 
 def task_times(workers, tickets):
@@ -219,6 +242,9 @@ def profile_in_process(ids):
     finally:
         SoapAdapter.SoapStubAdapter.InvokeMethod = invoke
     kinds = Counter(q["sql"].split()[0].upper() for q in queries.captured_queries)
+    if os.environ.get("BENCH_SHOW_SQL"):
+        for q in queries.captured_queries:
+            print("  SQL", q["sql"][:150])
     print(f"one ticket: {len(queries.captured_queries)} SQL statements {dict(kinds)}; SOAP calls {dict(soap)}")
     rest = ids[2:]
     bare, profiled = rest[: len(rest) // 2], rest[len(rest) // 2 :]
@@ -241,7 +267,7 @@ def profile_in_process(ids):
         profile.enable()
         execute(pk)
         profile.disable()
-    pstats.Stats(profile).sort_stats("cumulative").print_stats(60)
+    pstats.Stats(profile).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(60)
 
 
 def main():
@@ -412,8 +438,7 @@ def main():
             wait_done(ids)
             drain = time.perf_counter() - started
             where = target
-            busy, span, tasks_from = worker_time(ids, task_seconds)
-            print(task_times(workers, len(ids)))
+            tasks, turns, span, tasks_from = worker_time(ids, task_seconds, workers)
 
             # Second run: approvals arrive while the workers run, at the pace of
             # the plain loop (one per single relocation), so the latency is the
@@ -436,41 +461,35 @@ def main():
             ]
             for worker in workers:
                 worker.stop()
-            results.append(
-                (
-                    count,
-                    drain,
-                    span,
-                    statistics.median(busy),
-                    percentile(busy, 95),
-                    statistics.median(latencies),
-                    percentile(latencies, 95),
-                )
-            )
+            results.append((count, drain, span, tasks, turns, latencies, cpu))
             print(
                 f"{count} worker(s): drain {drain:.2f} s with the workers' start, {span:.2f} s from the first "
-                f"claim (portal/raw {span / raw_seconds:.2f}); worker time per ticket without the hypervisor's "
-                f"task ({tasks_from}) p50 {statistics.median(busy) * 1000:.1f} ms, "
-                f"p95 {percentile(busy, 95) * 1000:.1f} ms; worker CPU per ticket (paced run, every task "
+                f"claim (portal/plain {span / raw_seconds:.2f}); worker time per ticket without the hypervisor's "
+                f"task ({tasks_from}): execute task p50 {statistics.median(tasks) * 1000:.1f} ms, "
+                f"p95 {percentile(tasks, 95) * 1000:.1f} ms; turn p50 {statistics.median(turns) * 1000:.1f} ms, "
+                f"p95 {percentile(turns, 95) * 1000:.1f} ms; worker CPU per ticket (paced run, every task "
                 f"included) {cpu * 1000:.1f} ms; "
                 f"approval-to-done p50 {statistics.median(latencies) * 1000:.0f} ms, "
                 f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
             )
+            print(task_times(workers, 2 * len(ids)))
 
         single = statistics.median(singles)
         print()
         print(
-            f"| VMs | workers | drain with start (s) | drain from first claim (s) | plain loop (s) | portal/plain "
-            f"| worker ms/ticket p50 | p95 | worker CPU ms/ticket | approval-to-done p50 | p95 "
-            f"| p50 / single relocation ({single * 1000:.1f} ms) |"
+            "| VMs | workers | drain with start (s) | drain from first claim (s) | plain loop (s) | portal/plain "
+            "| execute task ms/ticket p50 | p95 | turn ms/ticket p50 | p95 | worker CPU ms/ticket "
+            f"| approval-to-done p50 | p95 | p50 / single relocation ({single * 1000:.1f} ms) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for count, drain, span, busy50, busy95, p50, p95, cpu in results:
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for count, drain, span, tasks, turns, latencies, cpu in results:
+            p50 = statistics.median(latencies)
             print(
                 f"| {args.vms or 'default'} | {count} | {drain:.2f} | {span:.2f} | {raw_seconds:.2f} | "
-                f"{span / raw_seconds:.2f} | {busy50 * 1000:.1f} | {busy95 * 1000:.1f} | {cpu * 1000:.1f} | "
-                f"{p50 * 1000:.0f} ms | "
-                f"{p95 * 1000:.0f} ms | {p50 / single:.1f}× |"
+                f"{span / raw_seconds:.2f} | {statistics.median(tasks) * 1000:.1f} | "
+                f"{percentile(tasks, 95) * 1000:.1f} | {statistics.median(turns) * 1000:.1f} | "
+                f"{percentile(turns, 95) * 1000:.1f} | {cpu * 1000:.1f} | {p50 * 1000:.0f} ms | "
+                f"{percentile(latencies, 95) * 1000:.0f} ms | {p50 / single:.1f}× |"
             )
     finally:
         for worker in running:

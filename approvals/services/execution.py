@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
@@ -194,6 +195,14 @@ def approvals_problem(ticket: Ticket) -> str | None:
             if problem:
                 unproved.append(f"{a.approver.get_username()}'s approval {problem}")
                 decisions.remove(a)
+    # Who of the approvers is in the approver group now: one look for all.
+    in_group = set(
+        get_user_model()
+        .groups.through.objects.filter(
+            group_id=ticket.approver_group_id, user_id__in=[a.approver_id for a in decisions]
+        )
+        .values_list("user_id", flat=True)
+    )
     approvers = {
         a.approver_id
         for a in decisions
@@ -201,7 +210,7 @@ def approvals_problem(ticket: Ticket) -> str | None:
         and a.content_hash == ticket.content_hash
         and a.approver_id != ticket.requester_id
         and a.approver.is_active
-        and a.approver.groups.filter(pk=ticket.approver_group_id).exists()
+        and a.approver_id in in_group
         and permissions.conflict_of_interest(a.approver, ticket) is None
     }
     if len(approvers) < ticket.required_approvals:
@@ -462,11 +471,14 @@ def _carry_out(ticket: Ticket, worker: str, heartbeat: LeaseHeartbeat) -> str:
 
     def on_task(task_id: str) -> None:
         # Stored before the wait, for whoever holds the lease when the answer
-        # is lost: the task's state is the proof of what happened.
-        Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING).update(
-            hypervisor_task_id=task_id, updated_at=timezone.now()
-        )
-        record("hypervisor.task_started", actor_name=worker, ticket=ticket, obj=ticket, details={"task_id": task_id})
+        # is lost: the task's state is the proof of what happened. One commit.
+        with transaction.atomic():
+            Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING).update(
+                hypervisor_task_id=task_id, updated_at=timezone.now()
+            )
+            record(
+                "hypervisor.task_started", actor_name=worker, ticket=ticket, obj=ticket, details={"task_id": task_id}
+            )
 
     def settled(written: bool, outcome: str) -> str:
         return outcome if written else LEASE_LOST
