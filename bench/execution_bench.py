@@ -281,6 +281,9 @@ def main():
     parser.add_argument("--relocate-ms", type=int, default=0, help="vcsim delay per RelocateVM_Task")
     parser.add_argument("--vms", type=int, default=0, help="scale the lab up to this many VMs (vcsim -vms)")
     parser.add_argument(
+        "--drain-only", action="store_true", help="per worker count, the drain only (no paced second batch)"
+    )
+    parser.add_argument(
         "--profile", type=int, default=0, help="run this many tickets in this process under cProfile first"
     )
     args = parser.parse_args()
@@ -443,6 +446,18 @@ def main():
             drain = time.perf_counter() - started
             where = target
             tasks, turns, span, tasks_from = worker_time(ids, task_seconds, workers)
+            if args.drain_only:
+                for worker in workers:
+                    worker.stop()
+                results.append((count, drain, span, tasks, turns, None, None))
+                print(
+                    f"{count} worker(s): drain {drain:.2f} s with the workers' start, {span:.2f} s from the first "
+                    f"claim (portal/plain {span / raw_seconds:.2f}); execute task p50 "
+                    f"{statistics.median(tasks) * 1000:.1f} ms, turn p50 {statistics.median(turns) * 1000:.1f} ms "
+                    f"({tasks_from})"
+                )
+                print(task_times(workers, len(ids)))
+                continue
 
             # Second run: approvals arrive while the workers run, at the pace of
             # the plain loop (one per single relocation), so the latency is the
@@ -487,13 +502,18 @@ def main():
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for count, drain, span, tasks, turns, latencies, cpu in results:
-            p50 = statistics.median(latencies)
+            paced = "| n/a | n/a | n/a | n/a |"
+            if latencies is not None:
+                p50 = statistics.median(latencies)
+                paced = (
+                    f"| {cpu * 1000:.1f} | {p50 * 1000:.0f} ms | {percentile(latencies, 95) * 1000:.0f} ms "
+                    f"| {p50 / single:.1f}× |"
+                )
             print(
                 f"| {args.vms or 'default'} | {count} | {drain:.2f} | {span:.2f} | {raw_seconds:.2f} | "
                 f"{span / raw_seconds:.2f} | {statistics.median(tasks) * 1000:.1f} | "
                 f"{percentile(tasks, 95) * 1000:.1f} | {statistics.median(turns) * 1000:.1f} | "
-                f"{percentile(turns, 95) * 1000:.1f} | {cpu * 1000:.1f} | {p50 * 1000:.0f} ms | "
-                f"{percentile(latencies, 95) * 1000:.0f} ms | {p50 / single:.1f}× |"
+                f"{percentile(turns, 95) * 1000:.1f} " + paced
             )
     finally:
         for worker in running:
