@@ -3,18 +3,34 @@ portal's Celery workers, beside a plain pyvmomi loop doing the same
 relocations on the same vcsim.
 
     .venv/bin/python bench/execution_bench.py [--tickets 200] [--workers 1,2,4] [--relocate-ms 0] [--vms 0]
+    .venv/bin/python bench/execution_bench.py --tickets 62 --profile 62 [--vms N]
 
-BENCH_REDIS (default redis://127.0.0.1:6379) names the Redis to use.
+Per worker count it reports the drain (with the workers' start, and from
+the first claim), the worker's time per ticket without the hypervisor's own
+task (the execute task's run time, and the whole turn of a worker process
+from one ticket's end to the next, other tasks included), the workers' CPU
+per ticket and the approval-to-done latency. --profile runs that many
+tickets in this process instead, as a worker would: time per step, the SQL
+statements and SOAP calls of one ticket, and cProfile's view (sorted by
+BENCH_PROFILE_SORT, default cumulative; BENCH_PROFILE_CLOCK=cpu counts CPU
+time instead of the wall clock; BENCH_SHOW_SQL=1 lists the SQL).
+
+BENCH_DATABASE_URL names the PostgreSQL database (default
+postgres://postgres@127.0.0.1:5432/twokey_bench_exec; it is dropped and
+created again). BENCH_REDIS (default redis://127.0.0.1:6379) names the Redis to use; with a
+database number (redis://127.0.0.1:6379/14) the broker and the cache share
+that one database, otherwise they use databases 9 and 10.
 
 Needs PostgreSQL and Redis on localhost (as for the tests) and the built
-lab (scripts/build-vcsim.sh). Uses its own database (twokey_bench_exec) and
-Redis databases 9 and 10, and starts its own vcsim.
+lab (scripts/build-vcsim.sh). Starts its own vcsim.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import statistics
 import sys
 import time
@@ -22,12 +38,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB = "twokey_bench_exec"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/twokey_bench_exec")
+DB = DATABASE_URL.rsplit("/", 1)[1]
+
+
+def _redis_urls(url: str) -> tuple[str, str]:
+    """(broker, cache): a URL naming a database number serves both (their
+    keys do not meet); without one, databases 9 and 10."""
+    if url.rstrip("/").rsplit("/", 1)[-1].isdigit():
+        return url, url
+    return url.rstrip("/") + "/9", url.rstrip("/") + "/10"
+
+
+BROKER_URL, CACHE_URL = _redis_urls(os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"))
 os.environ.update(
     DJANGO_SETTINGS_MODULE="portal.settings",
-    DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB}"),
-    REDIS_URL=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379") + "/9",
-    CACHE_URL=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379") + "/10",
+    DATABASE_URL=DATABASE_URL,
+    REDIS_URL=BROKER_URL,
+    CACHE_URL=CACHE_URL,
     TWOKEY_LOCAL_KEYS="1",
     TWOKEY_DATA_DIR=str(ROOT / "var" / "bench"),
     LOG_LEVEL="WARNING",
@@ -50,12 +78,214 @@ def recreate_database():
         conn.execute(f"CREATE DATABASE {DB}")
 
 
+def worker_time(ids, task_seconds, workers):
+    """Per ticket of a drained batch, the worker's time on it beside the
+    hypervisor's own task (its duration as vCenter reports it), two ways:
+
+    - task: the execute_ticket task's own run time, as Celery logs it
+      (claim, checks, calls, audit entries; the task found by its id,
+      which the claim's audit entry carries in the worker's name);
+    - turn: in each worker process (the queue never empty) from the end of
+      its previous ticket to the end of this one, so Celery's fetch and
+      acknowledgement and the other tasks a ticket causes (its
+      notifications, the audit checkpoint) count too. The first ticket of
+      each process has no start and is left out.
+
+    Also the drain's span, first claim to last done."""
+    from approvals.models import Ticket
+    from audit.models import AuditEntry
+
+    ran = {}
+    for worker in workers:
+        ran.update((task, float(s)) for task, s in EXECUTE_LINE.findall(worker.output()))
+    claims = AuditEntry.objects.filter(ticket_id__in=ids, action="ticket.running").values_list(
+        "ticket_id", "created_at", "details"
+    )
+    process, task_of = {}, {}
+    first_claim = None
+    for pk, at, details in claims:
+        _host, process[pk], task_of[pk] = details["worker"].rsplit(":", 2)
+        first_claim = at if first_claim is None else min(first_claim, at)
+    done = {
+        pk: (finished, task)
+        for pk, finished, task in Ticket.objects.filter(pk__in=ids).values_list(
+            "pk", "finished_at", "hypervisor_task_id"
+        )
+    }
+    own = {pk: (task_seconds(task) if task else 0.0) for pk, (_f, task) in done.items()}
+    known = sum(v is not None for v in own.values())
+    by_process = {}
+    for pk, (finished, _task) in done.items():
+        by_process.setdefault(process[pk], []).append((finished, pk))
+    turns = []
+    for finishes in by_process.values():
+        finishes.sort()
+        for (before, _), (finished, pk) in zip(finishes, finishes[1:], strict=False):
+            turns.append((finished - before).total_seconds() - (own[pk] or 0.0))
+    tasks = [ran[task_of[pk]] - (own[pk] or 0.0) for pk in done if task_of.get(pk) in ran]
+    span = (max(f for f, _ in done.values()) - first_claim).total_seconds()
+    return tasks, turns, span, f"{known} of {len(done)} task durations from vCenter"
+
+
+def cpu_seconds(workers):
+    """CPU seconds (user + system) the workers' processes, pool children
+    included, have used so far, from /proc."""
+    groups = {w.proc.pid for w in workers}
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) in groups:  # the process group: a worker and its pool
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+TASK_LINE = re.compile(r"Task ([\w.]+)\[[^]]+\] succeeded in ([\d.]+)s")
+EXECUTE_LINE = re.compile(r"Task approvals\.tasks\.execute_ticket\[([^]]+)\] succeeded in ([\d.]+)s")
+
+
+def task_times(workers, tickets):
+    """Seconds per ticket the workers spent in each kind of task (as Celery
+    logs them at INFO), so far."""
+    spent = {}
+    for worker in workers:
+        for name, seconds in TASK_LINE.findall(worker.output()):
+            count, total = spent.get(name, (0, 0.0))
+            spent[name] = (count + 1, total + float(seconds))
+    return "tasks run: " + "; ".join(
+        f"{name.rsplit('.', 1)[-1]} ×{count}, {total / tickets * 1000:.1f} ms a ticket"
+        for name, (count, total) in sorted(spent.items())
+    )
+
+
+SPANS = [
+    ("approvals.services.execution", "freeze_gate"),
+    ("approvals.services.execution", "conflict_gate"),
+    ("approvals.services.execution", "transition"),
+    ("approvals.services.execution", "live_index"),
+    ("approvals.services.execution", "operation_done"),
+    ("approvals.services.execution", "recheck"),
+    ("approvals.services.execution", "approvals_problem"),
+    ("approvals.services.execution", "history_problem"),
+    ("approvals.services.execution", "check_submission"),
+    ("approvals.services.execution", "perform"),
+    ("approvals.services.execution", "_succeed"),
+    ("approvals.services.execution", "_still_ours"),
+    ("approvals.services.execution", "record"),
+    ("approvals.services.transitions", "record"),
+    ("connectors.vsphere", "_collect"),
+]
+
+
+@contextlib.contextmanager
+def spans():
+    """Seconds spent in each of SPANS, summed, while the block runs (the
+    functions wrapped where their callers look them up)."""
+    import importlib
+
+    spent = {}
+    saved = []
+    for module_name, name in SPANS:
+        module = importlib.import_module(module_name)
+        original = getattr(module, name)
+        label = f"{module_name.rsplit('.', 1)[-1]}.{name}"
+        spent[label] = 0.0
+
+        def timed(*args, _original=original, _label=label, **kwargs):
+            t = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[_label] += time.perf_counter() - t
+
+        saved.append((module, name, original))
+        setattr(module, name, timed)
+    try:
+        yield spent
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
+
+
+def profile_in_process(ids):
+    """Execute approved tickets one after another in this process, as one
+    worker would (no Celery): half of them timed bare, the other half under
+    cProfile, the SQL statements and SOAP calls of one counted; print the
+    time per ticket and where it goes."""
+    import cProfile
+    import pstats
+    from collections import Counter
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from pyVmomi import SoapAdapter
+
+    from approvals.services.execution import ticket_execute
+
+    def execute(pk):
+        outcome = ticket_execute(ticket_id=pk, worker="profile:0")
+        assert outcome == "succeeded", outcome
+
+    execute(ids[0])  # the first log walk and the login
+    soap = Counter()
+    invoke = SoapAdapter.SoapStubAdapter.InvokeMethod
+
+    def counted(self, mo, info, args, outerStub=None):  # noqa: N803 - pyVmomi's own names
+        soap[info.wsdlName] += 1
+        return invoke(self, mo, info, args, outerStub)
+
+    SoapAdapter.SoapStubAdapter.InvokeMethod = counted
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            execute(ids[1])
+    finally:
+        SoapAdapter.SoapStubAdapter.InvokeMethod = invoke
+    kinds = Counter(q["sql"].split()[0].upper() for q in queries.captured_queries)
+    if os.environ.get("BENCH_SHOW_SQL"):
+        for q in queries.captured_queries:
+            print("  SQL", q["sql"][:150])
+    print(f"one ticket: {len(queries.captured_queries)} SQL statements {dict(kinds)}; SOAP calls {dict(soap)}")
+    rest = ids[2:]
+    bare, profiled = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+    times, cpu = [], []
+    with spans() as spent:
+        for pk in bare:
+            t, c = time.perf_counter(), time.process_time()
+            execute(pk)
+            times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+    print(
+        f"in-process: {len(times)} tickets, p50 {statistics.median(times) * 1000:.1f} ms, "
+        f"p95 {percentile(times, 95) * 1000:.1f} ms (the hypervisor task included), this process's CPU p50 "
+        f"{statistics.median(cpu) * 1000:.1f} ms; per ticket, by step (nested):"
+    )
+    for name, seconds in spent.items():
+        print(f"  {name:40} {seconds / len(bare) * 1000:6.1f} ms")
+    # BENCH_PROFILE_CLOCK=cpu: this process's CPU time instead of the wall clock.
+    profile = (
+        cProfile.Profile(time.process_time) if os.environ.get("BENCH_PROFILE_CLOCK") == "cpu" else cProfile.Profile()
+    )
+    for pk in profiled:
+        profile.enable()
+        execute(pk)
+        profile.disable()
+    pstats.Stats(profile).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(60)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--relocate-ms", type=int, default=0, help="vcsim delay per RelocateVM_Task")
     parser.add_argument("--vms", type=int, default=0, help="scale the lab up to this many VMs (vcsim -vms)")
+    parser.add_argument(
+        "--drain-only", action="store_true", help="per worker count, the drain only (no paced second batch)"
+    )
+    parser.add_argument(
+        "--profile", type=int, default=0, help="run this many tickets in this process under cProfile first"
+    )
     args = parser.parse_args()
     worker_counts = [int(w) for w in args.workers.split(",")]
 
@@ -86,6 +316,7 @@ def main():
     from tests.fixtures.vcsim import VcsimProcess
 
     lab = VcsimProcess(method_delay=delay, vms=args.vms).start()
+    running = []
     try:
         users = {
             name: create_user(username=name, password="bench-" + os.urandom(8).hex(), roles=[role])
@@ -171,6 +402,17 @@ def main():
                     response = clients[name].post(f"/api/tickets/{ticket_id}/approve/", {}, format="json")
                     assert response.status_code == 200, response.content
 
+        def task_seconds(task_id):
+            """The hypervisor task's own duration as vCenter reports it
+            (completeTime - startTime), or None when it no longer knows it."""
+            try:
+                info = vim.Task(task_id, stub=si._stub).info
+            except vim.fault.ManagedObjectNotFound:
+                return None
+            if info.startTime is None or info.completeTime is None:
+                return None
+            return (info.completeTime - info.startTime).total_seconds()
+
         def wait_done(ids, timeout=900):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -182,9 +424,15 @@ def main():
                 time.sleep(0.05)
             raise RuntimeError("drain timed out")
 
+        if args.profile:
+            target = "dev-esx-01" if where == "dev-esx-02" else "dev-esx-02"
+            ids = file_batch(target)[: args.profile]
+            approve(ids)
+            profile_in_process(ids)
+            return
+
         env = {**os.environ, "LOG_LEVEL": "WARNING"}
         results = []
-        running = []
         for count in worker_counts:
             target = "dev-esx-01" if where == "dev-esx-02" else "dev-esx-02"
             ids = file_batch(target)
@@ -193,18 +441,33 @@ def main():
             running.extend(workers)
             started = time.perf_counter()
             for worker in workers:
-                worker.launch(loglevel="WARNING")  # the drain is timed from here, start-up included
+                worker.launch(loglevel="INFO")  # the drain is timed from here, start-up included
             wait_done(ids)
             drain = time.perf_counter() - started
             where = target
+            tasks, turns, span, tasks_from = worker_time(ids, task_seconds, workers)
+            if args.drain_only:
+                for worker in workers:
+                    worker.stop()
+                results.append((count, drain, span, tasks, turns, None, None))
+                print(
+                    f"{count} worker(s): drain {drain:.2f} s with the workers' start, {span:.2f} s from the first "
+                    f"claim (portal/plain {span / raw_seconds:.2f}); execute task p50 "
+                    f"{statistics.median(tasks) * 1000:.1f} ms, turn p50 {statistics.median(turns) * 1000:.1f} ms "
+                    f"({tasks_from})"
+                )
+                print(task_times(workers, len(ids)))
+                continue
 
             # Second run: approvals arrive while the workers run, at the pace of
             # the plain loop (one per single relocation), so the latency is the
             # portal's and not that of a queue built by a burst.
             target = "dev-esx-01" if where == "dev-esx-02" else "dev-esx-02"
             ids = file_batch(target)
+            cpu_before = cpu_seconds(workers)
             approve(ids, pace=statistics.median(singles))
             wait_done(ids)
+            cpu = (cpu_seconds(workers) - cpu_before) / len(ids)
             where = target
             approved_at = dict(
                 AuditEntry.objects.filter(ticket_id__in=ids, action="ticket.approved").values_list(
@@ -217,23 +480,40 @@ def main():
             ]
             for worker in workers:
                 worker.stop()
-            results.append((count, drain, statistics.median(latencies), percentile(latencies, 95)))
+            results.append((count, drain, span, tasks, turns, latencies, cpu))
             print(
-                f"{count} worker(s): drain {drain:.2f} s (portal/raw {drain / raw_seconds:.2f}); "
+                f"{count} worker(s): drain {drain:.2f} s with the workers' start, {span:.2f} s from the first "
+                f"claim (portal/plain {span / raw_seconds:.2f}); worker time per ticket without the hypervisor's "
+                f"task ({tasks_from}): execute task p50 {statistics.median(tasks) * 1000:.1f} ms, "
+                f"p95 {percentile(tasks, 95) * 1000:.1f} ms; turn p50 {statistics.median(turns) * 1000:.1f} ms, "
+                f"p95 {percentile(turns, 95) * 1000:.1f} ms; worker CPU per ticket (paced run, every task "
+                f"included) {cpu * 1000:.1f} ms; "
                 f"approval-to-done p50 {statistics.median(latencies) * 1000:.0f} ms, "
                 f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
             )
+            print(task_times(workers, 2 * len(ids)))
 
         single = statistics.median(singles)
         print()
         print(
-            f"| workers | drain (s) | raw loop (s) | portal/raw | approval-to-done p50 | p95 | p50 / single relocation ({single * 1000:.1f} ms) |"
+            "| VMs | workers | drain with start (s) | drain from first claim (s) | plain loop (s) | portal/plain "
+            "| execute task ms/ticket p50 | p95 | turn ms/ticket p50 | p95 | worker CPU ms/ticket "
+            f"| approval-to-done p50 | p95 | p50 / single relocation ({single * 1000:.1f} ms) |"
         )
-        print("|---|---|---|---|---|---|---|")
-        for count, drain, p50, p95 in results:
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for count, drain, span, tasks, turns, latencies, cpu in results:
+            paced = "| n/a | n/a | n/a | n/a |"
+            if latencies is not None:
+                p50 = statistics.median(latencies)
+                paced = (
+                    f"| {cpu * 1000:.1f} | {p50 * 1000:.0f} ms | {percentile(latencies, 95) * 1000:.0f} ms "
+                    f"| {p50 / single:.1f}× |"
+                )
             print(
-                f"| {count} | {drain:.2f} | {raw_seconds:.2f} | {drain / raw_seconds:.2f} | {p50 * 1000:.0f} ms | "
-                f"{p95 * 1000:.0f} ms | {p50 / single:.1f}× |"
+                f"| {args.vms or 'default'} | {count} | {drain:.2f} | {span:.2f} | {raw_seconds:.2f} | "
+                f"{span / raw_seconds:.2f} | {statistics.median(tasks) * 1000:.1f} | "
+                f"{percentile(tasks, 95) * 1000:.1f} | {statistics.median(turns) * 1000:.1f} | "
+                f"{percentile(turns, 95) * 1000:.1f} " + paced
             )
     finally:
         for worker in running:

@@ -342,16 +342,18 @@ class Connector(abc.ABC):
         roles, each with its id, parent and inventory path."""
 
     @abc.abstractmethod
-    def read_objects(self, objects: Mapping[str, str]) -> Inventory:
+    def read_objects(self, objects: Mapping[str, str], *, roles: bool = True) -> Inventory:
         """Just these objects ({managed object id: kind}, kinds as tickets
         name them: "vm", "template", "host", "cluster", "datastore",
         "datastore_cluster", "network", "folder", "datacenter",
         "resource_pool", "root"), read now in one round trip, with what their
         zones and paths need: every ancestor, a VM's resource pool, the hosts
         of its compute resource, its datastores and networks; for a
-        container, everything beneath it. The root folder and the roles come
-        too. An id that names no object is left out. The cost grows with the
-        objects asked for (and a container's contents), not the estate."""
+        container, everything beneath it. The root folder comes too, and the
+        roles unless `roles` is False (on vCenter the role list, privileges
+        and all, is most of such a read). An id that names no object is left
+        out. The cost grows with the objects asked for (and a container's
+        contents), not the estate."""
 
     @abc.abstractmethod
     def find_vm_by_uuid(self, instance_uuid: str) -> VirtualMachine | None:

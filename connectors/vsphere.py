@@ -946,18 +946,18 @@ class VSphereConnector(VSphereVmOperations, Connector):
                 log.debug("DestroyView failed: %s", type(exc).__name__)
         return build_inventory(_moid(root), objects, content.authorizationManager.roleList or [])
 
-    def read_objects(self, objects: Mapping[str, str]) -> Inventory:
+    def read_objects(self, objects: Mapping[str, str], *, roles: bool = True) -> Inventory:
         def read(content: Any) -> Inventory:
-            return self._read_objects(content, objects)
+            return self._read_objects(content, objects, roles=roles)
 
         return self._call(read)
 
-    def _read_objects(self, content: Any, objects: Mapping[str, str]) -> Inventory:
+    def _read_objects(self, content: Any, objects: Mapping[str, str], *, roles: bool = True) -> Inventory:
         """One retrieve: each object by id, with a traversal that follows
         parents (paths, a host's cluster, a datastore's pod), a VM's pool, its
         compute resource's hosts, its datastores and networks; for a
         container, a container view over it (created and destroyed around the
-        retrieve); the root folder and the role list."""
+        retrieve); the root folder and, with `roles`, the role list."""
         pc = vmodl.query.PropertyCollector
         stub = content.propertyCollector._stub
         root = content.rootFolder
@@ -977,7 +977,9 @@ class VSphereConnector(VSphereVmOperations, Connector):
             follow("vm-net", vim.VirtualMachine, "network", "up"),
         ]
         names = [t.name for t in traversals]
-        specs = [pc.ObjectSpec(obj=root, skip=False), pc.ObjectSpec(obj=content.authorizationManager, skip=False)]
+        specs = [pc.ObjectSpec(obj=root, skip=False)]
+        if roles:
+            specs.append(pc.ObjectSpec(obj=content.authorizationManager, skip=False))
         views = []
         for moid, kind in objects.items():
             vimtype = _vimtype_of(kind, moid)
@@ -1015,14 +1017,14 @@ class VSphereConnector(VSphereVmOperations, Connector):
                     view.DestroyView()
                 except Exception as exc:  # views die with the session anyway
                     log.debug("DestroyView failed: %s", type(exc).__name__)
-        roles: list[Any] = []
+        role_list: list[Any] = []
         entities = []
         for obj, values in found:
             if isinstance(obj, vim.AuthorizationManager):
-                roles = values.get("roleList") or []
+                role_list = values.get("roleList") or []
             elif values and isinstance(obj, _READ_TYPES):
                 entities.append((obj, values))
-        return build_inventory(_moid(root), entities, roles)
+        return build_inventory(_moid(root), entities, role_list)
 
     def find_vm_by_uuid(self, instance_uuid: str) -> VirtualMachine | None:
         def find(content: Any) -> VirtualMachine | None:
@@ -1035,7 +1037,7 @@ class VSphereConnector(VSphereVmOperations, Connector):
         def read(content: Any) -> VirtualMachine | None:
             if not isinstance(vm_id, str) or not vm_id:
                 return None
-            found = self._read_objects(content, {vm_id: "vm"}).vms
+            found = self._read_objects(content, {vm_id: "vm"}, roles=False).vms
             return next((vm for vm in found if vm.id == vm_id and not vm.is_template), None)
 
         return self._call(read)
@@ -1092,7 +1094,10 @@ class VSphereConnector(VSphereVmOperations, Connector):
         if on_task is not None:
             on_task(_moid(task))
         deadline = time.monotonic() + TASK_TIMEOUT
-        delay = 0.05
+        # Looks 10 ms apart at first, doubling up to a second: a task of a
+        # few milliseconds is seen done within about as long again, a long
+        # one costs a few more looks at most.
+        delay = 0.01
         while True:
             info = _properties(content, [task], ["info"]).get(_moid(task), {}).get("info")
             if info is None:
@@ -1355,12 +1360,14 @@ class VSphereConnector(VSphereVmOperations, Connector):
         wanted_map = dict(network_map or {})
 
         def relocate(content: Any) -> OperationResult:
+            # The VM's devices (most of such a read) only when cards move.
+            device_props = ["config.hardware.device"] if wanted_map else []
             obj, values = self._resolve(
                 content,
                 (vim.VirtualMachine,),
                 vm_id,
                 "VM",
-                ["runtime.host", "datastore", "resourcePool", "config.hardware.device"],
+                ["runtime.host", "datastore", "resourcePool", *device_props],
             )
             target, target_values = self._resolve(content, (vim.HostSystem,), host_id, "host", ["parent"])
             ds = None
@@ -1423,7 +1430,8 @@ class VSphereConnector(VSphereVmOperations, Connector):
     ) -> None:
         """Read the VM back: on the host (and datastore), every moved card on
         its new network; ConnectorError otherwise."""
-        values = _properties(content, [vm], ["runtime.host", "datastore", "config.hardware.device"])[_moid(vm)]
+        device_props = ["config.hardware.device"] if cards else []  # the devices only when cards moved
+        values = _properties(content, [vm], ["runtime.host", "datastore", *device_props])[_moid(vm)]
         problems = []
         host = values.get("runtime.host")
         if host is None or _moid(host) != host_id:

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
@@ -22,14 +23,13 @@ from approvals.models import Ticket, Zone
 from approvals.services import emergencies, memberships, passkey_approvals, standard_changes
 from approvals.services.connectors import connector_identity_refused, identity_mismatch_in
 from approvals.services.history import history_problem
-from approvals.services.holds import conflict_gate, freeze_gate
+from approvals.services.holds import claim_lock, conflict_gate, freeze_gate
 from approvals.services.tickets import ticket_content_hash
 from approvals.services.transitions import transition
 from approvals.validation import DERIVED_PARAMS, check_submission
 from audit.models import Finding, FindingKind
 from audit.writer import record
 from connectors.base import ConnectorError, IdentityMismatch, OperationResult, TransientConnectorError
-from connectors.models import Connector
 from connectors.registry import connector_for
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,10 @@ def live_index(ticket: Ticket, backend) -> InventoryIndex:
     with the connector's zones: the cost follows the ticket, not the estate.
     Nothing is taken from the portal's cached or stored inventory."""
     wanted = {ref["id"]: ref["type"] for _field, ref in _bound_objects(ticket) if ref.get("id") and ref.get("type")}
-    return InventoryIndex(backend.read_objects(wanted), list(Zone.objects.filter(connector=ticket.connector)))
+    # The role list (privileges and all, most of such a read) only for a
+    # ticket that names a role, whose re-check looks the role up.
+    inventory = backend.read_objects(wanted, roles="role" in ticket.params)
+    return InventoryIndex(inventory, list(Zone.objects.filter(connector=ticket.connector)))
 
 
 def approvals_problem(ticket: Ticket) -> str | None:
@@ -196,6 +199,14 @@ def approvals_problem(ticket: Ticket) -> str | None:
             if problem:
                 unproved.append(f"{a.approver.get_username()}'s approval {problem}")
                 decisions.remove(a)
+    # Who of the approvers is in the approver group now: one look for all.
+    in_group = set(
+        get_user_model()
+        .groups.through.objects.filter(
+            group_id=ticket.approver_group_id, user_id__in=[a.approver_id for a in decisions]
+        )
+        .values_list("user_id", flat=True)
+    )
     approvers = {
         a.approver_id
         for a in decisions
@@ -203,7 +214,7 @@ def approvals_problem(ticket: Ticket) -> str | None:
         and a.content_hash == ticket.content_hash
         and a.approver_id != ticket.requester_id
         and a.approver.is_active
-        and a.approver.groups.filter(pk=ticket.approver_group_id).exists()
+        and a.approver_id in in_group
         and permissions.conflict_of_interest(a.approver, ticket) is None
     }
     if len(approvers) < ticket.required_approvals:
@@ -434,10 +445,8 @@ def ticket_execute(*, ticket_id: int, worker: str) -> str:
         # The sweeper queues it again once the window opens; no worker waits.
         return "waiting for the change window"
     with transaction.atomic():
-        if ticket.connector_id is not None:
-            # Claims on one connector one at a time: of two tickets on the
-            # same object, the second sees the first running.
-            list(Connector.objects.select_for_update().filter(pk=ticket.connector_id).values_list("pk", flat=True))
+        # Of two tickets on the same object, the second sees the first running.
+        claim_lock(ticket)
         # `emergency`: the break-glass flag, where tickets carry one.
         held = freeze_gate(ticket, emergency=ticket.is_emergency, actor_name=worker) or conflict_gate(
             ticket, actor_name=worker
@@ -472,11 +481,14 @@ def _carry_out(ticket: Ticket, worker: str, heartbeat: LeaseHeartbeat) -> str:
 
     def on_task(task_id: str) -> None:
         # Stored before the wait, for whoever holds the lease when the answer
-        # is lost: the task's state is the proof of what happened.
-        Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING).update(
-            hypervisor_task_id=task_id, updated_at=timezone.now()
-        )
-        record("hypervisor.task_started", actor_name=worker, ticket=ticket, obj=ticket, details={"task_id": task_id})
+        # is lost: the task's state is the proof of what happened. One commit.
+        with transaction.atomic():
+            Ticket.objects.filter(pk=ticket.pk, state=TicketState.RUNNING).update(
+                hypervisor_task_id=task_id, updated_at=timezone.now()
+            )
+            record(
+                "hypervisor.task_started", actor_name=worker, ticket=ticket, obj=ticket, details={"task_id": task_id}
+            )
 
     def settled(written: bool, outcome: str) -> str:
         return outcome if written else LEASE_LOST

@@ -19,9 +19,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.db.models import Subquery
+
 from approvals.choices import TicketState
+from audit.chain import ChainWalker, Signer, canonical_entry
 from audit.models import AuditEntry, ChainHead
-from audit.verify import configured_witness, verify_chain
+from audit.verify import CHUNK_SIZE, COLUMNS, configured_witness, verify_chain
 from audit.witnessed import WitnessDisowned, WitnessUnavailable
 
 
@@ -77,10 +81,15 @@ def history_problem(ticket) -> str | None:
 
 def _catch_up() -> tuple[str | None, tuple[int, str]]:
     """Verify the entries appended since this process last looked, and
-    learn the ticket moves they hold."""
+    learn the ticket moves they hold: two statements, the head (with the
+    log's first hash) and the entries from the last one verified on."""
     global _verified
-    head = ChainHead.objects.filter(id=1).values_list("seq", "hash").first() or (0, "")
-    first = AuditEntry.objects.filter(seq=1).values_list("hash", flat=True).first() or ""
+    first_hash = AuditEntry.objects.filter(seq=1).values("hash")[:1]
+    row = ChainHead.objects.filter(id=1).values_list("seq", "hash", Subquery(first_hash)).first()
+    if row is None:
+        head, first = (0, ""), AuditEntry.objects.filter(seq=1).values_list("hash", flat=True).first() or ""
+    else:
+        head, first = (row[0], row[1]), row[2] or ""
     if first != _verified.first_hash:
         _verified = _Verified(first_hash=first)  # another log (or the first look): from the start
     known = _verified
@@ -88,37 +97,69 @@ def _catch_up() -> tuple[str | None, tuple[int, str]]:
         return f"the log now ends at #{head[0]}, though this worker verified it up to #{known.seq}", head
     if known.seq == 0:
         report = verify_chain(witness=None)
-        start = 1
-    else:
-        at = AuditEntry.objects.filter(seq=known.seq).values_list("hash", flat=True).first()
-        if at != known.hash:
-            return f"entry #{known.seq} differs from what this worker verified", head
-        report = verify_chain(AuditEntry.objects.filter(seq__gte=known.seq), witness=None)
-        start = known.seq
-    if not report.ok:
-        return f"the audit log does not verify (entry {report.first_broken}: {report.reason})", head
-    end = start + report.checked - 1
-    if end < head[0]:
-        return f"the audit log does not reach the chain head (#{head[0]})", head
-    moves = (
-        AuditEntry.objects.filter(seq__gt=known.seq, seq__lte=end, action__startswith="ticket.")
-        .exclude(ticket_id=None)
-        .order_by("seq")
-        .values_list("ticket_id", "action", "details")
-    )
-    for ticket_id, action, details in moves.iterator():
-        log = known.tickets.setdefault(ticket_id, _TicketLog())
-        if action == "ticket.submitted":
-            log.submitted = True
-        if not isinstance(details, dict) or "to" not in details or log.broken:
-            continue
-        if details.get("from") != log.state:
-            log.broken = f"the audit log has it move from {details.get('from')} although it was {log.state}"
-        log.state = details.get("to")
-        log.said = [*log.said[-1:], log.state]
-    known.seq = end
-    known.hash = AuditEntry.objects.filter(seq=end).values_list("hash", flat=True).first() or ""
-    return None, head
+        if not report.ok:
+            return f"the audit log does not verify (entry {report.first_broken}: {report.reason})", head
+        end = report.checked
+        if end < head[0]:
+            return f"the audit log does not reach the chain head (#{head[0]})", head
+        moves = (
+            AuditEntry.objects.filter(seq__lte=end, action__startswith="ticket.")
+            .exclude(ticket_id=None)
+            .order_by("seq")
+            .values_list("ticket_id", "action", "details")
+        )
+        for ticket_id, action, details in moves.iterator():
+            _learn(known, ticket_id, action, details)
+        known.seq = end
+        known.hash = AuditEntry.objects.filter(seq=end).values_list("hash", flat=True).first() or ""
+        return None, head
+    problem = _walk_tail(known, head)
+    return problem, head
+
+
+def _walk_tail(known: _Verified, head: tuple[int, str]) -> str | None:
+    """Verify the entries from `known.seq` (the last one this process
+    verified, whose hash must be unchanged) to the end of the log, as
+    audit.verify does (HMAC, link, sequence), and learn their ticket moves."""
+    walker = ChainWalker(Signer(settings.AUDIT_HMAC_KEY), from_genesis=False)
+    learnt = []
+    start = known.seq
+    while True:  # a page at a time: one statement while the tail is short
+        rows = list(
+            AuditEntry.objects.filter(seq__gte=start, seq__lt=start + CHUNK_SIZE).order_by("seq").values_list(*COLUMNS)
+        )
+        for row in rows:  # COLUMNS: the hashed fields in order, then the hash
+            seq, action, ticket_id, details, prev, digest = row[0], row[4], row[5], row[9], row[10], row[11]
+            if walker.checked == 0 and (seq != known.seq or digest != known.hash):
+                return f"entry #{known.seq} differs from what this worker verified"
+            reason = walker.step(seq, prev, digest, canonical_entry(seq, row[1].isoformat(), *row[2:-1]))
+            if reason:
+                return f"the audit log does not verify (entry {seq}: {reason})"
+            if seq > known.seq and ticket_id is not None and action.startswith("ticket."):
+                learnt.append((ticket_id, action, details))
+        if len(rows) < CHUNK_SIZE:
+            break
+        start += CHUNK_SIZE
+    if walker.checked == 0:
+        return f"entry #{known.seq} differs from what this worker verified"
+    if walker.last_seq < head[0]:
+        return f"the audit log does not reach the chain head (#{head[0]})"
+    for move in learnt:
+        _learn(known, *move)
+    known.seq, known.hash = walker.last_seq, walker.last_hash
+    return None
+
+
+def _learn(known: _Verified, ticket_id: int, action: str, details) -> None:
+    log = known.tickets.setdefault(ticket_id, _TicketLog())
+    if action == "ticket.submitted":
+        log.submitted = True
+    if not isinstance(details, dict) or "to" not in details or log.broken:
+        return
+    if details.get("from") != log.state:
+        log.broken = f"the audit log has it move from {details.get('from')} although it was {log.state}"
+    log.state = details.get("to")
+    log.said = [*log.said[-1:], log.state]
 
 
 def _witness_problem(head: tuple[int, str]) -> str | None:

@@ -7,10 +7,11 @@ it again anyway should that message be lost, e.g. across a worker restart)."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from approvals.choices import TicketState
-from approvals.conflicts import running_conflict
+from approvals.conflicts import object_keys, running_conflict
 from approvals.dispatch import enqueue_execution, enqueue_notification
 from approvals.freezes import Unverified, ticket_hold
 from approvals.models import Ticket
@@ -38,6 +39,26 @@ def _wait(ticket: Ticket, words: str, *, countdown: float, details: dict, actor_
         record("ticket.held", actor_name=actor_name, ticket=ticket, obj=ticket, details={"reason": words, **details})
     enqueue_execution(ticket.pk, countdown=max(1.0, countdown))
     return words
+
+
+def claim_lock(ticket: Ticket) -> None:
+    """Inside the claim's transaction, before the gates: wait for any other
+    claim on one of the objects this ticket changes (by identity, as
+    conflicts are judged) or on the ticket itself, until that claim's
+    transaction ends. Of two tickets on one object the second then sees the
+    first running; claims on other objects of the connector go on side by
+    side. PostgreSQL advisory locks of the transaction, keyed (connector,
+    hash of the identity), taken in key order; a hash collision only makes
+    two claims wait for each other."""
+    if ticket.connector_id is None:
+        return
+    keys = sorted({f"ticket:{ticket.pk}", *object_keys(ticket)})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, h) FROM "
+            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(%s::text[]) AS k ORDER BY h) AS ordered",
+            [ticket.connector_id, keys],
+        )
 
 
 def freeze_gate(ticket: Ticket, *, emergency: bool, actor_name: str) -> str | None:
