@@ -13,6 +13,8 @@ the inventory is slow: the ticket is filed with a live read of its own
 objects by id, as the worker's re-check reads them, rather than the API's
 read of the whole inventory; the large lab's zones are found by path."""
 
+import itertools
+
 import pytest
 from pyVmomi import SoapAdapter
 
@@ -145,4 +147,14 @@ def test_the_worker_makes_the_same_calls_at_100_and_at_5000_vms(api, requester, 
     assert "Login" in small and "RelocateVM_Task" in small
     # One retrieve reads the ticket's objects; no view over the estate.
     assert "CreateContainerView" not in small
-    assert small == large, (small, large)
+    # The same calls in the same order. Only how often the worker looks at
+    # the hypervisor's task may differ by a look or two (whether the first
+    # look comes before vcsim has finished it): any read that grew with the
+    # estate would add thousands.
+    assert collapsed(small) == collapsed(large), (small, large)
+    assert abs(len(small) - len(large)) <= 2, (small, large)
+
+
+def collapsed(methods: list[str]) -> list[str]:
+    """The calls with each run of one method counted once."""
+    return [method for method, _run in itertools.groupby(methods)]
