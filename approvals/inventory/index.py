@@ -14,6 +14,7 @@ from approvals.inventory.rules import (  # noqa: F401 - the rules' names, where 
     Unresolved,
     ZoneLabel,
     looks_like_moid,
+    matches,
     search_rank,
 )
 from connectors.base import Folder, Inventory
@@ -73,12 +74,7 @@ class InventoryIndex(IndexRules):
 
     def search(self, kinds: tuple[str, ...], query: str, *, limit: int) -> tuple[list[tuple[str, object]], bool]:
         needle = query.lower()
-        found = [
-            (kind, obj)
-            for kind in kinds
-            for obj in self._collections[kind]
-            if needle in obj.name.lower() or needle in obj.path.lower()
-        ]
+        found = [(kind, obj) for kind in kinds for obj in self._collections[kind] if matches(query, obj)]
         found.sort(key=lambda pair: search_rank(needle, pair[1].name, pair[1].path))
         return found[:limit], len(found) > limit
 

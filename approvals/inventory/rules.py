@@ -73,6 +73,14 @@ class Unresolved(Exception):
     """A value that names no object, or more than one, in words."""
 
 
+def matches(query: str, obj) -> bool:
+    """Whether a search finds the object: a query starting with "/" is a
+    path prefix, anything else part of the name, in any case."""
+    if query.startswith("/"):
+        return obj.path.startswith(query)
+    return query.lower() in obj.name.lower()
+
+
 def search_rank(needle: str, name: str, path: str) -> tuple:
     """The order searches answer in: the exact name, then names starting
     with the query, then the rest; by name and path within each."""
@@ -106,8 +114,8 @@ class IndexRules(abc.ABC):
 
     @abc.abstractmethod
     def search(self, kinds: tuple[str, ...], query: str, *, limit: int) -> tuple[list[tuple[str, object]], bool]:
-        """Up to `limit` (kind, object) of `kinds` whose name or path contains
-        `query` (any case), in search_rank order; and whether more match."""
+        """Up to `limit` (kind, object) of `kinds` the query `matches`, in
+        search_rank order; and whether more match."""
 
     @abc.abstractmethod
     def has_instance_uuid(self, instance_uuid: str) -> bool:

@@ -15,7 +15,7 @@ from django.db.models.functions import Lower
 
 from approvals.inventory.fill import fill_inventory
 from approvals.inventory.freshness import Freshness, freshness_of
-from approvals.inventory.rules import ZONE_FIELDS, IndexRules, search_rank
+from approvals.inventory.rules import ZONE_FIELDS, IndexRules, matches, search_rank
 from connectors.base import Folder, Role
 from connectors.inventory_store import CONTENT_FIELDS, object_of
 from connectors.models import InventoryObject, InventoryState
@@ -155,10 +155,12 @@ class StoredIndex(IndexRules):
         ranks (the root folder, never stored as a row, is matched here)."""
         needle = query.lower()
         rows = InventoryObject.objects.filter(connector=self.connector, type__in=[k for k in kinds if k != "root"])
-        if needle:
-            rows = rows.filter(Q(name__icontains=query) | Q(path__icontains=query))
+        rows = rows.annotate(lowered=Lower("name"))
+        if query.startswith("/"):
+            rows = rows.filter(path__startswith=query)
+        elif needle:
+            rows = rows.filter(lowered__contains=needle)  # the trigram index on lower(name)
         rows = rows.annotate(
-            lowered=Lower("name"),
             rank=Case(
                 When(lowered=needle, then=0),
                 When(lowered__startswith=needle, then=1),
@@ -168,7 +170,7 @@ class StoredIndex(IndexRules):
         ).order_by("rank", "lowered", "path")
         found = [self._keep(row) for row in rows.values("moid", *CONTENT_FIELDS)[: limit + 1]]
         root = self._root() if "root" in kinds else None
-        if root is not None and (needle in root[1].name.lower() or needle in root[1].path):
+        if root is not None and matches(query, root[1]):
             found = sorted([*found, root], key=lambda pair: search_rank(needle, pair[1].name, pair[1].path))
         return found[:limit], len(found) > limit
 

@@ -69,7 +69,7 @@ class ObjectPickerField(forms.CharField):
     def __init__(self, *, kinds: tuple[str, ...], describe: Callable = describe, **kwargs):
         kwargs.setdefault("max_length", 1000)
         help_text = kwargs.pop("help_text", "")
-        hint = "Type a name or a path to search; an id works too."
+        hint = "Type part of a name, or a path from its start, to search; an id works too."
         kwargs["help_text"] = f"{help_text} {hint}".strip()
         super().__init__(**kwargs)
         self.kinds = kinds
