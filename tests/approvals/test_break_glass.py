@@ -13,13 +13,13 @@ import pytest
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
-from pyVmomi import vim
 
 from approvals.models import Ticket
 from approvals.services import emergencies
 from audit.models import AuditEntry, Finding, FindingKind
 from tests.approvals.helpers import ADMIN_ACCESS, body, migrate_within_zone, wait_for
 from tests.factories import UserFactory
+from tests.fixtures.vcsim import host_of
 
 EMERGENCY = {"emergency": True, "emergency_reason": "prod database host failing; move the VM off it now"}
 
@@ -31,15 +31,6 @@ def breaker(roles):
 
 def file_emergency(client, lab, kind, params, **extra):
     return client.post("/api/tickets/", body(lab, kind, params, **EMERGENCY, **extra), format="json")
-
-
-def host_of(si, name):
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm.runtime.host.name for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
 
 
 def mails_in(folder: Path) -> list:

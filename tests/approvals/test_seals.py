@@ -12,17 +12,9 @@ from approvals import seals
 from approvals.models import Approval, Ticket
 from audit.models import AuditEntry, Finding
 from tests.approvals.helpers import ADMIN_ACCESS, VM_CREATE, file_ticket, migrate_within_zone, wait_for
+from tests.fixtures.vcsim import host_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def host_of(si, name):
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm.runtime.host.name for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
 
 
 def forge_approval(ticket_id, approver, content_hash, seal=""):

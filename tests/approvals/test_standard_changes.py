@@ -13,15 +13,7 @@ from pyVmomi import vim
 from approvals.models import Policy, Ticket
 from audit.models import AuditEntry, Finding, FindingKind
 from tests.approvals.helpers import VM_CREATE, configure, file_ticket, migrate_within_zone, wait_for
-
-
-def vm_host_name(si, name):
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm.runtime.host.name for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
+from tests.fixtures.vcsim import host_of
 
 
 def migrate_policy():
@@ -52,7 +44,7 @@ def test_standard_change_is_approved_at_submission_and_executed(
     assert approved.details["policy_id"] == policy.pk and approved.details["policy_digest"] == policy.digest()
     done = wait_for(ticket["id"], "succeeded", "failed")
     assert done.state == "succeeded", done.error
-    assert vm_host_name(fresh_vcsim.connect(), "dev-app-01") == params["target_host"]
+    assert host_of(fresh_vcsim.connect(), "dev-app-01") == params["target_host"]
     page = api(requester).get(f"/api/tickets/{ticket['id']}/").json()
     assert page["standard"]["standard"] is True
 
@@ -94,7 +86,7 @@ def test_scope_fields_are_the_kinds_own_and_checked(api, lab, portal_admin):
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_policy_made_standard_in_the_database_is_refused_by_the_worker(api, own_lab, requester, workers, fresh_vcsim):
-    before = vm_host_name(fresh_vcsim.connect(), "dev-app-01")
+    before = host_of(fresh_vcsim.connect(), "dev-app-01")
     with connection.cursor() as cursor:  # a DBA, alone, without any configuration request
         cursor.execute(
             "UPDATE approvals_policy SET standard_scope = %s WHERE kind = 'vm_migrate' AND zone_id IS NULL",
@@ -106,7 +98,7 @@ def test_a_policy_made_standard_in_the_database_is_refused_by_the_worker(api, ow
     done = wait_for(ticket["id"], "succeeded", "failed")
     assert done.state == "failed"  # ... the worker does not
     assert "Refused as a standard change" in done.error and "never set by an approved configuration" in done.error
-    assert vm_host_name(fresh_vcsim.connect(), "dev-app-01") == before
+    assert host_of(fresh_vcsim.connect(), "dev-app-01") == before
     refused = AuditEntry.objects.get(ticket_id=ticket["id"], action="ticket.records_unverified")
     assert "standard change refused" in refused.details["problem"]
     assert Finding.objects.filter(kind=FindingKind.RECORDS_UNVERIFIED, object_ref=f"ticket:{ticket['id']}:records")

@@ -9,7 +9,6 @@ import ssl
 from types import SimpleNamespace
 
 import pytest
-from pyVmomi import vim
 
 from approvals.inventory import inventory_answer
 from approvals.services import execution
@@ -21,7 +20,7 @@ from connectors.vsphere import VSphereConnector
 from tests.approvals.helpers import file_ticket
 from tests.conftest import register_lab
 from tests.connectors.relay import Relay
-from tests.fixtures.vcsim import VcsimProcess
+from tests.fixtures.vcsim import VcsimProcess, host_of
 
 
 def via(relay, lab):
@@ -32,15 +31,6 @@ def via(relay, lab):
 def lab_certificate_sha256(lab) -> str:
     pem = ssl.get_server_certificate(("127.0.0.1", lab.port))
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
-
-
-def vm_host(si, name):
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm.runtime.host.name for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
 
 
 def logged_in_users(si) -> list[str]:
@@ -104,7 +94,7 @@ def test_another_vcenter_at_the_pinned_url_is_refused_before_login(
     ticket = file_ticket(api(requester), connector, "vm_migrate", {"vm": "dev-app-01", "target_host": "dev-esx-02"})
     assert api(approver).post(f"/api/tickets/{ticket['id']}/approve/", {}, format="json").status_code == 200
     check_a, check_b = fresh_vcsim.connect(), lab_b.connect()
-    hosts_before = vm_host(check_a, "dev-app-01"), vm_host(check_b, "dev-app-01")
+    hosts_before = host_of(check_a, "dev-app-01"), host_of(check_b, "dev-app-01")
     vsphere.drop_sessions()
 
     relay.point_at(lab_b)  # the same URL now answers from another vCenter, same certificate
@@ -135,7 +125,7 @@ def test_another_vcenter_at_the_pinned_url_is_refused_before_login(
 
     # Lab B never saw a login (only this reading session), and neither lab changed.
     assert logged_in_users(check_b) == [lab_b.username]
-    assert (vm_host(check_a, "dev-app-01"), vm_host(check_b, "dev-app-01")) == hosts_before
+    assert (host_of(check_a, "dev-app-01"), host_of(check_b, "dev-app-01")) == hosts_before
     assert not AuditEntry.objects.filter(action="hypervisor.operation", ticket_id=ticket["id"]).exists()
 
 

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
-from pyVmomi import vim
 
 from accounts.services import token_issue
 from approvals.errors import InventoryUnavailable
@@ -30,7 +29,7 @@ from audit.verify import verify_chain
 from tests.approvals.helpers import body
 from tests.conftest import register_lab
 from tests.connectors.relay import Relay
-from tests.fixtures.vcsim import VcsimProcess
+from tests.fixtures.vcsim import VcsimProcess, host_of
 from tests.fixtures.workers import subprocess_database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -136,15 +135,6 @@ def web():
     yield start
     for server in started:
         server.stop()
-
-
-def host_of(si, name: str) -> str:
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm.runtime.host.name for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
 
 
 def wait_for(ticket_id: int, state: str, timeout: float = 90) -> Ticket:

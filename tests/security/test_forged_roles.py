@@ -17,7 +17,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
-from pyVmomi import vim
 
 from approvals.models import Policy, Ticket
 from approvals.services import memberships
@@ -27,18 +26,10 @@ from tests.approvals.helpers import body, configure, file_ticket, migrate_within
 from tests.audit.conftest import tamper
 from tests.factories import UserFactory
 from tests.fixtures import slapd as slapd_fixtures
+from tests.fixtures.vcsim import host_of
 
 User = get_user_model()
 slapd, ldap_directory = slapd_fixtures.slapd, slapd_fixtures.ldap_directory
-
-
-def host_of(si, name):
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm.runtime.host.name for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
 
 
 def sql_grant(user, group):
