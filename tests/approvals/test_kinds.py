@@ -10,8 +10,13 @@ from rest_framework import serializers
 from approvals.choices import HYPERVISOR_KINDS
 from approvals.kinds import KINDS
 from approvals.kinds.base import Kind, TicketForm
+from approvals.kinds.picker import ObjectPickerField
 from connectors.registry import BACKENDS
 from tests.approvals.helpers import VM_CREATE, body
+
+# The selects a ticket form may have: the catalogue's templates, the roles a
+# policy grants, and fixed lists of actions.
+SHORT_LISTS = {"template", "role", "action"}
 
 
 def test_every_hypervisor_kind_is_registered_with_every_part():
@@ -21,8 +26,14 @@ def test_every_hypervisor_kind_is_registered_with_every_part():
         assert issubclass(kind.params, serializers.Serializer), name
         assert issubclass(kind.form, TicketForm) and issubclass(kind.form, forms.Form), name
         assert kind.form.kind == name, name
-        # The form fills its choices from the inventory and builds the kind's parameters.
-        assert kind.form.fill_choices is not TicketForm.fill_choices, name
+        # The form picks the kind's objects by search, never from a select of
+        # the estate (selects are for short lists: templates, roles), and
+        # builds the kind's parameters.
+        fields = kind.form.base_fields
+        assert any(isinstance(f, ObjectPickerField) for f in fields.values()), name
+        for field_name, field in fields.items():
+            if isinstance(field, forms.ChoiceField):
+                assert field_name in SHORT_LISTS, f"{name}.{field_name} lists objects in a select"
         assert kind.form.params is not TicketForm.params, name
         for part in ("check", "perform", "done", "summary", "explains"):
             assert callable(getattr(kind, part)), f"{name} has no {part}"
