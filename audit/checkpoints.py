@@ -1,4 +1,4 @@
-"""Signing checkpoints of the audit chain (the worker, every
+"""Signing checkpoints of the audit chain (notify, every
 AUDIT_CHECKPOINT_SECONDS and soon after a ticket's final state). Signing is
 never on the append path: `record` only moves the chain head; this reads it
 later."""
@@ -9,6 +9,7 @@ import logging
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -92,12 +93,36 @@ def sign_checkpoint() -> Checkpoint | None:
         return None
 
 
+# Set while a checkpoint asked for by a final state waits in the queue.
+SOON_KEY = "audit-checkpoint-soon"
+
+
 def checkpoint_soon() -> None:
-    """Ask a worker to sign a checkpoint now (a ticket reached its final
-    state). Call through transaction.on_commit: the entry must be visible."""
+    """Ask for a checkpoint AUDIT_CHECKPOINT_SOON_SECONDS from now (a ticket
+    reached its final state). Call through transaction.on_commit: the entry
+    must be visible. While one such request waits, later ones add nothing:
+    the waiting task clears the mark before it reads the chain head
+    (sign_requested), so it covers every entry committed before a request
+    it absorbed. A lost message leaves the mark for at most
+    AUDIT_CHECKPOINT_SECONDS more, and beat signs within that time anyway."""
     from audit.tasks import sign_checkpoint as task
 
+    delay = settings.AUDIT_CHECKPOINT_SOON_SECONDS
     try:
-        task.delay()
+        if not cache.add(SOON_KEY, 1, timeout=delay + settings.AUDIT_CHECKPOINT_SECONDS):
+            return
+    except Exception:  # no cache: ask anyway, one more checkpoint task is harmless
+        log.warning("could not read the checkpoint mark; queueing a checkpoint anyway", exc_info=True)
+    try:
+        task.apply_async(kwargs={"requested": True}, countdown=delay)
     except Exception:  # the broker being down must not fail a committed transition
+        cache.delete(SOON_KEY)
         log.exception("could not queue an audit checkpoint; beat signs one within AUDIT_CHECKPOINT_SECONDS")
+
+
+def sign_requested() -> Checkpoint | None:
+    """The checkpoint checkpoint_soon asked for: the mark is cleared first,
+    so a final state committed after the head is read queues a request of
+    its own, and one committed before is in what this signs."""
+    cache.delete(SOON_KEY)
+    return sign_checkpoint()

@@ -14,7 +14,8 @@ def detect_drift() -> list[dict]:
 
 
 @shared_task
-def sign_checkpoint() -> int | None:
-    """Sign a checkpoint of the audit chain; the seq signed, or None."""
-    checkpoint = checkpoints.sign_checkpoint()
+def sign_checkpoint(requested: bool = False) -> int | None:
+    """Sign a checkpoint of the audit chain (beat's, or one a final state
+    `requested`); the seq signed, or None."""
+    checkpoint = checkpoints.sign_requested() if requested else checkpoints.sign_checkpoint()
     return checkpoint.seq if checkpoint is not None else None

@@ -34,6 +34,7 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,7 +308,7 @@ def main():
     from approvals.services.connectors import connector_register
     from audit.models import AuditEntry
     from connectors import credentials
-    from tests.fixtures.workers import Worker
+    from tests.fixtures.workers import EXECUTION_QUEUE, PORTAL_QUEUE, Worker
 
     call_command("migrate", verbosity=0)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
@@ -431,13 +432,30 @@ def main():
             profile_in_process(ids)
             return
 
-        env = {**os.environ, "LOG_LEVEL": "WARNING"}
+        # As the Procfile runs them: `count` workers on the execution queue and
+        # one notify process (no CREDENTIALS_KEY) on the portal queue for the
+        # notifications, chat and checkpoints the tickets cause. Notify runs
+        # all along, as it does in a deployment: it sends the approvals'
+        # notifications while the approvals come in, and the drain is timed
+        # from the workers' start, with notify sending the successes'
+        # notifications and the checkpoints beside them on the same cores.
+        env = {**os.environ, "LOG_LEVEL": "WARNING", "TWOKEY_SERVICE": "worker"}
+        notify_env = {k: v for k, v in {**env, "TWOKEY_SERVICE": "notify"}.items() if k != "CREDENTIALS_KEY"}
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         results = []
         for count in worker_counts:
+            notify = Worker(f"bench{count}-notify", beat=False, env=notify_env, queues=(PORTAL_QUEUE,))
+            running.append(notify)
+            notify.start()
             target = "dev-esx-01" if where == "dev-esx-02" else "dev-esx-02"
             ids = file_batch(target)
-            approve(ids)  # no worker runs yet: everything waits in the queue
-            workers = [Worker(f"bench{count}-{i}", beat=False, env=env) for i in range(count)]
+            approve(ids)  # no worker runs yet: the executions wait in their queue
+            while broker.llen(PORTAL_QUEUE):  # the approvals' notifications sent
+                time.sleep(0.1)
+            before_drain = Counter(name for name, _s in TASK_LINE.findall(notify.output()))
+            workers = [
+                Worker(f"bench{count}-{i}", beat=False, env=env, queues=(EXECUTION_QUEUE,)) for i in range(count)
+            ]
             running.extend(workers)
             started = time.perf_counter()
             for worker in workers:
@@ -447,7 +465,7 @@ def main():
             where = target
             tasks, turns, span, tasks_from = worker_time(ids, task_seconds, workers)
             if args.drain_only:
-                for worker in workers:
+                for worker in [*workers, notify]:
                     worker.stop()
                 results.append((count, drain, span, tasks, turns, None, None))
                 print(
@@ -456,7 +474,10 @@ def main():
                     f"{statistics.median(tasks) * 1000:.1f} ms, turn p50 {statistics.median(turns) * 1000:.1f} ms "
                     f"({tasks_from})"
                 )
-                print(task_times(workers, len(ids)))
+                print("workers'", task_times(workers, len(ids)))
+                print("notify's (approvals included)", task_times([notify], len(ids)))
+                during = Counter(name for name, _s in TASK_LINE.findall(notify.output())) - before_drain
+                print("notify's tasks during the drain:", dict(during))
                 continue
 
             # Second run: approvals arrive while the workers run, at the pace of
@@ -478,7 +499,7 @@ def main():
                 (finished - approved_at[pk]).total_seconds()
                 for pk, finished in Ticket.objects.filter(pk__in=ids).values_list("pk", "finished_at")
             ]
-            for worker in workers:
+            for worker in [*workers, notify]:
                 worker.stop()
             results.append((count, drain, span, tasks, turns, latencies, cpu))
             print(
@@ -491,7 +512,8 @@ def main():
                 f"approval-to-done p50 {statistics.median(latencies) * 1000:.0f} ms, "
                 f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
             )
-            print(task_times(workers, 2 * len(ids)))
+            print("workers'", task_times(workers, 2 * len(ids)))
+            print("notify's", task_times([notify], 2 * len(ids)))
 
         single = statistics.median(singles)
         print()

@@ -30,16 +30,17 @@ DATA_DIR = Path(os.environ.get("TWOKEY_DATA_DIR", BASE_DIR / "var"))
 # Local runs (the README's run and test commands) may generate keys into DATA_DIR.
 _GENERATE_KEYS = env_bool("TWOKEY_LOCAL_KEYS")
 
-# Which process this is: web, worker or beat; unset for the shell, management
-# commands and tests, which hold every key.
+# Which process this is: web, worker (hypervisor work), notify (the portal's
+# own background work: notifications, chat, reminders, checkpoints) or beat;
+# unset for the shell, management commands and tests, which hold every key.
 SERVICE = os.environ.get("TWOKEY_SERVICE", "").strip().lower()
-if SERVICE not in ("", "web", "worker", "beat"):
-    raise ImproperlyConfigured(f"TWOKEY_SERVICE must be web, worker or beat (or unset), not {SERVICE!r}")
+if SERVICE not in ("", "web", "worker", "notify", "beat"):
+    raise ImproperlyConfigured(f"TWOKEY_SERVICE must be web, worker, notify or beat (or unset), not {SERVICE!r}")
 
 SECRET_KEY = load_key("SECRET_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
 AUDIT_HMAC_KEY = load_key("AUDIT_HMAC_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS)
 # CREDENTIALS_KEY opens connector passwords: only the worker (and the shell)
-# hold it. The web and beat never load it, not even from the local key file,
+# hold it. The web, notify and beat never load it, not even from the local key file,
 # and refuse to start when it is in their environment; they seal new
 # passwords with the public key.
 HOLDS_CREDENTIALS_KEY = SERVICE in ("", "worker")
@@ -66,27 +67,31 @@ if not DEBUG:
 
 # Signed checkpoints of the audit chain and their witness (audit/signing.py,
 # audit/checkpoints.py, audit/witness.py). AUDIT_SIGNING_KEY (Ed25519) signs
-# checkpoints: only the worker, which runs the signing task, and the shell
-# hold it; the web and beat refuse it. Others may be given the public key.
-HOLDS_AUDIT_SIGNING_KEY = SERVICE in ("", "worker")
+# checkpoints: notify, which runs the signing task, the worker (which ran it
+# before notify existed; see PORTAL_QUEUE) and the shell hold it; the web and
+# beat refuse it. Others may be given the public key.
+HOLDS_AUDIT_SIGNING_KEY = SERVICE in ("", "worker", "notify")
 if HOLDS_AUDIT_SIGNING_KEY:
     # The shell and the tests generate the local key file only when they sign
     # (audit.checkpoints.signing_key); a local worker makes it at start.
     AUDIT_SIGNING_KEY = load_key(
-        "AUDIT_SIGNING_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS and SERVICE == "worker"
+        "AUDIT_SIGNING_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS and SERVICE in ("worker", "notify")
     )
 elif "AUDIT_SIGNING_KEY" in os.environ:
     raise ImproperlyConfigured(
-        f"AUDIT_SIGNING_KEY must not be in the environment of the {SERVICE} process: only the worker signs "
+        f"AUDIT_SIGNING_KEY must not be in the environment of the {SERVICE} process: only notify signs "
         "checkpoints. Give this process AUDIT_SIGNING_PUBLIC_KEY (python manage.py audit_public_key) if anything."
     )
 else:
     AUDIT_SIGNING_KEY = ""
 AUDIT_SIGNING_KEY_LOCAL = _GENERATE_KEYS
-if not DEBUG and (SERVICE == "worker" or AUDIT_SIGNING_KEY):
+if not DEBUG and (SERVICE in ("worker", "notify") or AUDIT_SIGNING_KEY):
     require_strong("AUDIT_SIGNING_KEY", AUDIT_SIGNING_KEY)
 AUDIT_SIGNING_PUBLIC_KEY = os.environ.get("AUDIT_SIGNING_PUBLIC_KEY", "").strip()
 AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 60)
+# A ticket's final state asks for a checkpoint this long after it; the final
+# states of other tickets in that time are signed by the same checkpoint.
+AUDIT_CHECKPOINT_SOON_SECONDS = float(os.environ.get("AUDIT_CHECKPOINT_SOON_SECONDS", 1))
 # Where verification reads the newest witnessed checkpoint (the witness's own
 # HTTP interface, not this database) and the key its cosignatures must carry.
 WITNESS_URL = os.environ.get("WITNESS_URL", "").strip()
@@ -128,13 +133,16 @@ if not DEBUG and GUEST_PASSWORD_KEY:
 # seals, the worker verifies. SEAL_OLD_KEYS (comma-separated, or the local
 # file DATA_DIR/seal_old_keys.key, one a line) keep earlier keys for
 # verification after `manage.py rotate_seal_key`.
-SEAL_KEY = load_key("SEAL_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS and SERVICE != "beat")
+# Notify and beat neither seal nor verify.
+SEAL_KEY = load_key(
+    "SEAL_KEY", data_dir=DATA_DIR, generate_locally=_GENERATE_KEYS and SERVICE not in ("beat", "notify")
+)
 SEAL_OLD_KEYS = env_list("SEAL_OLD_KEYS") or (
     (DATA_DIR / "seal_old_keys.key").read_text().split()
     if _GENERATE_KEYS and (DATA_DIR / "seal_old_keys.key").exists()
     else []
 )
-if not DEBUG and SERVICE != "beat":
+if not DEBUG and SERVICE not in ("beat", "notify"):
     require_strong("SEAL_KEY", SEAL_KEY)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
@@ -382,6 +390,32 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_TIMEZONE = TIME_ZONE
+# Two queues. EXECUTION_QUEUE (Celery's default name, so anything unrouted
+# lands there) is for work that logs in to a hypervisor, consumed by the
+# worker, which holds CREDENTIALS_KEY. PORTAL_QUEUE is for the portal's own
+# work a ticket causes, which must not take a turn from executions on the
+# worker's processes; it is consumed by notify, which holds no hypervisor
+# credentials:
+# - send_notification, deliver_chat: mail and chat webhooks, ticket reads;
+# - remind_unreviewed_emergencies: reminders from the database;
+# - sign_checkpoint: reads the audit chain, signs with AUDIT_SIGNING_KEY;
+# - sync_directory: LDAP / OpenID Connect, no hypervisor.
+# Left on the execution queue: execute_ticket, revoke_access, read_inventory
+# (they log in), sweep (it takes back expired leases by asking the
+# hypervisor what happened) and detect_drift (it reads every hypervisor).
+EXECUTION_QUEUE = "celery"
+PORTAL_QUEUE = "portal"
+CELERY_TASK_DEFAULT_QUEUE = EXECUTION_QUEUE
+CELERY_TASK_ROUTES = {
+    name: {"queue": PORTAL_QUEUE}
+    for name in (
+        "approvals.tasks.send_notification",
+        "approvals.tasks.deliver_chat",
+        "approvals.tasks.remind_unreviewed_emergencies",
+        "audit.tasks.sign_checkpoint",
+        "accounts.tasks.sync_directory",
+    )
+}
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 30)
 # The full reconciliation is the safety net behind the sync: less often.
 DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 1800)

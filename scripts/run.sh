@@ -1,7 +1,7 @@
 #!/bin/sh
-# ./twokey run — the whole portal on this machine: web (gunicorn), Celery
-# worker and beat, the audit log's witness, a Redis of its own and the vcsim
-# lab, with SQLite.
+# ./twokey run — the whole portal on this machine: web (gunicorn), the Celery
+# worker (executions), notify (notifications, checkpoints) and beat, the audit
+# log's witness, a Redis of its own and the vcsim lab, with SQLite.
 # Ctrl-C stops everything. A second run keeps data and passwords.
 set -eu
 . "$(dirname "$0")/lib.sh"

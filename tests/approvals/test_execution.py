@@ -1,6 +1,7 @@
 """Approved tickets reach the hypervisor through real Celery workers, once,
 and every crash ends in a true state. Real PostgreSQL, Redis, vcsim."""
 
+import re
 import time
 
 import pytest
@@ -10,10 +11,11 @@ from pyVmomi import vim
 
 from approvals import tasks
 from approvals.models import Ticket
-from audit.models import AuditEntry
+from audit.models import AuditEntry, Checkpoint
 from tests.approvals.helpers import ADMIN_ACCESS, DEV_TO_PROD, VM_CREATE, file_ticket, wait_for
 from tests.conftest import register_lab
 from tests.fixtures.vcsim import start_vcsim
+from tests.fixtures.workers import EXECUTION_QUEUE, PORTAL_QUEUE
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -81,6 +83,39 @@ def test_vm_migrate_end_to_end(api, own_lab, requester, approver, approver2, wor
     assert done.state == "succeeded", done.error
     [vm] = find_vms(check, "dev-app-01")
     assert vm.runtime.host.name == "prod-esx-02"
+
+
+def test_notify_does_the_portal_work_the_worker_no_longer_takes_turns_for(
+    api, own_lab, requester, approver, approver2, workers, check, tmp_path
+):
+    """As the Procfile runs them: the worker consumes only the execution
+    queue, notify (TWOKEY_SERVICE=notify, no CREDENTIALS_KEY) only the
+    portal queue: the mails and the checkpoint of a ticket come from notify."""
+    outbox = tmp_path / "mail"
+    outbox.mkdir()
+    mail = {"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": str(outbox)}
+    [worker] = workers(1, beat=False, env=mail, queues=(EXECUTION_QUEUE,))
+    [notify] = workers(1, beat=False, env={**mail, "TWOKEY_SERVICE": "notify"}, queues=(PORTAL_QUEUE,))
+    ticket = file_ticket(api(requester), own_lab, "vm_migrate", {**DEV_TO_PROD, "target_host": "prod-esx-02"})
+    approve_all(api, ticket, approver, approver2)
+    done = wait_for(ticket["id"], "succeeded", "failed")
+    assert done.state == "succeeded", done.error
+    succeeded = AuditEntry.objects.get(ticket_id=ticket["id"], action="ticket.succeeded")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+        Checkpoint.objects.filter(seq__gte=succeeded.seq).exists()
+        and any(ticket["ref"] in p.read_text() and requester.email in p.read_text() for p in outbox.glob("*.log"))
+    ):
+        time.sleep(0.2)
+    assert Checkpoint.objects.filter(seq__gte=succeeded.seq).exists()
+    assert any(requester.email in p.read_text() for p in outbox.glob("*.log"))
+
+    def ran(process) -> set[str]:  # "Task <name>[<id>] received" lines, not the start-up list of tasks
+        return set(re.findall(r"Task ([\w.]+)\[[^\]]+\] received", process.output()))
+
+    assert ran(worker) == {"approvals.tasks.execute_ticket"}
+    assert {"approvals.tasks.send_notification", "audit.tasks.sign_checkpoint"} <= ran(notify)
+    assert "approvals.tasks.execute_ticket" not in ran(notify)
 
 
 def test_admin_access_granted_then_expires_on_time(api, own_lab, requester, approver, approver2, workers, check):

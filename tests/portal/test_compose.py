@@ -52,7 +52,7 @@ def words(command):
 
 
 def test_compose_has_the_deployment_services():
-    assert {"postgres", "redis", "vcsim", "web", "worker", "beat", "witness"} <= set(compose())
+    assert {"postgres", "redis", "vcsim", "web", "worker", "notify", "beat", "witness"} <= set(compose())
     assert compose()["vcsim"]["image"] == "vmware/vcsim"
 
 
@@ -83,18 +83,43 @@ def test_only_the_worker_holds_the_credentials_key():
     services = compose()
     assert "CREDENTIALS_KEY" not in services["web"]["environment"]
     assert "CREDENTIALS_KEY" not in services["beat"]["environment"]
+    assert "CREDENTIALS_KEY" not in services["notify"]["environment"]
     assert "CREDENTIALS_KEY" in services["worker"]["environment"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "notify", "beat"):
         assert services[name]["environment"]["TWOKEY_SERVICE"] == name
 
 
 def test_procfile_starts_the_web_without_the_credentials_key():
     for name, command in procfile_raw().items():
-        if name not in ("web", "worker", "beat"):
+        if name not in ("web", "worker", "notify", "beat"):
             continue
         _, unset, assigned = without_env(command)
         assert assigned.get("TWOKEY_SERVICE") == name, name
         assert ("CREDENTIALS_KEY" in unset) == (name != "worker"), name
+
+
+def queues(command):
+    """The queues a `celery worker` command line consumes."""
+    command = words(command)
+    for flag in ("-Q", "--queues"):
+        if flag in command:
+            return set(command[command.index(flag) + 1].split(","))
+    return None
+
+
+def test_executions_and_the_portal_queue_have_their_own_consumers():
+    """The worker consumes only the execution queue (the default, where
+    everything unrouted lands); notify only the portal queue, the queue of
+    every route; locally and in compose alike."""
+    from django.conf import settings
+
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed == {settings.PORTAL_QUEUE} != {settings.CELERY_TASK_DEFAULT_QUEUE}
+    local, services = procfile(), compose()
+    for name, queue in (("worker", settings.CELERY_TASK_DEFAULT_QUEUE), ("notify", settings.PORTAL_QUEUE)):
+        assert queues(local[name]) == queues(services[name]["command"]) == {queue}, name
+        assert words(services[name]["command"])[:4] == local[name][:4] == ["celery", "-A", "portal", "worker"]
+    assert services["notify"]["environment"]["AUDIT_SIGNING_KEY"] == "${AUDIT_SIGNING_KEY:?set AUDIT_SIGNING_KEY}"
 
 
 def test_exactly_one_beat():

@@ -47,8 +47,8 @@ def strong(**extra):
         "AUDIT_HMAC_KEY": secrets.token_urlsafe(50),
         "SEAL_KEY": secrets.token_urlsafe(50),  # the web seals decisions, the worker verifies them
     }
-    if extra.get("TWOKEY_SERVICE") == "worker":
-        keys["AUDIT_SIGNING_KEY"] = private_key()  # the worker signs the audit checkpoints
+    if extra.get("TWOKEY_SERVICE") in ("worker", "notify"):
+        keys["AUDIT_SIGNING_KEY"] = private_key()  # notify (and the worker) sign the audit checkpoints
     return {**keys, **extra}
 
 
@@ -63,10 +63,27 @@ def test_the_web_refuses_to_start_with_the_credentials_key(tmp_path):
     assert key not in result.stderr and "started" not in result.stdout
 
 
-def test_beat_refuses_the_credentials_key_too(tmp_path):
-    result = start(tmp_path, **strong(TWOKEY_SERVICE="beat", CREDENTIALS_KEY=private_key()))
-    assert result.returncode != 0
-    assert "must not be in the environment of the beat process" in result.stderr
+def test_beat_and_notify_refuse_the_credentials_key_too(tmp_path):
+    for service in ("beat", "notify"):
+        result = start(tmp_path, **strong(TWOKEY_SERVICE=service, CREDENTIALS_KEY=private_key()))
+        assert result.returncode != 0
+        assert f"must not be in the environment of the {service} process" in result.stderr
+
+
+def test_notify_starts_without_hypervisor_credentials_and_signs(tmp_path):
+    """The process on the portal queue: no CREDENTIALS_KEY (it cannot open a
+    connector password), no SEAL_KEY needed, the audit signing key held."""
+    key = private_key()
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from connectors import credentials; from audit.checkpoints import signing_key; "
+        "print('started', repr(settings.CREDENTIALS_KEY), credentials.can_unseal(), signing_key() == settings.AUDIT_SIGNING_KEY)"
+    )
+    keys = strong(TWOKEY_SERVICE="notify", AUDIT_SIGNING_KEY=key)
+    del keys["SEAL_KEY"]
+    result = start(tmp_path, code, **keys)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["started", "''", "False", "True"]
 
 
 def test_the_web_needs_the_public_key(tmp_path):
@@ -106,7 +123,7 @@ def test_a_public_key_that_does_not_belong_to_the_private_key_is_refused(tmp_pat
 def test_an_unknown_service_is_refused(tmp_path):
     result = start(tmp_path, **strong(TWOKEY_SERVICE="webb", CREDENTIALS_KEY=private_key()))
     assert result.returncode != 0
-    assert "TWOKEY_SERVICE must be web, worker or beat" in result.stderr
+    assert "TWOKEY_SERVICE must be web, worker, notify or beat" in result.stderr
 
 
 def test_the_command_prints_the_public_key(tmp_path):
@@ -130,15 +147,16 @@ def test_the_command_prints_the_public_key(tmp_path):
     assert piped.stdout.strip() == credentials_public_key(other)
 
 
-def test_only_the_worker_holds_the_audit_signing_key(tmp_path):
+def test_only_notify_and_the_worker_hold_the_audit_signing_key(tmp_path):
     code = (
         "import django; django.setup(); from django.conf import settings; print('started', settings.AUDIT_SIGNING_KEY)"
     )
     key = private_key()
     worker = start(tmp_path, code, **strong(TWOKEY_SERVICE="worker", CREDENTIALS_KEY=private_key()))
     assert worker.returncode == 0, worker.stderr
-    missing = start(tmp_path, code, **{**strong(CREDENTIALS_KEY=private_key()), "TWOKEY_SERVICE": "worker"})
-    assert missing.returncode != 0 and "AUDIT_SIGNING_KEY is not set" in missing.stderr
+    for service, held in (("worker", {"CREDENTIALS_KEY": private_key()}), ("notify", {})):
+        missing = start(tmp_path, code, **{**strong(**held), "TWOKEY_SERVICE": service})
+        assert missing.returncode != 0 and "AUDIT_SIGNING_KEY is not set" in missing.stderr, service
     for service in ("web", "beat"):
         refused = start(tmp_path, code, **strong(TWOKEY_SERVICE=service, AUDIT_SIGNING_KEY=key, DEBUG="1"))
         assert refused.returncode != 0
