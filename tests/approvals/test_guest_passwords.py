@@ -16,19 +16,11 @@ from audit.models import AuditEntry
 from connectors.base import LINUX, WINDOWS, GuestCustomization
 from connectors.vsphere_customization import customization_spec
 from tests.approvals.helpers import VM_CREATE, file_ticket, wait_for
+from tests.fixtures.vcsim import find_vm
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 SECRET = re.compile(r'<code class="secret">([^<]+)</code>')
-
-
-def find_vm(si, name):
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
 
 
 def page_client(user):

@@ -8,12 +8,11 @@ import time
 
 import pytest
 from django.db import connection
-from pyVmomi import vim
 
 from approvals.models import Policy, Ticket
 from audit.models import AuditEntry, Finding, FindingKind
 from tests.approvals.helpers import VM_CREATE, configure, file_ticket, migrate_within_zone, wait_for
-from tests.fixtures.vcsim import host_of
+from tests.fixtures.vcsim import find_vm, host_of
 
 
 def migrate_policy():
@@ -128,15 +127,6 @@ def test_the_policy_page_files_a_standard_scope_as_a_request(client, lab, portal
     ticket = Ticket.objects.get(kind="config_change")
     assert ticket.params["after"]["standard_scope"] == {"role": "ReadOnly", "max_minutes": 30}
     assert Policy.objects.get(pk=policy.pk).standard_scope == {}  # nothing changes until approved
-
-
-def find_vm(si, name):
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return next(vm for vm in view.view if vm.name == name)
-    finally:
-        view.Destroy()
 
 
 def power_off(si, name):
