@@ -115,17 +115,11 @@ def _in_zone(index: StoredIndex, zone: str) -> Q:
 
 
 def _zone_of(index: StoredIndex, kind: str, obj):
-    if kind == "host":
-        return index.host_zone(obj.id)
-    if kind == "datastore":
-        return index.datastore_zone(obj.id)
+    """A datastore cluster's own label; anything else as entity_zone gives it
+    (clusters, resource pools: the most trusted zone beneath)."""
     if kind == "datastore_cluster":
         return index.label_of(obj.id)
-    if kind == "network":
-        return index.network_zone(obj.id)
-    if kind == "vm":
-        return index.vm_zone(obj)
-    return index.entity_zone(kind, obj)  # clusters, resource pools: the most trusted beneath
+    return index.entity_zone(kind, obj)
 
 
 def _entry(index: StoredIndex, kind: str, obj) -> dict:
