@@ -13,7 +13,8 @@ per ticket and the approval-to-done latency. --profile runs that many
 tickets in this process instead, as a worker would: time per step, the SQL
 statements and SOAP calls of one ticket, and cProfile's view (sorted by
 BENCH_PROFILE_SORT, default cumulative; BENCH_PROFILE_CLOCK=cpu counts CPU
-time instead of the wall clock; BENCH_SHOW_SQL=1 lists the SQL).
+time instead of the wall clock; BENCH_SHOW_SQL=1 lists the SQL;
+BENCH_PROFILE_DUMP=FILE writes the profile there for pstats).
 
 BENCH_DATABASE_URL names the PostgreSQL database (default
 postgres://postgres@127.0.0.1:5432/twokey_bench_exec; it is dropped and
@@ -272,6 +273,8 @@ def profile_in_process(ids):
         profile.enable()
         execute(pk)
         profile.disable()
+    if os.environ.get("BENCH_PROFILE_DUMP"):  # a file for pstats, snakeviz, ...
+        profile.dump_stats(os.environ["BENCH_PROFILE_DUMP"])
     pstats.Stats(profile).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(60)
 
 

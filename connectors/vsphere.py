@@ -32,7 +32,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -77,8 +77,10 @@ T = TypeVar("T")
 
 #: Seconds to wait for the TCP/TLS handshake and the API version document.
 CONNECT_TIMEOUT = 5.0
-#: Seconds to wait for any one SOAP call (tasks are polled, not waited on).
+#: Seconds to wait for any one SOAP call.
 REQUEST_TIMEOUT = 120.0
+#: Seconds one WaitForUpdatesEx on a task may block (well inside REQUEST_TIMEOUT).
+TASK_WAIT_SECONDS = 30
 #: Seconds an idle pooled HTTP connection is kept.
 POOL_IDLE_TIMEOUT = 900
 #: Longest wait for one vSphere task.
@@ -101,6 +103,21 @@ _TRANSIENT_FAULTS = (
 )
 
 
+def _task_failure(task: Any, info: Any) -> str:
+    """A failed task's error in words, with the fault's kind."""
+    # pyVmomi hands the LocalizedMethodFault over as the fault itself, its
+    # localized message in .msg.
+    fault = info.error
+    inner = getattr(fault, "fault", None) or fault
+    message = (getattr(fault, "localizedMessage", None) or getattr(inner, "msg", None) or "").strip()
+    kind = getattr(type(inner), "_wsdlName", "") if inner is not None else ""
+    if not message and inner is not None:
+        message = _fault_message(inner)
+    elif kind and kind not in message:
+        message = f"{message} [{kind}]"
+    return f"vSphere task {_moid(task)} ({info.descriptionId}) failed: {message or 'unknown error'}"
+
+
 # --------------------------------------------------------------------------
 # Sessions
 
@@ -110,6 +127,16 @@ class _Session:
     si: vim.ServiceInstance
     content: Any
     logins: int = 1
+    # A property collector of the session's own per thread, for waiting on
+    # tasks: the updates a thread waits for are never another thread's.
+    collectors: dict[int, Any] = field(default_factory=dict)
+
+    def task_collector(self) -> Any:
+        ident = threading.get_ident()
+        collector = self.collectors.get(ident)
+        if collector is None:
+            collector = self.collectors[ident] = self.content.propertyCollector.CreatePropertyCollector()
+        return collector
 
 
 # (url, user, password hash, verify_tls, pinned instance uuid, pinned fingerprint)
@@ -1088,40 +1115,62 @@ class VSphereConnector(VSphereVmOperations, Connector):
         return self._call(read)
 
     def _wait(self, content: Any, task: Any, on_task: TaskCallback | None = None) -> Any:
-        """Poll the task until it ends; its result, or OperationRejected.
+        """Wait for the task to end; its result, or OperationRejected.
         `on_task` hears the task id first, so a caller can record it before
-        the outcome is known."""
+        the outcome is known. One look first (a quick task has ended by
+        then); a task still running is followed with WaitForUpdatesEx on a
+        collector of this thread's own, so its end is heard as it comes, not
+        at the next look."""
         if on_task is not None:
             on_task(_moid(task))
+        info = _properties(content, [task], ["info"]).get(_moid(task), {}).get("info")
+        if info is None:
+            raise TransientConnectorError(f"task {_moid(task)} vanished")
+        if info.state not in (vim.TaskInfo.State.success, vim.TaskInfo.State.error):
+            info = self._follow_task(task)
+        if info.state == vim.TaskInfo.State.error:
+            raise OperationRejected(_task_failure(task, info))
+        return info.result
+
+    def _follow_task(self, task: Any) -> Any:
+        """The task's info once it has ended (success or error)."""
+        pc = vmodl.query.PropertyCollector
+        collector = self._session().task_collector()
+        watch = collector.CreateFilter(
+            pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=task, skip=False)],
+                propSet=[pc.PropertySpec(type=vim.Task, pathSet=["info"], all=False)],
+            ),
+            partialUpdates=False,
+        )
         deadline = time.monotonic() + TASK_TIMEOUT
-        # Looks 10 ms apart at first, doubling up to a second: a task of a
-        # few milliseconds is seen done within about as long again, a long
-        # one costs a few more looks at most.
-        delay = 0.01
-        while True:
-            info = _properties(content, [task], ["info"]).get(_moid(task), {}).get("info")
-            if info is None:
-                raise TransientConnectorError(f"task {_moid(task)} vanished")
-            if info.state == vim.TaskInfo.State.success:
-                return info.result
-            if info.state == vim.TaskInfo.State.error:
-                # pyVmomi hands the LocalizedMethodFault over as the fault
-                # itself, its localized message in .msg.
-                fault = info.error
-                inner = getattr(fault, "fault", None) or fault
-                message = (getattr(fault, "localizedMessage", None) or getattr(inner, "msg", None) or "").strip()
-                kind = getattr(type(inner), "_wsdlName", "") if inner is not None else ""
-                if not message and inner is not None:
-                    message = _fault_message(inner)
-                elif kind and kind not in message:
-                    message = f"{message} [{kind}]"
-                raise OperationRejected(
-                    f"vSphere task {_moid(task)} ({info.descriptionId}) failed: {message or 'unknown error'}"
-                )
-            if time.monotonic() > deadline:
-                raise TransientConnectorError(f"vSphere task {_moid(task)} still running after {TASK_TIMEOUT:.0f}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        version = ""
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TransientConnectorError(f"vSphere task {_moid(task)} still running after {TASK_TIMEOUT:.0f}s")
+                options = pc.WaitOptions(maxWaitSeconds=max(1, min(TASK_WAIT_SECONDS, int(left))))
+                update = collector.WaitForUpdatesEx(version, options)
+                if update is None:
+                    continue  # nothing changed within the wait
+                version = update.version
+                for filter_update in update.filterSet or ():
+                    for object_update in filter_update.objectSet or ():
+                        if object_update.kind == "leave":
+                            raise TransientConnectorError(f"task {_moid(task)} vanished")
+                        for change in object_update.changeSet or ():
+                            info = change.val if change.name == "info" else None
+                            if info is not None and info.state in (
+                                vim.TaskInfo.State.success,
+                                vim.TaskInfo.State.error,
+                            ):
+                                return info
+        finally:
+            try:
+                watch.DestroyPropertyFilter()
+            except Exception as exc:  # filters die with the session anyway
+                log.debug("DestroyPropertyFilter failed: %s", type(exc).__name__)
 
     # -- clone ------------------------------------------------------------
 
@@ -1362,17 +1411,9 @@ class VSphereConnector(VSphereVmOperations, Connector):
         def relocate(content: Any) -> OperationResult:
             # The VM's devices (most of such a read) only when cards move.
             device_props = ["config.hardware.device"] if wanted_map else []
-            obj, values = self._resolve(
-                content,
-                (vim.VirtualMachine,),
-                vm_id,
-                "VM",
-                ["runtime.host", "datastore", "resourcePool", *device_props],
-            )
-            target, target_values = self._resolve(content, (vim.HostSystem,), host_id, "host", ["parent"])
-            ds = None
-            if datastore_id is not None:
-                ds, ds_values = self._resolve(content, (vim.Datastore,), datastore_id, "datastore")
+            read = self._relocation_read(content, vm_id, host_id, datastore_id, device_props)
+            (obj, values), (target, target_values) = read["vm"], read["host"]
+            ds, ds_values = read.get("datastore", (None, {}))
             nets = self._networks(content, wanted_map.values())
 
             cards = _ethernet_cards(values.get("config.hardware.device"))
@@ -1407,14 +1448,17 @@ class VSphereConnector(VSphereVmOperations, Connector):
             if ds is not None:
                 spec.datastore = ds
             target_parent = target_values.get("parent")
-            current_parent = None
-            if current is not None:
+            # A VM's pool belongs to the compute resource of its host.
+            current_parent = read["pool"][1].get("owner") if "pool" in read else None
+            if current_parent is None and current is not None:
                 current_parent = _properties(content, [current], ["parent"]).get(_moid(current), {}).get("parent")
             if target_parent is not None and (current_parent is None or _moid(current_parent) != _moid(target_parent)):
                 # Leaving the cluster / standalone host: needs its resource pool.
-                spec.pool = _properties(content, [target_parent], ["resourcePool"])[_moid(target_parent)][
-                    "resourcePool"
-                ]
+                spec.pool = read["target_parent"][1].get("resourcePool") if "target_parent" in read else None
+                if spec.pool is None:
+                    spec.pool = _properties(content, [target_parent], ["resourcePool"])[_moid(target_parent)][
+                        "resourcePool"
+                    ]
             if moves:
                 spec.deviceChange = [self._reconnect(card, self._nic_backing(content, *nets[n])) for card, n in moves]
             task = obj.RelocateVM_Task(spec=spec)
@@ -1424,6 +1468,60 @@ class VSphereConnector(VSphereVmOperations, Connector):
             return OperationResult(task_id=_moid(task), result=f"moved VM {vm_label} to {where}", object_id=vm_id)
 
         return self._call(relocate, write=True)
+
+    def _relocation_read(
+        self, content: Any, vm_id: str, host_id: str, datastore_id: str | None, device_props: list[str]
+    ) -> dict[str, tuple[Any, dict[str, Any]]]:
+        """What a relocation needs, in one retrieve: the VM ("vm") and its
+        resource pool's owner ("pool"), the target host ("host") and its
+        compute resource's root pool ("target_parent"), the datastore
+        ("datastore"). Ids only: a missing object, or one of another type,
+        is ObjectNotFound (the VM's first, then the host's, the datastore's)."""
+        pc = vmodl.query.PropertyCollector
+        stub = content.propertyCollector._stub
+        wanted = [("vm", vim.VirtualMachine, vm_id, "VM"), ("host", vim.HostSystem, host_id, "host")]
+        if datastore_id is not None:
+            wanted.append(("datastore", vim.Datastore, datastore_id, "datastore"))
+        for _role, _vimtype, ident, kind in wanted:
+            if not isinstance(ident, str) or not ident:
+                raise ObjectNotFound(kind, str(ident))
+        follow = {
+            "vm": [pc.TraversalSpec(type=vim.VirtualMachine, path="resourcePool", skip=False)],
+            "host": [pc.TraversalSpec(type=vim.HostSystem, path="parent", skip=False)],
+        }
+        spec = pc.FilterSpec(
+            objectSet=[
+                pc.ObjectSpec(obj=vimtype(ident, stub=stub), skip=False, selectSet=follow.get(role, []))
+                for role, vimtype, ident, _kind in wanted
+            ],
+            propSet=[
+                pc.PropertySpec(
+                    type=vim.VirtualMachine,
+                    pathSet=["name", "runtime.host", "datastore", "resourcePool", *device_props],
+                    all=False,
+                ),
+                pc.PropertySpec(type=vim.HostSystem, pathSet=["name", "parent"], all=False),
+                pc.PropertySpec(type=vim.Datastore, pathSet=["name"], all=False),
+                pc.PropertySpec(type=vim.ResourcePool, pathSet=["owner"], all=False),
+                pc.PropertySpec(type=vim.ComputeResource, pathSet=["resourcePool"], all=False),
+            ],
+            reportMissingObjectsInResults=True,
+        )
+        found = {_moid(obj): (obj, values) for obj, values in _collect(content, spec)}
+        read: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for role, vimtype, ident, kind in wanted:
+            obj, values = found.get(ident, (None, {}))
+            # The server names the object's own type; never trust ours.
+            if obj is None or not isinstance(obj, vimtype) or "name" not in values:
+                raise ObjectNotFound(kind, ident)
+            read[role] = (obj, values)
+        pool = read["vm"][1].get("resourcePool")
+        if pool is not None and _moid(pool) in found:
+            read["pool"] = found[_moid(pool)]
+        parent = read["host"][1].get("parent")
+        if parent is not None and _moid(parent) in found:
+            read["target_parent"] = found[_moid(parent)]
+        return read
 
     def _check_relocated(
         self, content: Any, vm: Any, host_id: str, datastore_id: str | None, cards: dict[int, str]

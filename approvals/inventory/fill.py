@@ -133,7 +133,8 @@ def store_after_change(*, connector, backend, objects: Mapping[str, str]) -> Non
     if state is not None and state.holder and not freshness_of(state).stale:
         return
     try:
-        inventory = backend.read_objects(dict(objects))
+        # Rows only: the role list (most of such a read) is not stored here.
+        inventory = backend.read_objects(dict(objects), roles=False)
     except ConnectorError as exc:
         logger.warning("the inventory of %s after a change was not re-read: %s", connector.name, exc)
         return
