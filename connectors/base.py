@@ -309,6 +309,9 @@ class OperationResult:
     # What the audit log keeps beside the result (a destroyed VM's last
     # configuration, say): plain JSON-able data, never a secret.
     details: Mapping = field(default_factory=dict)
+    # The changed objects as read back after the change, as read_objects
+    # returns them, when the operation read them so anyway; None otherwise.
+    read_back: Inventory | None = field(default=None, compare=False, repr=False)
 
 
 class Connector(abc.ABC):

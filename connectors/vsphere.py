@@ -83,6 +83,9 @@ REQUEST_TIMEOUT = 120.0
 TASK_WAIT_SECONDS = 30
 #: Seconds an idle pooled HTTP connection is kept.
 POOL_IDLE_TIMEOUT = 900
+#: A write checks its session first unless the session answered this
+#: recently (vCenter drops idle sessions after 30 minutes by default).
+LOGIN_CHECK_SECONDS = 60.0
 #: Longest wait for one vSphere task.
 TASK_TIMEOUT = 3600.0
 
@@ -127,6 +130,8 @@ class _Session:
     si: vim.ServiceInstance
     content: Any
     logins: int = 1
+    # When a call on the session last succeeded (time.monotonic()).
+    used_at: float = 0.0
     # A property collector of the session's own per thread, for waiting on
     # tasks: the updates a thread waits for are never another thread's.
     collectors: dict[int, Any] = field(default_factory=dict)
@@ -792,12 +797,17 @@ class VSphereConnector(VSphereVmOperations, Connector):
         write never runs twice: its session may have gone after the change
         was sent (while its task was polled, say), so it raises
         TransientConnectorError and the caller must check what happened."""
-        if write:
-            self.check_login()  # a session that lapsed while idle is renewed before anything is sent
         session = self._session()
+        if write and time.monotonic() - session.used_at > LOGIN_CHECK_SECONDS:
+            # A session that lapsed while idle is renewed before anything is
+            # sent; one that just answered (the re-check's read) has not.
+            self.check_login()
+            session = self._session()
         try:
             with _translate_errors(self.config):
-                return fn(session.content)
+                answer = fn(session.content)
+            session.used_at = time.monotonic()
+            return answer
         except vim.fault.NotAuthenticated as exc:
             if write:
                 self._forget(session)  # the next call logs in again
@@ -808,7 +818,9 @@ class VSphereConnector(VSphereVmOperations, Connector):
             session = self._relogin(session)
         try:
             with _translate_errors(self.config):
-                return fn(session.content)
+                answer = fn(session.content)
+            session.used_at = time.monotonic()
+            return answer
         except vim.fault.NotAuthenticated as exc:
             raise TransientConnectorError(f"vSphere session to {self.config.url} keeps being rejected") from exc
 
@@ -1464,8 +1476,10 @@ class VSphereConnector(VSphereVmOperations, Connector):
             task = obj.RelocateVM_Task(spec=spec)
             self._wait(content, task, on_task)
 
-            self._check_relocated(content, obj, host_id, datastore_id, {card.key: n for card, n in moves})
-            return OperationResult(task_id=_moid(task), result=f"moved VM {vm_label} to {where}", object_id=vm_id)
+            read = self._check_relocated(content, vm_id, host_id, datastore_id, {card.key: n for card, n in moves})
+            return OperationResult(
+                task_id=_moid(task), result=f"moved VM {vm_label} to {where}", object_id=vm_id, read_back=read
+            )
 
         return self._call(relocate, write=True)
 
@@ -1524,29 +1538,30 @@ class VSphereConnector(VSphereVmOperations, Connector):
         return read
 
     def _check_relocated(
-        self, content: Any, vm: Any, host_id: str, datastore_id: str | None, cards: dict[int, str]
-    ) -> None:
-        """Read the VM back: on the host (and datastore), every moved card on
-        its new network; ConnectorError otherwise."""
-        device_props = ["config.hardware.device"] if cards else []  # the devices only when cards moved
-        values = _properties(content, [vm], ["runtime.host", "datastore", *device_props])[_moid(vm)]
+        self, content: Any, vm_id: str, host_id: str, datastore_id: str | None, cards: dict[int, str]
+    ) -> Inventory:
+        """Read the VM back, as read_objects would (the read is handed on, so
+        the caller need not read it again): on the host (and datastore),
+        every moved card on its new network; ConnectorError otherwise."""
+        read = self._read_objects(content, {vm_id: "vm"}, roles=False)
+        vm = next((v for v in read.vms if v.id == vm_id), None)
+        if vm is None:
+            raise ConnectorError(f"VM {vm_id} was relocated but is no longer there")
         problems = []
-        host = values.get("runtime.host")
-        if host is None or _moid(host) != host_id:
-            problems.append(f"it is on host {_moid(host) if host is not None else 'none'}, not {host_id}")
-        if datastore_id is not None and {_moid(d) for d in values.get("datastore") or ()} != {datastore_id}:
+        if vm.host_id != host_id:
+            problems.append(f"it is on host {vm.host_id or 'none'}, not {host_id}")
+        if datastore_id is not None and set(vm.datastore_ids) != {datastore_id}:
             problems.append(f"its disks are not on datastore {datastore_id} only")
-        devices = _ethernet_cards(values.get("config.hardware.device"))
-        portgroups, opaques = self._network_keys(content, devices)
-        by_key = {int(d.key): d for d in devices}
+        by_key = {nic.key: nic for nic in vm.nics}
         for key, want in cards.items():
-            card = by_key.get(key)
-            seen = _nic_network_id(card, portgroups, opaques) if card is not None else None
+            nic = by_key.get(key)
+            seen = nic.network_id if nic is not None else None
             if seen != want:
-                label = card.deviceInfo.label if card is not None else f"card {key}"
+                label = nic.label if nic is not None else f"card {key}"
                 problems.append(f"{label} is on {seen or 'nothing'}, not {want}")
         if problems:
-            raise ConnectorError(f"VM {_moid(vm)} was relocated but " + "; ".join(problems))
+            raise ConnectorError(f"VM {vm_id} was relocated but " + "; ".join(problems))
+        return read
 
     # -- permissions ------------------------------------------------------
 

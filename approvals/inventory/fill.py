@@ -118,12 +118,14 @@ def inventory_answer(*, connector_id: int, nonce: str, actor_name: str) -> str:
     return "ok" if answer["ok"] else "failed"
 
 
-def store_after_change(*, connector, backend, objects: Mapping[str, str]) -> None:
+def store_after_change(*, connector, backend, objects: Mapping[str, str], read: Inventory | None = None) -> None:
     """After a change the portal made: read `objects` ({id: kind}) live and
     write them, with what came along (ancestors, a container's contents),
     into the table, so pages show the result before any sync reports it. A
     VM asked for and no longer there is removed. A failed read is only
-    logged: the sync, or the next full read, catches up.
+    logged: the sync, or the next full read, catches up. `read`: what the
+    operation itself read back after the change; when it holds every object
+    asked for, it stands for the read.
 
     Nothing is written while a sync follows the hypervisor: it reports the
     change within seconds itself, and it judges what it sees against the
@@ -132,15 +134,17 @@ def store_after_change(*, connector, backend, objects: Mapping[str, str]) -> Non
     state = InventoryState.objects.filter(connector=connector).first()
     if state is not None and state.holder and not freshness_of(state).stale:
         return
-    try:
-        # Rows only: the role list (most of such a read) is not stored here.
-        inventory = backend.read_objects(dict(objects), roles=False)
-    except ConnectorError as exc:
-        logger.warning("the inventory of %s after a change was not re-read: %s", connector.name, exc)
-        return
+    inventory = read
+    if inventory is None or not set(objects) <= {obj.id for obj in objects_of(inventory)}:
+        try:
+            # Rows only: the role list (most of such a read) is not stored here.
+            inventory = backend.read_objects(dict(objects), roles=False)
+        except ConnectorError as exc:
+            logger.warning("the inventory of %s after a change was not re-read: %s", connector.name, exc)
+            return
     seen = {obj.id for obj in objects_of(inventory)}
     gone = [moid for moid, kind in objects.items() if kind in ("vm", "template") and moid not in seen]
-    store_read(connector=connector, inventory=inventory, removed=gone)
+    store_read(connector=connector, inventory=inventory, removed=gone, version=state.version if state else "")
 
 
 def inventory_outdated(connector_id: int) -> None:

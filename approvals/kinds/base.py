@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from django import forms
+from django.db.models import F, Q
 from rest_framework import serializers
 
 from approvals.errors import InvalidInput
@@ -85,12 +86,15 @@ def params_error(errors: dict) -> InvalidInput:
 
 def policy_for(kind: str, connector, zone: ZoneLabel) -> Policy:
     """The zone's own policy for this kind if there is one, else the default."""
-    policies = Policy.objects.select_related("approver_group", "zone").filter(kind=kind)
-    if zone.name:
-        narrowed = policies.filter(zone__connector=connector, zone__name=zone.name).first()
-        if narrowed is not None:
-            return narrowed
-    policy = policies.filter(zone__isnull=True).first()
+    # One query: the zone's own (zone set) before the default (zone null).
+    default = Q(zone__isnull=True)
+    wanted = default | Q(zone__connector=connector, zone__name=zone.name) if zone.name else default
+    policy = (
+        Policy.objects.select_related("approver_group", "zone")
+        .filter(wanted, kind=kind)
+        .order_by(F("zone").asc(nulls_last=True), "pk")
+        .first()
+    )
     if policy is None:
         raise InvalidInput({"kind": [f"No approval policy is configured for {kind}; ask a portal admin."]})
     return policy

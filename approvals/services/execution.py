@@ -350,9 +350,19 @@ def perform(ticket: Ticket, backend, on_task) -> OperationResult:
     return KINDS[ticket.kind].perform(ticket, backend, on_task)
 
 
-def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str, owner: str | None = None) -> bool:
+def _succeed(
+    ticket: Ticket,
+    result: OperationResult | None,
+    *,
+    actor_name: str,
+    owner: str | None = None,
+    operation: bool = False,
+) -> bool:
     """Record success. With `owner`, only while it still holds the lease
-    (False, and nothing written, when the lease was taken)."""
+    (False, and nothing but the operation written, when the lease was
+    taken). With `operation`, `result` is what this worker's call did: its
+    audit entry is written first, in the same commit, and stays even when
+    the lease was taken meanwhile."""
     now = timezone.now()
     fields = {
         "finished_at": now,
@@ -372,6 +382,19 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str,
             seconds=ticket.params["duration_minutes"] * settings.ACCESS_MINUTE_SECONDS
         )
     with transaction.atomic():
+        if operation and result is not None:
+            record(
+                "hypervisor.operation",
+                actor_name=actor_name,
+                ticket=ticket,
+                obj=ticket,
+                details={
+                    "task_id": result.task_id,
+                    "result": result.result,
+                    "already_done": result.already_done,
+                    **dict(result.details),
+                },
+            )
         if owner is not None and not _holds(ticket, owner):
             return False
         transition(
@@ -392,7 +415,12 @@ def _succeed(ticket: Ticket, result: OperationResult | None, *, actor_name: str,
         if ticket.kind == TicketKind.VM_CREATE and result and result.object_id:
             wanted[result.object_id] = "vm"
         if wanted:
-            store_after_change(connector=ticket.connector, backend=backend_for(ticket), objects=wanted)
+            store_after_change(
+                connector=ticket.connector,
+                backend=backend_for(ticket),
+                objects=wanted,
+                read=result.read_back if result else None,
+            )
     return True
 
 
@@ -549,19 +577,7 @@ def _carry_out(ticket: Ticket, worker: str, heartbeat: LeaseHeartbeat) -> str:
             continue
         except ConnectorError as exc:
             return settled(_fail(ticket, f"The hypervisor refused: {exc}", actor_name=worker, owner=worker), "failed")
-        record(
-            "hypervisor.operation",
-            actor_name=worker,
-            ticket=ticket,
-            obj=ticket,
-            details={
-                "task_id": result.task_id,
-                "result": result.result,
-                "already_done": result.already_done,
-                **dict(result.details),
-            },
-        )
-        return settled(_succeed(ticket, result, actor_name=worker, owner=worker), "succeeded")
+        return settled(_succeed(ticket, result, actor_name=worker, owner=worker, operation=True), "succeeded")
     return "failed"
 
 
