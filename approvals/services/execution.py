@@ -382,6 +382,9 @@ def _succeed(
             seconds=ticket.params["duration_minutes"] * settings.ACCESS_MINUTE_SECONDS
         )
     with transaction.atomic():
+        # The ticket's row before the chain head, in the order every
+        # transition takes them.
+        held = owner is None or _holds(ticket, owner)
         if operation and result is not None:
             record(
                 "hypervisor.operation",
@@ -395,7 +398,7 @@ def _succeed(
                     **dict(result.details),
                 },
             )
-        if owner is not None and not _holds(ticket, owner):
+        if not held:
             return False
         transition(
             ticket,
