@@ -361,14 +361,10 @@ def state_update(*, connector: Connector, **fields: Any) -> None:
     _state_update(connector, **fields)
 
 
-def store_read(
-    *, connector: Connector, inventory: Inventory, removed: Iterable[str], version: str | None = None
-) -> None:
+def store_read(*, connector: Connector, inventory: Inventory, removed: Iterable[str], version: str) -> None:
     """Write objects read outside the sync (after a change the portal made):
     rows that differ written in place, `removed` ids deleted; the state (the
     sync's version and heartbeat) is left as it is, and the rows carry its
-    version (`version`, when the caller has just read it)."""
-    if version is None:
-        version = InventoryState.objects.filter(connector=connector).values_list("version", flat=True).first() or ""
+    `version`, as the caller read it with the state."""
     with transaction.atomic():
         _store(connector, inventory, removed, version, complete=False, diff=False)

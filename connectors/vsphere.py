@@ -88,6 +88,8 @@ POOL_IDLE_TIMEOUT = 900
 LOGIN_CHECK_SECONDS = 60.0
 #: Longest wait for one vSphere task.
 TASK_TIMEOUT = 3600.0
+#: The states in which a task has ended.
+_TASK_ENDED = (vim.TaskInfo.State.success, vim.TaskInfo.State.error)
 
 # Kinds of entity add_permission / remove_permission / permissions accept.
 _PERMISSION_ENTITY_TYPES = (
@@ -1138,7 +1140,7 @@ class VSphereConnector(VSphereVmOperations, Connector):
         info = _properties(content, [task], ["info"]).get(_moid(task), {}).get("info")
         if info is None:
             raise TransientConnectorError(f"task {_moid(task)} vanished")
-        if info.state not in (vim.TaskInfo.State.success, vim.TaskInfo.State.error):
+        if info.state not in _TASK_ENDED:
             info = self._follow_task(task)
         if info.state == vim.TaskInfo.State.error:
             raise OperationRejected(_task_failure(task, info))
@@ -1173,10 +1175,7 @@ class VSphereConnector(VSphereVmOperations, Connector):
                             raise TransientConnectorError(f"task {_moid(task)} vanished")
                         for change in object_update.changeSet or ():
                             info = change.val if change.name == "info" else None
-                            if info is not None and info.state in (
-                                vim.TaskInfo.State.success,
-                                vim.TaskInfo.State.error,
-                            ):
+                            if info is not None and info.state in _TASK_ENDED:
                                 return info
         finally:
             try:

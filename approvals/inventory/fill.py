@@ -135,14 +135,15 @@ def store_after_change(*, connector, backend, objects: Mapping[str, str], read: 
     if state is not None and state.holder and not freshness_of(state).stale:
         return
     inventory = read
-    if inventory is None or not set(objects) <= {obj.id for obj in objects_of(inventory)}:
+    seen = {obj.id for obj in objects_of(read)} if read is not None else set()
+    if inventory is None or not set(objects) <= seen:
         try:
             # Rows only: the role list (most of such a read) is not stored here.
             inventory = backend.read_objects(dict(objects), roles=False)
         except ConnectorError as exc:
             logger.warning("the inventory of %s after a change was not re-read: %s", connector.name, exc)
             return
-    seen = {obj.id for obj in objects_of(inventory)}
+        seen = {obj.id for obj in objects_of(inventory)}
     gone = [moid for moid, kind in objects.items() if kind in ("vm", "template") and moid not in seen]
     store_read(connector=connector, inventory=inventory, removed=gone, version=state.version if state else "")
 

@@ -361,8 +361,8 @@ def _succeed(
     """Record success. With `owner`, only while it still holds the lease
     (False, and nothing but the operation written, when the lease was
     taken). With `operation`, `result` is what this worker's call did: its
-    audit entry is written first, in the same commit, and stays even when
-    the lease was taken meanwhile."""
+    audit entry is written in the same commit, and stays even when the
+    lease was taken meanwhile."""
     now = timezone.now()
     fields = {
         "finished_at": now,
