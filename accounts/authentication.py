@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from accounts import bindings
 from accounts.directory import directory_configured
 from accounts.directory.local import token_with_directory
 from accounts.models import ApiToken, token_digest
@@ -16,6 +17,15 @@ class HashedTokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key):
         token = ApiToken.objects.select_related("user").filter(digest=token_digest(key)).first()
         if token is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if not bindings.holds(token.binding, bindings.of_token(token)):
+            bindings.forged(
+                credential="api_token",
+                user=token.user,
+                source_ip=getattr(self, "_source_ip", None),
+                token_prefix=token.prefix,
+                problem="the token's row is not one the portal issued to this account",
+            )
             raise exceptions.AuthenticationFailed("Invalid token.")
         if token.revoked_at is not None:
             record(

@@ -19,6 +19,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # accounts/bindings.py: ties the digest to its owner.
+    binding = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -50,6 +52,8 @@ class AccountState(models.Model):
     # A local account made on the server's shell to get in while the
     # directory is down; every page warns while it is used.
     break_glass = models.BooleanField(default=False)
+    # accounts/bindings.py: ties the directory identity to this account.
+    identity_binding = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         constraints = [
@@ -73,8 +77,23 @@ class AccountState(models.Model):
         return f"{self.user} (must change password: {self.must_change_password})"
 
 
+class PasswordBinding(models.Model):
+    """What ties a person's password hash to them (accounts/bindings.py),
+    set whenever the portal sets a password."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="password_binding"
+    )
+    binding = models.CharField(max_length=64, editable=False)
+
+    def __str__(self):
+        return f"password binding of {self.user}"
+
+
 class UserSession(models.Model):
-    """The sessions a user signed in with, so "sign out everywhere" can end them."""
+    """The sessions a user signed in with, so "sign out everywhere" can end
+    them. `session_key` is the key as the session table stores it
+    (accounts/sessions.py), never the cookie's."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     session_key = models.CharField(max_length=40, unique=True)
@@ -130,6 +149,8 @@ class Passkey(models.Model):
     removed_at = models.DateTimeField(null=True, blank=True)
     # Set when the sign count went backwards: a second copy of the key exists.
     flagged_at = models.DateTimeField(null=True, blank=True)
+    # accounts/bindings.py: ties the key to its owner, active or retired.
+    binding = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]

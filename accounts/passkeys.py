@@ -22,6 +22,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from accounts import bindings
 from accounts.models import Passkey
 from audit import passkeys as proofs
 from audit.writer import record
@@ -112,6 +113,9 @@ def passkey_register(
                 alg=int(decoded.alg),
                 rp_id=rp_id,
                 sign_count=verified.sign_count,
+                binding=bindings.bind(
+                    bindings.passkey_parts(user.pk, credential_id, public_key, int(decoded.alg), rp_id, active=True)
+                ),
             )
             record(
                 "auth.passkey_registered",
@@ -141,7 +145,8 @@ def passkey_remove(*, user, passkey_id: int, second_factor: bool, source_ip: str
     with transaction.atomic():
         passkey = Passkey.objects.select_for_update().get(pk=passkey_id, user=user, removed_at=None)
         passkey.removed_at = timezone.now()
-        passkey.save(update_fields=["removed_at"])
+        passkey.binding = bindings.bind(bindings.of_passkey(passkey))
+        passkey.save(update_fields=["removed_at", "binding"])
         record(
             "auth.passkey_removed",
             actor=user,

@@ -7,7 +7,8 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccountState, ApiToken, UserSession, token_digest
+from accounts import bindings
+from accounts.models import AccountState, ApiToken, PasswordBinding, UserSession, token_digest
 from audit.writer import record
 
 
@@ -18,7 +19,10 @@ def token_issue(*, user, actor=None, actor_name: str = "", revoke_others: bool =
         revoked = 0
         if revoke_others:
             revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        token = ApiToken.objects.create(user=user, prefix=key[:8], digest=token_digest(key))
+        digest = token_digest(key)
+        token = ApiToken.objects.create(
+            user=user, prefix=key[:8], digest=digest, binding=bindings.bind(bindings.token_parts(user.pk, digest))
+        )
         record(
             "auth.token_issued",
             actor=actor,
@@ -43,6 +47,13 @@ def token_revoke(*, token_id: int, actor=None, actor_name: str = "") -> ApiToken
                 details={"token_prefix": token.prefix},
             )
     return token
+
+
+def password_bind(user) -> None:
+    """Bind the password hash the portal just set for `user`
+    (accounts/bindings.py); sign-in refuses a hash that does not bind."""
+    binding = bindings.bind(bindings.password_parts(user.pk, user.password))
+    PasswordBinding.objects.update_or_create(user_id=user.pk, defaults={"binding": binding})
 
 
 def mark_password_generated(user) -> None:

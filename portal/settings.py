@@ -205,7 +205,9 @@ AXES_VERBOSE = False
 OTP_RECENT_SECONDS = env_int("OTP_RECENT_SECONDS", 15 * 60)
 OTP_TOTP_ISSUER = "TwoKey"
 
-# Sessions end after inactivity (every request renews them).
+# Sessions end after inactivity (every request renews them). The table
+# holds a keyed digest of each key, never the cookie's (accounts/sessions.py).
+SESSION_ENGINE = "accounts.sessions"
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True

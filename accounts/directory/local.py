@@ -3,16 +3,52 @@ accounts only (made on the server's shell with `adduser --break-glass`),
 and each such sign-in is audited; every other local account neither signs
 in nor keeps a session."""
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
+from accounts import bindings
 from accounts.directory import directory_configured
-from accounts.models import AccountState
+from accounts.models import AccountState, PasswordBinding
 from audit.writer import record
 
 
+def password_bound(user) -> bool:
+    """Whether `user`'s password hash is the one the portal set for them
+    (accounts/bindings.py), not one written into the table."""
+    stored = PasswordBinding.objects.filter(user_id=user.pk).values_list("binding", flat=True).first()
+    return bindings.holds(stored, bindings.password_parts(user.pk, user.password))
+
+
 class LocalBackend(ModelBackend):
+    def _checked(self, request, username, password):
+        """ModelBackend's check, with the binding checked before the hash (a
+        hash that checks may be rehashed, and so bound, on the spot)."""
+        User = get_user_model()
+        try:
+            user = User._default_manager.get_by_natural_key(username)
+        except User.DoesNotExist:
+            User().set_password(password)  # the same time as a wrong password
+            return None
+        if not user.has_usable_password():
+            return None
+        if not password_bound(user):
+            User().set_password(password)
+            bindings.forged(
+                credential="password",
+                user=user,
+                source_ip=request.META.get("REMOTE_ADDR") if request is not None else None,
+                problem="the password hash in the table is not one the portal set for this account",
+            )
+            return None
+        if user.check_password(password) and self.user_can_authenticate(user):
+            return user
+        return None
+
     def authenticate(self, request, username=None, password=None, **kwargs):
-        user = super().authenticate(request, username=username, password=password, **kwargs)
+        username = username if username is not None else kwargs.get(get_user_model().USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        user = self._checked(request, username, password)
         if user is None:
             return None
         break_glass = AccountState.objects.filter(user=user, break_glass=True).exists()

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from accounts import role_log
+from accounts import bindings, role_log
 from accounts.directory import LDAP, OIDC, directory_configured
 from accounts.models import AccountState, DirectoryGrant
 from accounts.roles import Role
@@ -155,6 +155,19 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
         .first()
     )
     if state is not None:
+        if not bindings.holds(state.identity_binding, bindings.of_identity(state)):
+            bindings.forged(
+                credential="directory_identity",
+                user=state.user,
+                source_ip=source_ip,
+                directory=entry.kind,
+                identity=entry.directory_id,
+                problem="the account's directory identity was not bound to it by the portal",
+            )
+            raise DirectoryRefused(
+                f"The {entry.kind} identity {entry.directory_id} is not bound to the account {state.user.username} "
+                "by the portal: the table was changed. Ask the portal's administrators."
+            )
         return state.user, state
     user = None
     if entry.kind == LDAP:
@@ -172,7 +185,8 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
             raise DirectoryRefused(f"{user.username} signs in through {state.directory}, not {entry.kind}.")
         before = {"directory": state.directory, "directory_id": state.directory_id}
         state.directory, state.directory_id = entry.kind, entry.directory_id
-        state.save(update_fields=["directory", "directory_id"])
+        state.identity_binding = bindings.bind(bindings.of_identity(state))
+        state.save(update_fields=["directory", "directory_id", "identity_binding"])
         record(
             "directory.account_bound",
             actor_name=actor_name,
@@ -185,7 +199,9 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
     user = User(username=username)
     user.set_unusable_password()  # a directory account never signs in with a local password
     user.save()
-    state = AccountState.objects.create(user=user, directory=entry.kind, directory_id=entry.directory_id)
+    state = AccountState(user=user, directory=entry.kind, directory_id=entry.directory_id)
+    state.identity_binding = bindings.bind(bindings.of_identity(state))
+    state.save(force_insert=True)
     record(
         "directory.account_created",
         actor_name=actor_name,

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import bindings
 from accounts.models import Passkey, PasskeyChallenge
 from approvals import permissions, seals
 from approvals.choices import TicketState
@@ -26,6 +27,15 @@ CHALLENGE_SECONDS = 5 * 60
 
 class PasskeyRefused(PermissionDenied):
     """The assertion does not prove an approval of this ticket."""
+
+
+class PasskeyForged(PasskeyRefused):
+    """The credential's row does not bind to the person (written in the
+    table, or moved there from someone else)."""
+
+    def __init__(self, message: str, *, credential_id: str):
+        super().__init__(message)
+        self.credential_id = credential_id
 
 
 class PasskeyCloned(PasskeyRefused):
@@ -141,6 +151,11 @@ def passkey_proof_check(*, ticket: Ticket, user, assertion, origin: str) -> proo
     passkey = active_passkeys(user).select_for_update().filter(credential_id=credential_id).first()
     if passkey is None:
         raise PasskeyRefused("That passkey is not one of your registered, active passkeys.")
+    if not bindings.holds(passkey.binding, bindings.of_passkey(passkey)):
+        raise PasskeyForged(
+            "That passkey's record was not registered by you through the portal; it proves nothing.",
+            credential_id=credential_id,
+        )
     proof = proofs.Proof(**{**proof.as_dict(), "nonce": issued.nonce})
     problem = proofs.proof_problem(
         proof,
@@ -173,7 +188,9 @@ def flag_cloned(exc: PasskeyCloned, *, user, ticket_id: int) -> None:
     with transaction.atomic():
         passkey = Passkey.objects.select_for_update().get(pk=exc.passkey_id)
         if passkey.flagged_at is None:
-            Passkey.objects.filter(pk=passkey.pk).update(flagged_at=timezone.now())
+            passkey.flagged_at = timezone.now()
+            passkey.binding = bindings.bind(bindings.of_passkey(passkey))
+            passkey.save(update_fields=["flagged_at", "binding"])
         record(
             "auth.passkey_flagged",
             actor=user,
@@ -186,6 +203,18 @@ def flag_cloned(exc: PasskeyCloned, *, user, ticket_id: int) -> None:
                 "given_sign_count": exc.given,
             },
         )
+
+
+def forged_audited(exc: PasskeyForged, *, user, ticket_id: int) -> None:
+    """After the refused approval rolled back: the log says whose passkey
+    row was forged, and on which ticket it was tried."""
+    bindings.forged(
+        credential="passkey",
+        user=user,
+        credential_id=exc.credential_id,
+        ticket=ticket_ref(ticket_id),
+        problem="the passkey's row is not one the portal registered for this account",
+    )
 
 
 def stored_proof(approval: Approval) -> proofs.Proof | None:
@@ -216,6 +245,8 @@ def approval_proof_problem(ticket: Ticket, approval: Approval) -> str | None:
         return "was signed with a passkey that has since been removed"
     if passkey.flagged_at is not None:
         return "was signed with a passkey flagged as cloned"
+    if not bindings.holds(passkey.binding, bindings.of_passkey(passkey)):
+        return "was signed with a passkey whose record the portal never registered for the approver"
     return proofs.proof_problem(
         proof,
         public_key=passkey.public_key,

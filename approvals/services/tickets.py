@@ -290,12 +290,16 @@ def _decide(ticket: Ticket, user, decision: str, comment: str, proof: Proof | No
 
 @contextmanager
 def _clone_flagged(ticket_id: int, user):
-    """A passkey whose sign count went backwards is flagged (after the
+    """A passkey whose sign count went backwards is flagged, and one whose
+    row does not bind to the approver is audited as forged (after the
     refused transaction rolled back)."""
     try:
         yield
     except passkey_approvals.PasskeyCloned as exc:
         passkey_approvals.flag_cloned(exc, user=user, ticket_id=ticket_id)
+        raise
+    except passkey_approvals.PasskeyForged as exc:
+        passkey_approvals.forged_audited(exc, user=user, ticket_id=ticket_id)
         raise
 
 

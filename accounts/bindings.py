@@ -1,0 +1,92 @@
+"""What ties a credential to its person, so that a database writer cannot
+sign in, call the API or sign an approval as somebody else.
+
+A database writer can read, copy, move and invent rows. Each credential row
+therefore carries a binding: an HMAC, under a key derived from SECRET_KEY
+(which database administrators do not hold), over the row's owner and what
+the credential is checked with. A password hash copied from the writer's
+own account, an API token digest of a key they chose, a passkey of theirs
+put under someone else, a directory identity moved to another account: none
+binds, and each check of a credential refuses it and audits the attempt
+(`auth.credential_forged`). Only the portal's own code, at the moment it
+sets the credential, computes a binding; nothing rebinds what it finds in
+the database, except `bind_credentials` on the server's shell.
+
+Rotating SECRET_KEY keeps the old key in SECRET_KEY_FALLBACKS until
+`bind_credentials --all` has bound every row under the new one."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from audit.writer import record
+
+FORGED = "auth.credential_forged"
+
+
+def bind(parts: tuple, *, secret: str | None = None) -> str:
+    """The binding of a credential: `parts` is its kind, its owner's id, and
+    what it is checked with (one of the *_parts below)."""
+    kind, *values = parts
+    value = "\x1f".join(str(part) for part in values)
+    return salted_hmac(f"twokey.bindings.{kind}", value, secret=secret, algorithm="sha256").hexdigest()
+
+
+def holds(stored: str | None, parts: tuple) -> bool:
+    """Whether `stored` binds these parts, under the current key or a
+    fallback one."""
+    if not stored:
+        return False
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return any(constant_time_compare(stored, bind(parts, secret=key)) for key in keys)
+
+
+# The parts of each kind of credential. Each takes the row (or its values in
+# a migration) and lists what its binding covers.
+
+
+def password_parts(user_id: int, encoded: str) -> tuple:
+    return ("password", user_id, encoded)
+
+
+def token_parts(user_id: int, digest: str) -> tuple:
+    return ("api-token", user_id, digest)
+
+
+def passkey_parts(user_id, credential_id, public_key, alg, rp_id, *, active: bool) -> tuple:
+    # A removed or flagged passkey binds only as retired: clearing its
+    # removed_at or flagged_at in the table does not bring it back.
+    return ("passkey", user_id, credential_id, public_key, alg, rp_id, "active" if active else "retired")
+
+
+def identity_parts(user_id: int, directory: str, directory_id: str) -> tuple:
+    return ("directory-identity", user_id, directory, directory_id)
+
+
+def of_passkey(passkey, *, active: bool | None = None) -> tuple:
+    if active is None:
+        active = passkey.removed_at is None and passkey.flagged_at is None
+    return passkey_parts(
+        passkey.user_id, passkey.credential_id, passkey.public_key, passkey.alg, passkey.rp_id, active=active
+    )
+
+
+def of_token(token) -> tuple:
+    return token_parts(token.user_id, token.digest)
+
+
+def of_identity(state) -> tuple:
+    return identity_parts(state.user_id, state.directory, state.directory_id)
+
+
+def forged(*, credential: str, user=None, username: str = "", source_ip: str | None = None, **details) -> None:
+    """Audit a credential that does not bind to the account it stands for."""
+    name = username or (user.get_username() if user is not None else "")
+    record(
+        FORGED,
+        actor_name=name or "anonymous",
+        obj=user,
+        source_ip=source_ip,
+        details={"credential": credential, "username": name, **details},
+    )
