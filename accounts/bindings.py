@@ -80,6 +80,40 @@ def of_identity(state) -> tuple:
     return identity_parts(state.user_id, state.directory, state.directory_id)
 
 
+def bind_rows(*, users, passwords, tokens, passkeys, states) -> dict[int, list[str]]:
+    """Bind, under the current key, every credential of `users` (a user
+    queryset) that does not bind now; {user id: kinds bound}. The model
+    classes are passed in, so a migration's historical ones serve too. Only
+    the upgrade and `bind_credentials` on the server's shell call this: it
+    adopts what the tables hold."""
+    from django.contrib.auth.hashers import is_password_usable
+
+    bound: dict[int, list[str]] = {}
+    held = dict(passwords.objects.filter(user__in=users).values_list("user_id", "binding"))
+    for user_id, encoded in users.values_list("pk", "password").iterator():
+        parts = password_parts(user_id, encoded)
+        if is_password_usable(encoded) and not _current(held.get(user_id), parts):
+            passwords.objects.update_or_create(user_id=user_id, defaults={"binding": bind(parts)})
+            bound.setdefault(user_id, []).append("password")
+    for model, parts_of, field, kind in (
+        (tokens, of_token, "binding", "api_token"),
+        (passkeys, of_passkey, "binding", "passkey"),
+        (states, of_identity, "identity_binding", "directory_identity"),
+    ):
+        rows = model.objects.filter(user__in=users)
+        if model is states:
+            rows = rows.exclude(directory="")
+        for row in rows.iterator():
+            if not _current(getattr(row, field), parts_of(row)):
+                model.objects.filter(pk=row.pk).update(**{field: bind(parts_of(row))})
+                bound.setdefault(row.user_id, []).append(kind)
+    return bound
+
+
+def _current(stored: str | None, parts: tuple) -> bool:
+    return bool(stored) and constant_time_compare(stored, bind(parts))
+
+
 def forged(*, credential: str, user=None, username: str = "", source_ip: str | None = None, **details) -> None:
     """Audit a credential that does not bind to the account it stands for."""
     name = username or (user.get_username() if user is not None else "")

@@ -11,27 +11,18 @@ from django.db import migrations, models
 
 
 def bind_existing(apps, schema_editor):
-    from django.contrib.auth.hashers import is_password_usable
-
     from accounts import bindings
 
-    User = apps.get_model(*settings.AUTH_USER_MODEL.split("."))
-    PasswordBinding = apps.get_model("accounts", "PasswordBinding")
-    for user_id, encoded in User.objects.values_list("pk", "password").iterator():
-        if is_password_usable(encoded):
-            binding = bindings.bind(bindings.password_parts(user_id, encoded))
-            PasswordBinding.objects.update_or_create(user_id=user_id, defaults={"binding": binding})
-    for token in apps.get_model("accounts", "ApiToken").objects.iterator():
-        token.binding = bindings.bind(bindings.of_token(token))
-        token.save(update_fields=["binding"])
-    for passkey in apps.get_model("accounts", "Passkey").objects.iterator():
-        passkey.binding = bindings.bind(bindings.of_passkey(passkey))
-        passkey.save(update_fields=["binding"])
-    for state in apps.get_model("accounts", "AccountState").objects.exclude(directory="").iterator():
-        state.identity_binding = bindings.bind(bindings.of_identity(state))
-        state.save(update_fields=["identity_binding"])
-    apps.get_model("sessions", "Session").objects.all().delete()
-    apps.get_model("accounts", "UserSession").objects.all().delete()
+    model = apps.get_model
+    bindings.bind_rows(
+        users=model(*settings.AUTH_USER_MODEL.split(".")).objects.all(),
+        passwords=model("accounts", "PasswordBinding"),
+        tokens=model("accounts", "ApiToken"),
+        passkeys=model("accounts", "Passkey"),
+        states=model("accounts", "AccountState"),
+    )
+    model("sessions", "Session").objects.all().delete()
+    model("accounts", "UserSession").objects.all().delete()
 
 
 class Migration(migrations.Migration):

@@ -9,11 +9,14 @@ credentials then carry the same ticket through."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -48,6 +51,11 @@ def forged(credential: str, username: str) -> AuditEntry:
     return AuditEntry.objects.get(
         action="auth.credential_forged", details__credential=credential, details__username=username
     )
+
+
+def signed_in(username: str) -> bool:
+    page = Client().post("/accounts/login/", {"username": username, "password": PASSWORD})
+    return page.wsgi_request.user.is_authenticated
 
 
 def approve_with_token(key: str, ticket_id: int):
@@ -90,8 +98,7 @@ def test_a_database_writer_cannot_approve_as_the_approver(api, own_lab, requeste
         "UPDATE auth_user SET password = (SELECT password FROM auth_user WHERE id = %s) WHERE id = %s",
         [mallory.pk, approver.pk],
     )
-    page = Client().post("/accounts/login/", {"username": "bob", "password": PASSWORD})
-    assert not page.wsgi_request.user.is_authenticated
+    assert not signed_in("bob")
     assert forged("password", "bob").details["problem"].startswith("the password hash in the table")
 
     # 4. The approver's live session, read from the session table.
@@ -177,3 +184,26 @@ def test_a_directory_identity_moved_to_another_account_signs_nobody_in(ldap_dire
     refused = AuditEntry.objects.filter(action="directory.sign_in_refused").latest("seq")
     assert "is not bound to the account victim by the portal" in refused.details["reason"]
     assert json.dumps(entry.details).count(ldap_directory.password("sec1")) == 0
+
+
+@pytest.mark.django_db
+def test_bind_credentials_carries_the_bindings_over_a_new_secret_key(settings, api):
+    gina = UserFactory(username="gina", roles=["requester"])
+    key = token_issue(user=gina, actor_name="test")
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-secret-key-" + "x" * 50, [old]
+    assert signed_in("gina")  # the old key still binds, as a fallback
+    with pytest.raises(CommandError, match="No such user: nobody"):
+        call_command("bind_credentials", "--user", "nobody", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("bind_credentials", "--all", stdout=out)
+    assert "gina: api_token, password" in out.getvalue()
+    entry = AuditEntry.objects.get(action="config.user.credentials_bound", object_id=str(gina.pk))
+    assert entry.details == {"username": "gina", "credentials": ["api_token", "password"]}
+    assert key not in json.dumps(entry.details)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert signed_in("gina")
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/tickets/").status_code == 200
+    again = io.StringIO()
+    call_command("bind_credentials", "--all", stdout=again)
+    assert "Bound the credentials of 0 of" in again.getvalue()

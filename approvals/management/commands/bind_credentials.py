@@ -1,0 +1,41 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts import bindings
+from accounts.models import AccountState, ApiToken, Passkey, PasswordBinding
+from audit.writer import record
+
+
+class Command(BaseCommand):
+    help = (
+        "Bind people's credentials (password hash, API tokens, passkeys, directory identity) to them under the "
+        "current SECRET_KEY, adopting what the tables hold: sign-in refuses a credential that does not bind. "
+        "Run on the server's shell after rotating SECRET_KEY (with the old key still in SECRET_KEY_FALLBACKS), "
+        "or to adopt a credential you checked."
+    )
+
+    def add_arguments(self, parser):
+        who = parser.add_mutually_exclusive_group(required=True)
+        who.add_argument("--user", action="append", dest="usernames", help="Bind this person's (repeatable).")
+        who.add_argument("--all", action="store_true", help="Bind everyone's.")
+
+    def handle(self, *args, usernames=None, all=False, **options):  # noqa: A002 - the option's name
+        users = get_user_model().objects.order_by("username")
+        if usernames:
+            users = users.filter(username__in=usernames)
+            missing = sorted(set(usernames) - set(users.values_list("username", flat=True)))
+            if missing:
+                raise CommandError(f"No such user: {', '.join(missing)}.")
+        bound = bindings.bind_rows(
+            users=users, passwords=PasswordBinding, tokens=ApiToken, passkeys=Passkey, states=AccountState
+        )
+        for user in users.filter(pk__in=bound):
+            kinds = sorted(set(bound[user.pk]))
+            record(
+                "config.user.credentials_bound",
+                actor_name="cli",
+                obj=user,
+                details={"username": user.username, "credentials": kinds},
+            )
+            self.stdout.write(f"{user.username}: {', '.join(kinds)}")
+        self.stdout.write(f"Bound the credentials of {len(bound)} of {users.count()} people.")
