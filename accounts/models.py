@@ -10,8 +10,9 @@ def token_digest(key: str) -> str:
 
 
 class ApiToken(models.Model):
-    """An API token. Only its SHA-256 digest is stored: the key is shown once
-    when issued and cannot be read back."""
+    """An API token. Only its SHA-256 digest is stored, bound to its owner
+    (accounts/bindings.py): the key is shown once when issued and cannot be
+    read back."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     prefix = models.CharField(max_length=8, help_text="The key's first characters, to tell tokens apart.")

@@ -1,7 +1,7 @@
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import role_log
+from approvals.management import people
 from approvals.services import memberships
 from audit.writer import record
 
@@ -14,17 +14,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        who = parser.add_mutually_exclusive_group(required=True)
-        who.add_argument("--user", action="append", dest="usernames", help="Attest this person (repeatable).")
-        who.add_argument("--all", action="store_true", help="Attest everyone whose roles differ from the log.")
+        people.add_arguments(
+            parser, one="Attest this person (repeatable).", every="Attest everyone whose roles differ from the log."
+        )
 
     def handle(self, *args, usernames=None, all=False, **options):  # noqa: A002 - the option's name
-        users = get_user_model().objects.order_by("username")
-        if usernames:
-            users = users.filter(username__in=usernames)
-            missing = sorted(set(usernames) - set(users.values_list("username", flat=True)))
-            if missing:
-                raise CommandError(f"No such user: {', '.join(missing)}.")
+        users = people.chosen(usernames)
         problem, _ = memberships.read_roles()
         if problem:
             raise CommandError(f"The audit log cannot be read for roles: {problem}.")

@@ -1,8 +1,8 @@
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from accounts import bindings
 from accounts.models import AccountState, ApiToken, Passkey, PasswordBinding
+from approvals.management import people
 from audit.writer import record
 
 
@@ -15,17 +15,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        who = parser.add_mutually_exclusive_group(required=True)
-        who.add_argument("--user", action="append", dest="usernames", help="Bind this person's (repeatable).")
-        who.add_argument("--all", action="store_true", help="Bind everyone's.")
+        people.add_arguments(parser, one="Bind this person's (repeatable).", every="Bind everyone's.")
 
     def handle(self, *args, usernames=None, all=False, **options):  # noqa: A002 - the option's name
-        users = get_user_model().objects.order_by("username")
-        if usernames:
-            users = users.filter(username__in=usernames)
-            missing = sorted(set(usernames) - set(users.values_list("username", flat=True)))
-            if missing:
-                raise CommandError(f"No such user: {', '.join(missing)}.")
+        users = people.chosen(usernames)
         bound = bindings.bind_rows(
             users=users, passwords=PasswordBinding, tokens=ApiToken, passkeys=Passkey, states=AccountState
         )
