@@ -46,8 +46,10 @@ def holds(stored: str | None, parts: tuple) -> bool:
 # a migration) and lists what its binding covers.
 
 
-def password_parts(user_id: int, encoded: str) -> tuple:
-    return ("password", user_id, encoded)
+def password_parts(user_id: int, encoded: str, email: str) -> tuple:
+    # The address a reset link goes to is part of what signs a local account
+    # in: an address changed in the table refuses sign-in and resets alike.
+    return ("password", user_id, encoded, email)
 
 
 def token_parts(user_id: int, digest: str) -> tuple:
@@ -90,8 +92,8 @@ def bind_rows(*, users, passwords, tokens, passkeys, states) -> dict[int, list[s
 
     bound: dict[int, list[str]] = {}
     held = dict(passwords.objects.filter(user__in=users).values_list("user_id", "binding"))
-    for user_id, encoded in users.values_list("pk", "password").iterator():
-        parts = password_parts(user_id, encoded)
+    for user_id, encoded, email in users.values_list("pk", "password", "email").iterator():
+        parts = password_parts(user_id, encoded, email)
         if is_password_usable(encoded) and not _current(held.get(user_id), parts):
             passwords.objects.update_or_create(user_id=user_id, defaults={"binding": bind(parts)})
             bound.setdefault(user_id, []).append("password")

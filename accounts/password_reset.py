@@ -11,7 +11,8 @@ from django.conf import settings
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.cache import cache
 
-from accounts.services import own_password_set
+from accounts import bindings
+from accounts.services import own_password_set, password_bound
 from audit.writer import record
 
 # Backends that deliver nothing to a mailbox.
@@ -45,6 +46,32 @@ def _over_limit(*, address: str, source_ip: str | None) -> str:
     return ""
 
 
+class BoundAddressResetForm(PasswordResetForm):
+    """Mails only accounts whose address is the one the portal set
+    (accounts/bindings.py): an address changed in the table would send the
+    reset link to whoever changed it. Those are audited, not mailed."""
+
+    def __init__(self, *args, source_ip: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.source_ip = source_ip
+
+    def get_users(self, email):
+        # Asked twice per request (to audit, then to mail): judged once.
+        if getattr(self, "_bound", None) is None:
+            self._bound = []
+            for user in super().get_users(email):
+                if password_bound(user):
+                    self._bound.append(user)
+                    continue
+                bindings.forged(
+                    credential="password",
+                    user=user,
+                    source_ip=self.source_ip,
+                    problem="a reset was asked for an address the portal did not set for this account; not mailed",
+                )
+        return iter(self._bound)
+
+
 def password_reset_request(*, email: str, source_ip: str | None) -> None:
     """Mail a one-time reset link to every active account with address
     `email`, unless a limit is reached. Returns nothing either way, so the
@@ -59,7 +86,7 @@ def password_reset_request(*, email: str, source_ip: str | None) -> None:
             details={"email": address, "limit": limit},
         )
         return
-    form = PasswordResetForm({"email": address})
+    form = BoundAddressResetForm({"email": address}, source_ip=source_ip)
     if not form.is_valid():
         return
     accounts = list(form.get_users(address))

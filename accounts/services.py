@@ -50,10 +50,19 @@ def token_revoke(*, token_id: int, actor=None, actor_name: str = "") -> ApiToken
 
 
 def password_bind(user) -> None:
-    """Bind the password hash the portal just set for `user`
-    (accounts/bindings.py); sign-in refuses a hash that does not bind."""
-    binding = bindings.bind(bindings.password_parts(user.pk, user.password))
+    """Bind the password hash (and reset address) the portal just set for
+    `user` (accounts/bindings.py); sign-in and resets refuse what does not
+    bind."""
+    binding = bindings.bind(bindings.password_parts(user.pk, user.password, user.email))
     PasswordBinding.objects.update_or_create(user_id=user.pk, defaults={"binding": binding})
+
+
+def password_bound(user, *, email: str | None = None) -> bool:
+    """Whether `user`'s password hash and address (or `email`, the one it
+    had) are the ones the portal set, not ones written into the table."""
+    stored = PasswordBinding.objects.filter(user_id=user.pk).values_list("binding", flat=True).first()
+    parts = bindings.password_parts(user.pk, user.password, user.email if email is None else email)
+    return bindings.holds(stored, parts)
 
 
 def mark_password_generated(user) -> None:

@@ -8,15 +8,9 @@ from django.contrib.auth.backends import ModelBackend
 
 from accounts import bindings
 from accounts.directory import directory_configured
-from accounts.models import AccountState, PasswordBinding
+from accounts.models import AccountState
+from accounts.services import password_bound
 from audit.writer import record
-
-
-def password_bound(user) -> bool:
-    """Whether `user`'s password hash is the one the portal set for them
-    (accounts/bindings.py), not one written into the table."""
-    stored = PasswordBinding.objects.filter(user_id=user.pk).values_list("binding", flat=True).first()
-    return bindings.holds(stored, bindings.password_parts(user.pk, user.password))
 
 
 class LocalBackend(ModelBackend):
@@ -37,7 +31,7 @@ class LocalBackend(ModelBackend):
                 credential="password",
                 user=user,
                 source_ip=request.META.get("REMOTE_ADDR") if request is not None else None,
-                problem="the password hash in the table is not one the portal set for this account",
+                problem="the password hash or address in the table is not one the portal set for this account",
             )
             return None
         if user.check_password(password) and self.user_can_authenticate(user):

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from accounts.models import AccountState
 from accounts.role_log import ROLE_GROUPS
+from accounts.services import password_bind, password_bound
 from approvals.choices import Role
 from approvals.config.base import CREATE, UPDATE, ConfigTarget
 from approvals.errors import InvalidInput
@@ -212,11 +213,16 @@ class UserTarget(ConfigTarget):
 
             otp_reset(user=user, actor_name=actor_name)
             return user
+        # A password and address the portal bound stay bound under the new
+        # address; one written into the table stays unbound.
+        rebind = action != CREATE and user.has_usable_password() and password_bound(user)
         for field in ("email", "first_name", "last_name", "is_active"):
             setattr(user, field, after[field])
         user.is_staff = Role.PORTAL_ADMIN in after["roles"]
         user.full_clean(exclude=["password"])
         user.save()
+        if rebind:
+            password_bind(user)
         user.groups.set([groups[r] for r in after["roles"]])
         # What the applied entry says the person holds: the worker believes
         # roles from these entries only (approvals/services/memberships.py).

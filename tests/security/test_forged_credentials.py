@@ -28,8 +28,9 @@ from accounts.services import token_issue
 from approvals.models import Approval, Ticket
 from approvals.services.execution import approvals_problem
 from audit.models import AuditEntry
+from tests.accounts import test_password_reset as resets
 from tests.accounts.test_passkeys import passkey_policy, register, sign_and_approve
-from tests.approvals.helpers import file_ticket, migrate_within_zone, wait_for
+from tests.approvals.helpers import configure, file_ticket, migrate_within_zone, wait_for
 from tests.audit.passkey_authenticator import SoftAuthenticator
 from tests.factories import UserFactory
 from tests.fixtures import slapd as slapd_fixtures
@@ -37,6 +38,7 @@ from tests.fixtures.vcsim import host_of
 
 User = get_user_model()
 slapd, ldap_directory = slapd_fixtures.slapd, slapd_fixtures.ldap_directory
+mailbox, ask = resets.mailbox, resets.ask
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - the test factory's password
 
 
@@ -99,7 +101,7 @@ def test_a_database_writer_cannot_approve_as_the_approver(api, own_lab, requeste
         [mallory.pk, approver.pk],
     )
     assert not signed_in("bob")
-    assert forged("password", "bob").details["problem"].startswith("the password hash in the table")
+    assert forged("password", "bob").details["problem"].startswith("the password hash or address in the table")
 
     # 4. The approver's live session, read from the session table.
     sql("UPDATE auth_user SET password = %s WHERE id = %s", [approver.password, approver.pk])  # put back
@@ -207,3 +209,21 @@ def test_bind_credentials_carries_the_bindings_over_a_new_secret_key(settings, a
     again = io.StringIO()
     call_command("bind_credentials", "--all", stdout=again)
     assert "Bound the credentials of 0 of" in again.getvalue()
+
+
+def test_a_reset_to_an_address_written_in_the_table_is_not_mailed(client, approver, mailbox):
+    sql("UPDATE auth_user SET email = 'writer@evil.invalid' WHERE id = %s", [approver.pk])
+    response = ask(client, "writer@evil.invalid")
+    assert response.status_code == 302  # the same answer as for any address
+    assert mailbox.deliveries == []
+    entry = forged("password", "bob")
+    assert "not mailed" in entry.details["problem"]
+    asked = AuditEntry.objects.get(action="auth.password_reset_requested")
+    assert asked.details["accounts"] == []
+    assert not signed_in("bob")  # nor does the changed address sign in
+
+
+def test_an_address_changed_by_a_request_keeps_the_password_bound(api, approver, portal_admin, portal_admin2):
+    done = configure(api(portal_admin), api(portal_admin2), f"/api/users/{approver.pk}/", {"email": "bob@new.invalid"})
+    assert done.state == "succeeded", done.error
+    assert signed_in("bob")
