@@ -272,8 +272,9 @@ class Approval(models.Model):
 class FreezeWindow(models.Model):
     """A blackout period on one connector, or on one zone of it: no execution
     starts inside it. One-off (starts_at to ends_at), or recurring: each
-    occurrence of `rrule` (an iCalendar RRULE, evaluated from starts_at in
-    UTC) lasts as long as the first one. Set by configuration requests; the
+    occurrence of `rrule` (an iCalendar RRULE from starts_at, in UTC, or on
+    the wall clock of the zone a leading DTSTART;TZID= names) lasts as long
+    as the first one. Set by configuration requests; the
     worker believes the audit log's applied requests, not this table
     (approvals/freezes.py)."""
 
