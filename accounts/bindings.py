@@ -33,12 +33,12 @@ def bind(parts: tuple, *, secret: str | None = None) -> str:
     return salted_hmac(f"twokey.bindings.{kind}", value, secret=secret, algorithm="sha256").hexdigest()
 
 
-def holds(stored: str | None, parts: tuple) -> bool:
-    """Whether `stored` binds these parts, under the current key or a
-    fallback one."""
+def holds(stored: str | None, parts: tuple, *, fallbacks: bool = True) -> bool:
+    """Whether `stored` binds these parts, under the current key or (unless
+    `fallbacks` is off) a fallback one."""
     if not stored:
         return False
-    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    keys = [settings.SECRET_KEY, *(getattr(settings, "SECRET_KEY_FALLBACKS", []) if fallbacks else [])]
     return any(constant_time_compare(stored, bind(parts, secret=key)) for key in keys)
 
 
@@ -66,9 +66,8 @@ def identity_parts(user_id: int, directory: str, directory_id: str) -> tuple:
     return ("directory-identity", user_id, directory, directory_id)
 
 
-def of_passkey(passkey, *, active: bool | None = None) -> tuple:
-    if active is None:
-        active = passkey.removed_at is None and passkey.flagged_at is None
+def of_passkey(passkey) -> tuple:
+    active = passkey.removed_at is None and passkey.flagged_at is None
     return passkey_parts(
         passkey.user_id, passkey.credential_id, passkey.public_key, passkey.alg, passkey.rp_id, active=active
     )
@@ -94,34 +93,34 @@ def bind_rows(*, users, passwords, tokens, passkeys, states) -> dict[int, list[s
     held = dict(passwords.objects.filter(user__in=users).values_list("user_id", "binding"))
     for user_id, encoded, email in users.values_list("pk", "password", "email").iterator():
         parts = password_parts(user_id, encoded, email)
-        if is_password_usable(encoded) and not _current(held.get(user_id), parts):
+        if is_password_usable(encoded) and not holds(held.get(user_id), parts, fallbacks=False):
             passwords.objects.update_or_create(user_id=user_id, defaults={"binding": bind(parts)})
             bound.setdefault(user_id, []).append("password")
-    for model, parts_of, field, kind in (
-        (tokens, of_token, "binding", "api_token"),
-        (passkeys, of_passkey, "binding", "passkey"),
-        (states, of_identity, "identity_binding", "directory_identity"),
+    for rows, parts_of, field, kind in (
+        (tokens.objects.filter(user__in=users), of_token, "binding", "api_token"),
+        (passkeys.objects.filter(user__in=users), of_passkey, "binding", "passkey"),
+        (
+            states.objects.filter(user__in=users).exclude(directory=""),
+            of_identity,
+            "identity_binding",
+            "directory_identity",
+        ),
     ):
-        rows = model.objects.filter(user__in=users)
-        if model is states:
-            rows = rows.exclude(directory="")
         for row in rows.iterator():
-            if not _current(getattr(row, field), parts_of(row)):
-                model.objects.filter(pk=row.pk).update(**{field: bind(parts_of(row))})
+            parts = parts_of(row)
+            if not holds(getattr(row, field), parts, fallbacks=False):
+                rows.filter(pk=row.pk).update(**{field: bind(parts)})
                 bound.setdefault(row.user_id, []).append(kind)
     return bound
 
 
-def _current(stored: str | None, parts: tuple) -> bool:
-    return bool(stored) and constant_time_compare(stored, bind(parts))
-
-
-def forged(*, credential: str, user=None, username: str = "", source_ip: str | None = None, **details) -> None:
-    """Audit a credential that does not bind to the account it stands for."""
-    name = username or (user.get_username() if user is not None else "")
+def forged(*, credential: str, user, source_ip: str | None = None, **details) -> None:
+    """Audit a credential that does not bind to `user`, the account it
+    stands for."""
+    name = user.get_username()
     record(
         FORGED,
-        actor_name=name or "anonymous",
+        actor_name=name,
         obj=user,
         source_ip=source_ip,
         details={"credential": credential, "username": name, **details},

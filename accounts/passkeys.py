@@ -105,7 +105,7 @@ def passkey_register(
     try:
         with transaction.atomic():
             get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-            passkey = Passkey.objects.create(
+            passkey = Passkey(
                 user=user,
                 name=(name or "passkey").strip()[:80],
                 credential_id=credential_id,
@@ -113,10 +113,9 @@ def passkey_register(
                 alg=int(decoded.alg),
                 rp_id=rp_id,
                 sign_count=verified.sign_count,
-                binding=bindings.bind(
-                    bindings.passkey_parts(user.pk, credential_id, public_key, int(decoded.alg), rp_id, active=True)
-                ),
             )
+            passkey.binding = bindings.bind(bindings.of_passkey(passkey))
+            passkey.save(force_insert=True)
             record(
                 "auth.passkey_registered",
                 actor=user,
@@ -136,6 +135,15 @@ def passkey_register(
     return passkey
 
 
+def passkey_retire(passkey: Passkey, field: str) -> None:
+    """Mark the (locked) passkey removed or flagged now (`field`:
+    "removed_at" or "flagged_at"), and bind it as retired, so that clearing
+    the mark in the table does not bring it back."""
+    setattr(passkey, field, timezone.now())
+    passkey.binding = bindings.bind(bindings.of_passkey(passkey))
+    passkey.save(update_fields=[field, "binding"])
+
+
 def passkey_remove(*, user, passkey_id: int, second_factor: bool, source_ip: str | None = None) -> Passkey:
     """Remove one of the user's own passkeys: approvals it signed stop
     counting for tickets not yet carried out."""
@@ -144,9 +152,7 @@ def passkey_remove(*, user, passkey_id: int, second_factor: bool, source_ip: str
         raise SecondFactorRequired("Confirm a code from your authenticator first.")
     with transaction.atomic():
         passkey = Passkey.objects.select_for_update().get(pk=passkey_id, user=user, removed_at=None)
-        passkey.removed_at = timezone.now()
-        passkey.binding = bindings.bind(bindings.of_passkey(passkey))
-        passkey.save(update_fields=["removed_at", "binding"])
+        passkey_retire(passkey, "removed_at")
         record(
             "auth.passkey_removed",
             actor=user,

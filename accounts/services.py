@@ -57,12 +57,11 @@ def password_bind(user) -> None:
     PasswordBinding.objects.update_or_create(user_id=user.pk, defaults={"binding": binding})
 
 
-def password_bound(user, *, email: str | None = None) -> bool:
-    """Whether `user`'s password hash and address (or `email`, the one it
-    had) are the ones the portal set, not ones written into the table."""
+def password_bound(user) -> bool:
+    """Whether `user`'s password hash and address are the ones the portal
+    set, not ones written into the table."""
     stored = PasswordBinding.objects.filter(user_id=user.pk).values_list("binding", flat=True).first()
-    parts = bindings.password_parts(user.pk, user.password, user.email if email is None else email)
-    return bindings.holds(stored, parts)
+    return bindings.holds(stored, bindings.password_parts(user.pk, user.password, user.email))
 
 
 def mark_password_generated(user) -> None:

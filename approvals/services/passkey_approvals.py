@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts import bindings
 from accounts.models import Passkey, PasskeyChallenge
+from accounts.passkeys import passkey_retire
 from approvals import permissions, seals
 from approvals.choices import TicketState
 from approvals.errors import StateConflict
@@ -188,9 +189,7 @@ def flag_cloned(exc: PasskeyCloned, *, user, ticket_id: int) -> None:
     with transaction.atomic():
         passkey = Passkey.objects.select_for_update().get(pk=exc.passkey_id)
         if passkey.flagged_at is None:
-            passkey.flagged_at = timezone.now()
-            passkey.binding = bindings.bind(bindings.of_passkey(passkey))
-            passkey.save(update_fields=["flagged_at", "binding"])
+            passkey_retire(passkey, "flagged_at")
         record(
             "auth.passkey_flagged",
             actor=user,

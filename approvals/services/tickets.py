@@ -289,10 +289,10 @@ def _decide(ticket: Ticket, user, decision: str, comment: str, proof: Proof | No
 
 
 @contextmanager
-def _clone_flagged(ticket_id: int, user):
-    """A passkey whose sign count went backwards is flagged, and one whose
-    row does not bind to the approver is audited as forged (after the
-    refused transaction rolled back)."""
+def _passkey_refusal_kept(ticket_id: int, user):
+    """What a refused passkey leaves after the refused transaction rolled
+    back: one whose sign count went backwards is flagged, one whose row does
+    not bind to the approver is audited as forged."""
     try:
         yield
     except passkey_approvals.PasskeyCloned as exc:
@@ -321,7 +321,7 @@ def ticket_approve(
     authenticator is refused (and audited) before anything else is judged."""
     with (
         _refusal_audited(ticket_id, approver, Decision.APPROVE),
-        _clone_flagged(ticket_id, approver),
+        _passkey_refusal_kept(ticket_id, approver),
         transaction.atomic(),
     ):
         ticket = _locked_ticket(ticket_id)
