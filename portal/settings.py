@@ -270,6 +270,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'twokey.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        # A kept connection is checked before its first use in a request or
+        # task, so one the server dropped meanwhile is replaced, not failed on.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -281,6 +284,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Which of the portal's processes holds a connection, as the database's
+    # own activity view shows it (pg_stat_activity.application_name).
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = f"twokey-{SERVICE or 'portal'}"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -392,6 +399,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER")
 CELERY_TIMEZONE = TIME_ZONE
+# Celery's Django fixup closes every database connection before and after
+# each task unless told to reuse them: each ticket, notification and
+# checkpoint then paid for a new PostgreSQL connection (a backend started,
+# its catalogue caches cold), the largest part of a ticket's time. Reuse is
+# unbounded here; portal/celery.py keeps connections as Django keeps them
+# across requests instead (closed at a task's edges only when broken or older
+# than CONN_MAX_AGE, and checked before reuse).
+CELERY_DB_REUSE_MAX = 2**31
 # Two queues. EXECUTION_QUEUE (Celery's default name, so anything unrouted
 # lands there) is for work that logs in to a hypervisor, consumed by the
 # worker, which holds CREDENTIALS_KEY. PORTAL_QUEUE is for the portal's own

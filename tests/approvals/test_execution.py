@@ -12,7 +12,7 @@ from pyVmomi import vim
 from approvals import tasks
 from approvals.models import Ticket
 from audit.models import AuditEntry, Checkpoint
-from tests.approvals.helpers import ADMIN_ACCESS, DEV_TO_PROD, VM_CREATE, file_ticket, wait_for
+from tests.approvals.helpers import ADMIN_ACCESS, DEV_TO_PROD, VM_CREATE, file_ticket, migrate_within_zone, wait_for
 from tests.conftest import register_lab
 from tests.fixtures.vcsim import start_vcsim
 from tests.fixtures.workers import EXECUTION_QUEUE, PORTAL_QUEUE
@@ -214,3 +214,52 @@ def test_worker_killed_mid_clone_ends_succeeded_with_one_vm(api, db, roles, requ
         )
     finally:
         slow.close()
+
+
+def worker_backends() -> set:
+    """The PostgreSQL backends worker processes hold: (pid, backend_start)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = 'twokey-worker'")
+        return set(cursor.fetchall())
+
+
+def test_a_worker_keeps_its_database_connection_and_replaces_one_the_server_dropped(
+    api, own_lab, requester, approver, workers, check
+):
+    """Celery closes every database connection at each task's edges unless
+    told otherwise, so each ticket started a new PostgreSQL backend. The
+    worker keeps its connection from one ticket to the next, as Django keeps
+    them across requests; one the server dropped between two tickets is
+    replaced when the next one starts (a health check), not failed on."""
+    [worker] = workers(1, beat=False)
+
+    def migrate_and_wait():
+        body = migrate_within_zone(api(requester), own_lab)
+        ticket = file_ticket(api(requester), own_lab, "vm_migrate", body)
+        approve_all(api, ticket, approver)
+        done = wait_for(ticket["id"], "succeeded", "failed")
+        assert done.state == "succeeded", done.error
+        [vm] = find_vms(check, "dev-app-01")
+        assert vm.runtime.host.name == body["target_host"]  # read back in a session of the test's own
+
+    migrate_and_wait()
+    time.sleep(0.5)  # the task's own end (its notifications too) is past
+    after_first = worker_backends()
+    assert after_first, "the worker closed its connection after the ticket"
+    migrate_and_wait()
+    assert after_first <= worker_backends(), "the second ticket ran on a new backend"
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # the server drops the worker's connections
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'twokey-worker'"
+        )
+    migrate_and_wait()
+    assert not after_first & worker_backends()
+    # Whichever task came first after the drop (a notification or the
+    # execution) ran on a new connection: none met the dropped one.
+    assert "OperationalError" not in worker.output()
+    assert "terminating connection" not in worker.output()
