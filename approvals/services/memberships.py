@@ -161,8 +161,8 @@ def forged_roles_problem(ticket, decisions) -> str | None:
     does is a role taken away: the usual checks count it for nothing.) When
     the log shows every one, the database is not asked."""
     problem, people = read_roles()
-    requester = ticket.requester
     if ticket.is_emergency or ticket.is_standard:
+        requester = ticket.requester
         role = Role.BREAK_GLASS if ticket.is_emergency else Role.REQUESTER
         if not problem and _holds(people, requester, role=role):
             return None

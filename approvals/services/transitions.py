@@ -29,22 +29,27 @@ def transition(
     if to not in ALLOWED_TRANSITIONS[source]:
         raise StateConflict(f"{ticket.ref} is {source}; it cannot become {to}.")
     now = timezone.now()
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (two statements fewer a
+    # move): an entry that fails to append fails the caller's work with it,
+    # and a lost compare-and-set, which wrote nothing, is raised only once
+    # the block has ended, so the caller's transaction stays usable.
+    with transaction.atomic(savepoint=False):
         updated = Ticket.objects.filter(pk=ticket.pk, state=source).update(state=to, updated_at=now, **fields)
-        if not updated:
-            current = Ticket.objects.filter(pk=ticket.pk).values_list("state", flat=True).first()
-            raise StateConflict(f"{ticket.ref} is {current}; it cannot become {to}.")
-        record(
-            f"ticket.{to}",
-            actor=actor,
-            actor_name=actor_name,
-            ticket=ticket,
-            obj=ticket,
-            details={"from": source, "to": to, **(details or {})},
-        )
-        if to in FINAL_STATES or to == TicketState.SUCCEEDED:
-            # The ticket's story is told: have it signed and witnessed now, not at the next minute.
-            transaction.on_commit(checkpoint_soon, robust=True)
+        if updated:
+            record(
+                f"ticket.{to}",
+                actor=actor,
+                actor_name=actor_name,
+                ticket=ticket,
+                obj=ticket,
+                details={"from": source, "to": to, **(details or {})},
+            )
+            if to in FINAL_STATES or to == TicketState.SUCCEEDED:
+                # The ticket's story is told: have it signed and witnessed now, not at the next minute.
+                transaction.on_commit(checkpoint_soon, robust=True)
+    if not updated:
+        current = Ticket.objects.filter(pk=ticket.pk).values_list("state", flat=True).first()
+        raise StateConflict(f"{ticket.ref} is {current}; it cannot become {to}.")
     ticket.state = to
     ticket.updated_at = now
     for name, value in fields.items():
