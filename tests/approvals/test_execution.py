@@ -7,6 +7,7 @@ import time
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from pyVmomi import vim
 
 from approvals import tasks
@@ -216,12 +217,14 @@ def test_worker_killed_mid_clone_ends_succeeded_with_one_vm(api, db, roles, requ
         slow.close()
 
 
+# The connections worker processes hold, by the name they give PostgreSQL.
+WORKER_BACKENDS = "FROM pg_stat_activity WHERE application_name = 'twokey-worker'"
+
+
 def worker_backends() -> set:
     """The PostgreSQL backends worker processes hold: (pid, backend_start)."""
-    from django.db import connection
-
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = 'twokey-worker'")
+        cursor.execute(f"SELECT pid, backend_start {WORKER_BACKENDS}")  # noqa: S608 - a constant
         return set(cursor.fetchall())
 
 
@@ -251,12 +254,8 @@ def test_a_worker_keeps_its_database_connection_and_replaces_one_the_server_drop
     migrate_and_wait()
     assert after_first <= worker_backends(), "the second ticket ran on a new backend"
 
-    from django.db import connection
-
     with connection.cursor() as cursor:  # the server drops the worker's connections
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'twokey-worker'"
-        )
+        cursor.execute(f"SELECT pg_terminate_backend(pid) {WORKER_BACKENDS}")  # noqa: S608 - a constant
     migrate_and_wait()
     assert not after_first & worker_backends()
     # Whichever task came first after the drop (a notification or the
