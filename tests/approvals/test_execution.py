@@ -228,6 +228,27 @@ def worker_backends() -> set:
         return set(cursor.fetchall())
 
 
+TASK_LINE = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] (received|succeeded|raised|retry)")
+
+
+def wait_until_idle(worker, timeout: float = 20.0) -> None:
+    """Every task the worker received (a checkpoint held for its countdown
+    too) has ended, and its backends sit idle: a connection dropped now is
+    dropped between tasks, not under one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        received, ended = set(), set()
+        for task_id, what in TASK_LINE.findall(worker.output()):
+            (received if what == "received" else ended).add(task_id)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) {WORKER_BACKENDS} AND state <> 'idle'")  # noqa: S608 - a constant
+            [busy] = cursor.fetchone()
+        if received <= ended and not busy:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the worker did not go idle")
+
+
 def test_a_worker_keeps_its_database_connection_and_replaces_one_the_server_dropped(
     api, own_lab, requester, approver, workers, check
 ):
@@ -248,12 +269,13 @@ def test_a_worker_keeps_its_database_connection_and_replaces_one_the_server_drop
         assert vm.runtime.host.name == body["target_host"]  # read back in a session of the test's own
 
     migrate_and_wait()
-    time.sleep(0.5)  # the task's own end (its notifications too) is past
+    wait_until_idle(worker)  # the ticket's notifications and checkpoint are past
     after_first = worker_backends()
     assert after_first, "the worker closed its connection after the ticket"
     migrate_and_wait()
     assert after_first <= worker_backends(), "the second ticket ran on a new backend"
 
+    wait_until_idle(worker)
     with connection.cursor() as cursor:  # the server drops the worker's connections
         cursor.execute(f"SELECT pg_terminate_backend(pid) {WORKER_BACKENDS}")  # noqa: S608 - a constant
     migrate_and_wait()
