@@ -60,4 +60,12 @@ say "static checks (ruff, bandit)"
 "$VENV/bin/bandit" --quiet --severity-level medium -r accounts approvals audit connectors portal ||
     die "bandit found medium or high severity problems (see above)"
 
-exec "$VENV/bin/pytest" "$@"
+# Two or more test processes (pytest-xdist), each with a database, Redis
+# databases and a data directory of its own (tests/parallel.py): most tests
+# wait on workers, labs and browsers, so two share two cores well. At most
+# six fit the Redis databases; TEST_PROCESSES=0 runs in this process.
+processes=${TEST_PROCESSES:-$(nproc 2>/dev/null || echo 2)}
+[ "$processes" -eq 0 ] || [ "$processes" -ge 2 ] || processes=2
+[ "$processes" -le 4 ] || processes=4
+say "pytest in $processes processes"
+exec "$VENV/bin/pytest" -n "$processes" "$@"

@@ -218,7 +218,7 @@ def test_worker_killed_mid_clone_ends_succeeded_with_one_vm(api, db, roles, requ
 
 
 # The connections worker processes hold, by the name they give PostgreSQL.
-WORKER_BACKENDS = "FROM pg_stat_activity WHERE application_name = 'twokey-worker'"
+WORKER_BACKENDS = "FROM pg_stat_activity WHERE application_name = 'twokey-worker' AND datname = current_database()"
 
 
 def worker_backends() -> set:
