@@ -67,5 +67,5 @@ say "static checks (ruff, bandit)"
 processes=${TEST_PROCESSES:-$(nproc 2>/dev/null || echo 2)}
 [ "$processes" -eq 0 ] || [ "$processes" -ge 2 ] || processes=2
 [ "$processes" -le 4 ] || processes=4
-say "pytest in $processes processes"
+if [ "$processes" -eq 0 ]; then say "pytest in one process"; else say "pytest in $processes processes"; fi
 exec "$VENV/bin/pytest" -n "$processes" "$@"
