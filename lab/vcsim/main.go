@@ -601,9 +601,22 @@ func labInstanceUUID(flagValue, dataDir string) (string, error) {
 	return id, nil
 }
 
+// quietLog drops the simulator's note that an update wait ended with
+// nothing to report. The inventory sync waits one heartbeat at a time, so
+// under ./twokey run the note came every two seconds and buried the rest.
+type quietLog struct{ out io.Writer }
+
+func (q quietLog) Write(line []byte) (int, error) {
+	if strings.Contains(string(line), "WaitForUpdates MaxWaitSeconds exceeded") {
+		return len(line), nil
+	}
+	return q.out.Write(line)
+}
+
 func main() {
 	log.SetPrefix("twokey-vcsim: ")
 	log.SetFlags(log.LstdFlags)
+	log.SetOutput(quietLog{os.Stderr})
 
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on (port 0 picks a free port)")
 	username := flag.String("username", "", "login user name (default: $VCSIM_USERNAME, else \"administrator@vsphere.local\")")

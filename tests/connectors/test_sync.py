@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from audit.models import AuditEntry, Finding
 from connectors.inventory_store import load_inventory
@@ -225,3 +225,23 @@ def test_what_tickets_do_is_explained_while_it_follows(lab, si, syncs, api, requ
     move_by_hand(si, "prod-db-01", "prod-esx-01")
     wait_for(finding("vm_moved", name="prod-db-01"), timeout=10, what=sync.output)
     assert Finding.objects.count() == 1
+
+
+def test_an_update_wait_that_ends_empty_is_not_logged_by_the_lab(fresh_vcsim):
+    """The sync waits one heartbeat at a time; the simulator noted each empty
+    wait, which under ./twokey run buried its log in one line every two
+    seconds. The lab's launcher drops that note and keeps the rest."""
+    si = fresh_vcsim.connect()
+    pc = si.content.propertyCollector
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=si.content.rootFolder)],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Folder, pathSet=["name"])],
+    )
+    pc.CreateFilter(spec, partialUpdates=False)
+    first = pc.WaitForUpdatesEx("", vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
+    assert first is not None
+    empty = pc.WaitForUpdatesEx(first.version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
+    assert empty is None  # the wait ran out with nothing to report
+    log = fresh_vcsim.stderr_text
+    assert "serving https://" in log  # the launcher's own lines still come through
+    assert "MaxWaitSeconds exceeded" not in log
