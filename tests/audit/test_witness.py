@@ -35,8 +35,9 @@ from audit.witness import witness_key
 from audit.writer import entry_fields, entry_hash, record
 from tests.approvals.helpers import file_ticket, migrate_within_zone
 from tests.audit.conftest import triggers_off
+from tests.fixtures.slapd import free_port
 from tests.fixtures.workers import subprocess_database_url
-from tests.portal.test_web_without_keys import Web, free_port, web_env
+from tests.portal.test_web_without_keys import Web, web_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_checkpoints")]
 

@@ -6,7 +6,6 @@ shows comes from the worker, and the audit chain still verifies."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,18 +28,13 @@ from audit.verify import verify_chain
 from tests.approvals.helpers import body
 from tests.conftest import register_lab
 from tests.connectors.relay import Relay
+from tests.fixtures.slapd import free_port
 from tests.fixtures.vcsim import VcsimProcess, host_of
 from tests.fixtures.workers import subprocess_database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Web:
