@@ -143,6 +143,41 @@ def _free_username(wanted: str, entry: DirectoryEntry) -> str:
     return f"{base}-{suffix}"
 
 
+def _bound_name(user) -> str | None:
+    """The username under which the audit log shows the portal last bound a
+    directory identity to `user`, or None if it never did."""
+    from audit.models import AuditEntry
+
+    entry = (
+        AuditEntry.objects.filter(
+            action__in=("directory.account_bound", "directory.account_created"),
+            object_type=user._meta.label_lower,
+            object_id=str(user.pk),
+        )
+        .order_by("-seq")
+        .only("details")
+        .first()
+    )
+    return entry.details.get("username") if entry is not None else None
+
+
+def _refuse_forged(user, entry: DirectoryEntry, source_ip, problem: str):
+    """Audit a directory identity the table was changed around, and refuse
+    the sign-in (DirectoryRefused)."""
+    bindings.forged(
+        credential="directory_identity",
+        user=user,
+        source_ip=source_ip,
+        directory=entry.kind,
+        identity=entry.directory_id,
+        problem=problem,
+    )
+    raise DirectoryRefused(
+        f"The {entry.kind} identity {entry.directory_id} is not bound to the account {user.username} "
+        "by the portal: the table was changed. Ask the portal's administrators."
+    )
+
+
 def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
     """The account of the directory's person: bound to their identity, else
     (LDAP only) the local account of the same name, which the directory
@@ -156,17 +191,8 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
     )
     if state is not None:
         if not bindings.holds(state.identity_binding, bindings.of_identity(state)):
-            bindings.forged(
-                credential="directory_identity",
-                user=state.user,
-                source_ip=source_ip,
-                directory=entry.kind,
-                identity=entry.directory_id,
-                problem="the account's directory identity was not bound to it by the portal",
-            )
-            raise DirectoryRefused(
-                f"The {entry.kind} identity {entry.directory_id} is not bound to the account {state.user.username} "
-                "by the portal: the table was changed. Ask the portal's administrators."
+            _refuse_forged(
+                state.user, entry, source_ip, "the account's directory identity was not bound to it by the portal"
             )
         return state.user, state
     user = None
@@ -183,6 +209,18 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
             )
         if state.directory and state.directory != entry.kind:
             raise DirectoryRefused(f"{user.username} signs in through {state.directory}, not {entry.kind}.")
+        # A person the directory moved keeps their account, but only from an
+        # identity the portal bound, under the name it bound it to: the portal
+        # neither unbinds identities nor renames accounts, so an account the
+        # log shows bound that lost its identity row, or has another name,
+        # was changed in the table (a writer clearing the way to take it over).
+        bound_as = _bound_name(user)
+        if bound_as is not None and not state.directory:
+            _refuse_forged(user, entry, source_ip, "the account's directory identity was removed outside the portal")
+        if bound_as is not None and bound_as != user.username:
+            _refuse_forged(user, entry, source_ip, f"the account bound as {bound_as} was renamed outside the portal")
+        if state.directory and not bindings.holds(state.identity_binding, bindings.of_identity(state)):
+            _refuse_forged(user, entry, source_ip, "the account's directory identity was not bound to it by the portal")
         before = {"directory": state.directory, "directory_id": state.directory_id}
         state.directory, state.directory_id = entry.kind, entry.directory_id
         state.identity_binding = bindings.bind(bindings.of_identity(state))

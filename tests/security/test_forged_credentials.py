@@ -162,11 +162,14 @@ def test_the_worker_refuses_an_approval_whose_passkey_row_was_rewritten(api, lab
     )
 
 
+def ldap_sign_in(ldap_directory, name):
+    page = Client().post("/accounts/login/", {"username": name, "password": ldap_directory.password(name)})
+    return page.wsgi_request.user
+
+
 def test_a_directory_identity_moved_to_another_account_signs_nobody_in(ldap_directory, roles):
     def sign_in(name):
-        client = Client()
-        page = client.post("/accounts/login/", {"username": name, "password": ldap_directory.password(name)})
-        return page.wsgi_request.user
+        return ldap_sign_in(ldap_directory, name)
 
     sec1 = sign_in("sec1")
     assert sec1.username == "sec1"
@@ -186,6 +189,48 @@ def test_a_directory_identity_moved_to_another_account_signs_nobody_in(ldap_dire
     refused = AuditEntry.objects.filter(action="directory.sign_in_refused").latest("seq")
     assert "is not bound to the account victim by the portal" in refused.details["reason"]
     assert json.dumps(entry.details).count(ldap_directory.password("sec1")) == 0
+
+
+def test_an_account_renamed_or_cleared_in_the_table_is_not_taken_over_by_the_directory(ldap_directory, roles):
+    """The directory takes over a local account by its name. The writer `req`
+    (a requester in the directory) clears the way for their own sign-in to
+    land on the approver sec1's account: their identity row deleted, their
+    account renamed away, sec1's renamed `req`; then sec1's identity row
+    cleared too. Each time the log shows the account bound as sec1, so
+    neither the sign-in nor the sync takes it over."""
+    sec1, req = ldap_sign_in(ldap_directory, "sec1"), ldap_sign_in(ldap_directory, "req")
+    table = User._meta.db_table
+    sql("DELETE FROM accounts_accountstate WHERE user_id = %s", [req.pk])
+    sql(f"UPDATE {table} SET username = 'req-old' WHERE id = %s", [req.pk])  # noqa: S608 - the model's table
+    sql(f"UPDATE {table} SET username = 'req' WHERE id = %s", [sec1.pk])  # noqa: S608 - the model's table
+    [(sec1_dn,)] = sql("SELECT directory_id FROM accounts_accountstate WHERE user_id = %s", [sec1.pk])
+
+    assert not ldap_sign_in(ldap_directory, "req").is_authenticated
+    renamed = forged("directory_identity", "req")
+    assert renamed.object_id == str(sec1.pk)
+    assert renamed.details["problem"] == "the account bound as sec1 was renamed outside the portal"
+    refused = AuditEntry.objects.filter(action="directory.sign_in_refused").latest("seq")
+    assert "is not bound to the account req by the portal" in refused.details["reason"]
+    assert sql("SELECT directory_id FROM accounts_accountstate WHERE user_id = %s", [sec1.pk]) == [(sec1_dn,)]
+
+    sql(
+        "UPDATE accounts_accountstate SET directory = '', directory_id = '', identity_binding = '' WHERE user_id = %s",
+        [sec1.pk],
+    )
+    assert not ldap_sign_in(ldap_directory, "req").is_authenticated
+    call_command("sync_directory", stdout=io.StringIO())  # the sync looks the account up by its name as well
+    cleared = AuditEntry.objects.filter(action="auth.credential_forged", object_id=str(sec1.pk)).order_by("seq")
+    assert [e.details["problem"] for e in cleared][1:] == [
+        "the account's directory identity was removed outside the portal"
+    ] * 2
+    # Never bound to req's identity, never given req's roles: as a local
+    # account beside a directory, the sync took the roles it had.
+    assert sql("SELECT directory_id FROM accounts_accountstate WHERE user_id = %s", [sec1.pk]) == [("",)]
+    assert not User.objects.get(pk=sec1.pk).groups.exists()
+    after = AuditEntry.objects.filter(action__startswith="directory.", object_id=str(sec1.pk), seq__gt=renamed.seq)
+    assert [(e.action, e.details["directory"], e.details["roles"]) for e in after] == [
+        ("directory.roles_changed", "local", {"from": ["approver"], "to": []})
+    ]
 
 
 @pytest.mark.django_db
