@@ -178,6 +178,15 @@ def _refuse_forged(user, entry: DirectoryEntry, source_ip, problem: str):
     )
 
 
+def _require_bound(state, entry: DirectoryEntry, source_ip) -> None:
+    """Refuse (and audit) an account whose directory identity the portal did
+    not bind to it."""
+    if not bindings.holds(state.identity_binding, bindings.of_identity(state)):
+        _refuse_forged(
+            state.user, entry, source_ip, "the account's directory identity was not bound to it by the portal"
+        )
+
+
 def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
     """The account of the directory's person: bound to their identity, else
     (LDAP only) the local account of the same name, which the directory
@@ -190,10 +199,7 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
         .first()
     )
     if state is not None:
-        if not bindings.holds(state.identity_binding, bindings.of_identity(state)):
-            _refuse_forged(
-                state.user, entry, source_ip, "the account's directory identity was not bound to it by the portal"
-            )
+        _require_bound(state, entry, source_ip)
         return state.user, state
     user = None
     if entry.kind == LDAP:
@@ -219,8 +225,8 @@ def _account_for(entry: DirectoryEntry, *, actor_name: str, source_ip=None):
             _refuse_forged(user, entry, source_ip, "the account's directory identity was removed outside the portal")
         if bound_as is not None and bound_as != user.username:
             _refuse_forged(user, entry, source_ip, f"the account bound as {bound_as} was renamed outside the portal")
-        if state.directory and not bindings.holds(state.identity_binding, bindings.of_identity(state)):
-            _refuse_forged(user, entry, source_ip, "the account's directory identity was not bound to it by the portal")
+        if state.directory:
+            _require_bound(state, entry, source_ip)
         before = {"directory": state.directory, "directory_id": state.directory_id}
         state.directory, state.directory_id = entry.kind, entry.directory_id
         state.identity_binding = bindings.bind(bindings.of_identity(state))

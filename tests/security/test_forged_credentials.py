@@ -168,10 +168,7 @@ def ldap_sign_in(ldap_directory, name):
 
 
 def test_a_directory_identity_moved_to_another_account_signs_nobody_in(ldap_directory, roles):
-    def sign_in(name):
-        return ldap_sign_in(ldap_directory, name)
-
-    sec1 = sign_in("sec1")
+    sec1 = ldap_sign_in(ldap_directory, "sec1")
     assert sec1.username == "sec1"
     victim = UserFactory(username="victim", roles=["approver"])
     # The writer moves sec1's directory identity onto the victim's account.
@@ -183,7 +180,7 @@ def test_a_directory_identity_moved_to_another_account_signs_nobody_in(ldap_dire
         " false, false, '')",
         [victim.pk, dn],
     )
-    assert not sign_in("sec1").is_authenticated
+    assert not ldap_sign_in(ldap_directory, "sec1").is_authenticated
     entry = forged("directory_identity", "victim")
     assert entry.details["identity"] == dn
     refused = AuditEntry.objects.filter(action="directory.sign_in_refused").latest("seq")
